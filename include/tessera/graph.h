@@ -109,7 +109,11 @@ int ts_graph_num_nodes(const ts_graph *g);
 ts_node_view ts_graph_node(const ts_graph *g, int i);
 int ts_graph_num_values(const ts_graph *g);
 ts_value_view ts_graph_value(const ts_graph *g, int id);
-int ts_graph_input(const ts_graph *g);  /* the (single) data input id */
+int ts_graph_input(const ts_graph *g);  /* the first data input id, or -1 */
+/* Graphs may have several run-time inputs (ONNX test graphs feed weights as
+ * inputs); they are fed in declaration order to ts_graph_forward_multi. */
+int ts_graph_num_inputs(const ts_graph *g);
+int ts_graph_input_at(const ts_graph *g, int i);
 int ts_graph_output(const ts_graph *g); /* output value id */
 /* Mutable access to an initializer (training updates it in place). */
 ts_tensor *ts_graph_init_tensor(ts_graph *g, int id);
@@ -130,12 +134,19 @@ void ts_graph_set_executor(ts_graph *g, const ts_layer_executor *ex);
 
 /* ---- planning and execution ------------------------------------------- */
 
-/* Infers shapes for this batch size and allocates every buffer once. With
+/* Infers shapes for this batch size (it replaces a -1 leading dimension of
+ * each input; fixed dimensions are used as declared) and allocates every
+ * buffer once. Inference plans reuse activation memory by liveness and run
+ * element-wise ops in place, so peak memory is about the weights plus the two
+ * largest live activations plus the largest scratch buffer. With
  * training = 1 also gradient buffers and BN/dropout training state. Can be
  * called again to re-plan (different batch or mode). */
 ts_status ts_graph_plan(ts_graph *g, int batch, int training, ts_err *err);
 /* Runs the forward pass; input must have the planned input shape. */
 ts_status ts_graph_forward(ts_graph *g, const ts_tensor *input, ts_err *err);
+/* Runs forward with one tensor per graph input, in declaration order. */
+ts_status ts_graph_forward_multi(ts_graph *g, const ts_tensor *const *inputs, int n,
+                                 ts_err *err);
 /* The output of the last forward (owned by the graph). */
 const ts_tensor *ts_graph_result(const ts_graph *g);
 /* Any planned value's tensor after forward (owned by the graph), or NULL. */

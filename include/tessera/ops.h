@@ -12,6 +12,8 @@
  *   two nodes (a residual) gets the sum of its gradients; the caller zeroes
  *   gradient buffers once per step. Any gradient pointer may be NULL when
  *   that gradient is not wanted.
+ * - In-place calls (y == x) must work for: leaky_relu forward,
+ *   batchnorm_forward_infer (the graph runs them in place to save memory).
  * - GEMM goes to OpenBLAS (cblas_sgemm); the thread count is the one set by
  *   ts_threads_set.
  */
