@@ -147,6 +147,10 @@ ts_status ts_graph_forward(ts_graph *g, const ts_tensor *input, ts_err *err);
 /* Runs forward with one tensor per graph input, in declaration order. */
 ts_status ts_graph_forward_multi(ts_graph *g, const ts_tensor *const *inputs, int n,
                                  ts_err *err);
+/* Forward that also adds each node's wall time (seconds) to
+ * node_seconds[i] (an array of ts_graph_num_nodes doubles). */
+ts_status ts_graph_forward_profiled(ts_graph *g, const ts_tensor *input, double *node_seconds,
+                                    ts_err *err);
 /* The output of the last forward (owned by the graph). */
 const ts_tensor *ts_graph_result(const ts_graph *g);
 /* Any planned value's tensor after forward (owned by the graph), or NULL. */

@@ -5,6 +5,8 @@
 #include "cli.h"
 
 /* One declaration and one table row per command (src/cli/cmd_<name>.c). */
+int ts_cmd_inspect(int argc, char **argv);
+int ts_cmd_bench(int argc, char **argv);
 
 static int ts_cmd_version(int argc, char **argv) {
     (void)argc;
@@ -14,6 +16,8 @@ static int ts_cmd_version(int argc, char **argv) {
 }
 
 static const ts_cli_command COMMANDS[] = {
+    {"inspect", "list a model's layers, shapes, parameters, MACs and memory", ts_cmd_inspect},
+    {"bench", "time a model's forward pass layer by layer", ts_cmd_bench},
     {"version", "print the version", ts_cmd_version},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

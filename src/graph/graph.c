@@ -759,8 +759,8 @@ static ts_status run_node(ts_graph *g, int idx, ts_err *err) {
     }
 }
 
-ts_status ts_graph_forward_multi(ts_graph *g, const ts_tensor *const *inputs, int n_inputs,
-                                 ts_err *err) {
+static ts_status forward_impl(ts_graph *g, const ts_tensor *const *inputs, int n_inputs,
+                              double *node_seconds, ts_err *err) {
     if (!g->planned) return ts_errorf(err, TS_ERR_INVALID, "the graph is not planned");
     if (n_inputs != g->n_inputs)
         return ts_errorf(err, TS_ERR_INVALID, "the graph takes %d inputs, %d given", g->n_inputs,
@@ -776,14 +776,26 @@ ts_status ts_graph_forward_multi(ts_graph *g, const ts_tensor *const *inputs, in
         copy_act(inputs[i], &v->act);
     }
     for (int i = 0; i < g->n_nodes; i++) {
+        double t0 = node_seconds ? ts_now() : 0;
         ts_status s = run_node(g, i, err);
         if (s != TS_OK) return s;
+        if (node_seconds) node_seconds[i] += ts_now() - t0;
     }
     return TS_OK;
 }
 
+ts_status ts_graph_forward_multi(ts_graph *g, const ts_tensor *const *inputs, int n_inputs,
+                                 ts_err *err) {
+    return forward_impl(g, inputs, n_inputs, NULL, err);
+}
+
 ts_status ts_graph_forward(ts_graph *g, const ts_tensor *input, ts_err *err) {
-    return ts_graph_forward_multi(g, &input, 1, err);
+    return forward_impl(g, &input, 1, NULL, err);
+}
+
+ts_status ts_graph_forward_profiled(ts_graph *g, const ts_tensor *input, double *node_seconds,
+                                    ts_err *err) {
+    return forward_impl(g, &input, 1, node_seconds, err);
 }
 
 const ts_tensor *ts_graph_result(const ts_graph *g) {
