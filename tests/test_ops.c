@@ -60,14 +60,17 @@ static int irand(int lo, int hi) { /* [lo, hi] */
 /* max |got - want| / (1 + max|want|) over n elements. */
 static double max_err(const float *got, const double *want, int64_t n) {
     double e = 0, scale = 1;
-    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
-    for (int64_t i = 0; i < n; i++) e = fmax(e, fabs(got[i] - want[i]));
+    for (int64_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(want[i]));
+    for (int64_t i = 0; i < n; i++)
+        e = fmax(e, fabs(got[i] - want[i]));
     return e / scale;
 }
 
 static double dot_d(const float *a, const float *b, int64_t n) {
     double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    for (int64_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
     return s;
 }
 
@@ -94,8 +97,8 @@ static int grad_check(const char *what, float *p, int64_t n, const float *ana, l
         double tol = atol + rtol * fmax(fabs(num), fabs(ana[i]));
         if (fabs(num - ana[i]) > tol) {
             if (bad < 3)
-                fprintf(stderr, "  %s[%lld]: numeric %.6g analytic %.6g\n", what, (long long)i,
-                        num, (double)ana[i]);
+                fprintf(stderr, "  %s[%lld]: numeric %.6g analytic %.6g\n", what, (long long)i, num,
+                        (double)ana[i]);
             bad++;
         }
     }
@@ -107,7 +110,8 @@ static int grad_check(const char *what, float *p, int64_t n, const float *ana, l
 static float *grad_delta(const ts_tensor *g, const ts_tensor *base) {
     float *d = malloc((size_t)g->size * sizeof *d);
     TS_ASSERT(d);
-    for (int64_t i = 0; i < g->size; i++) d[i] = g->data[i] - base->data[i];
+    for (int64_t i = 0; i < g->size; i++)
+        d[i] = g->data[i] - base->data[i];
     return d;
 }
 
@@ -129,8 +133,8 @@ static int ref_conv_out(const conv_case *cc, int64_t *oh, int64_t *ow) {
 }
 
 /* Naive double conv: y[n][m][oy][ox] = b[m] + sum x * w. */
-static void ref_conv(const conv_case *cc, const float *x, const float *w, const float *b,
-                     double *y, int64_t oh, int64_t ow) {
+static void ref_conv(const conv_case *cc, const float *x, const float *w, const float *b, double *y,
+                     int64_t oh, int64_t ow) {
     const ts_conv2d_params *p = &cc->p;
     int64_t cg = cc->c / p->groups, mg = cc->m / p->groups;
     for (int64_t n = 0; n < cc->n; n++)
@@ -268,13 +272,13 @@ static void check_conv_forward(const conv_case *cc, const char *label) {
     TS_CHECK_OK(s, &err);
     TS_CHECK(ts_shape_eq(&ys, &f.y->s));
     int use_bias = irand(0, 1);
-    TS_CHECK_OK(ts_conv2d_forward(&cc->p, f.x, f.w, use_bias ? f.b : NULL, f.y, f.ws, &err),
-                &err);
+    TS_CHECK_OK(ts_conv2d_forward(&cc->p, f.x, f.w, use_bias ? f.b : NULL, f.y, f.ws, &err), &err);
     double *ref = malloc((size_t)f.y->size * sizeof *ref);
     ref_conv(cc, f.x->data, f.w->data, use_bias ? f.b->data : NULL, ref, f.y->s.shape[2],
              f.y->s.shape[3]);
     double e = max_err(f.y->data, ref, f.y->size);
-    TS_CHECK_MSG(e < 1e-5, "%s: conv x[%lld,%lld,%lld,%lld] w[%lld,%lld,%lld,%lld] s(%d,%d) "
+    TS_CHECK_MSG(e < 1e-5,
+                 "%s: conv x[%lld,%lld,%lld,%lld] w[%lld,%lld,%lld,%lld] s(%d,%d) "
                  "d(%d,%d) pads(%d,%d,%d,%d) g%d: err %.3g",
                  label, (long long)cc->n, (long long)cc->c, (long long)cc->h, (long long)cc->w,
                  (long long)cc->m, (long long)(cc->c / cc->p.groups), (long long)cc->kh,
@@ -375,8 +379,8 @@ static void test_conv_backward_chunked_vs_naive(void) {
         ts_err err;
         ts_tensor *dx = tnew4(cc.n, cc.c, cc.h, cc.w), *dw = tnew4(cc.m, cc.c, 3, 3);
         TS_CHECK_OK(ts_conv2d_backward(&cc.p, f.x, f.w, f.r, dx, dw, NULL, f.ws, &err), &err);
-        double *rx = calloc((size_t)dx->size, sizeof *rx), *rw = calloc((size_t)dw->size,
-                                                                           sizeof *rw);
+        double *rx = calloc((size_t)dx->size, sizeof *rx),
+               *rw = calloc((size_t)dw->size, sizeof *rw);
         ref_conv_grads(&cc, f.x->data, f.w->data, f.r->data, rx, rw, f.y->s.shape[2],
                        f.y->s.shape[3]);
         TS_CHECK_MSG(max_err(dx->data, rx, dx->size) < 1e-5, "chunked dx err %.3g",
@@ -504,8 +508,8 @@ static void test_pool_forward_random(void) {
         }
         TS_CHECK_OK(s, &err);
         ts_tensor *y = tnew4(n, c, oh, ow);
-        TS_CHECK_MSG(ts_shape_eq(&ys, &y->s), "pool out shape k%dx%d s%d,%d d%d,%d ceil%d",
-                     p.kh, p.kw, p.stride_h, p.stride_w, p.dil_h, p.dil_w, p.ceil_mode);
+        TS_CHECK_MSG(ts_shape_eq(&ys, &y->s), "pool out shape k%dx%d s%d,%d d%d,%d ceil%d", p.kh,
+                     p.kw, p.stride_h, p.stride_w, p.dil_h, p.dil_w, p.ceil_mode);
         double *ref = malloc((size_t)y->size * sizeof *ref);
         int32_t *am = malloc((size_t)y->size * sizeof *am);
         for (int is_max = 0; is_max < 2; is_max++) {
@@ -516,11 +520,14 @@ static void test_pool_forward_random(void) {
             ref_pool(&p, is_max, x, ref, oh, ow);
             int ok = 1;
             for (int64_t i = 0; i < y->size; i++) {
-                if (isinf(ref[i])) ok &= isinf(y->data[i]) && y->data[i] < 0;
-                else ok &= fabs(y->data[i] - ref[i]) < 1e-6;
+                if (isinf(ref[i]))
+                    ok &= isinf(y->data[i]) && y->data[i] < 0;
+                else
+                    ok &= fabs(y->data[i] - ref[i]) < 1e-6;
                 if (is_max && !isinf(ref[i])) ok &= x->data[am[i]] == y->data[i];
             }
-            TS_CHECK_MSG(ok, "%s pool x[%lld,%lld,%lld,%lld] k%dx%d s%d,%d d%d,%d pads %d,%d,%d,%d "
+            TS_CHECK_MSG(ok,
+                         "%s pool x[%lld,%lld,%lld,%lld] k%dx%d s%d,%d d%d,%d pads %d,%d,%d,%d "
                          "ceil%d cip%d",
                          is_max ? "max" : "avg", (long long)n, (long long)c, (long long)h,
                          (long long)w, p.kh, p.kw, p.stride_h, p.stride_w, p.dil_h, p.dil_w,
@@ -538,15 +545,18 @@ static void test_pool_forward_random(void) {
 static void test_pool_onnx_ceil_examples(void) {
     ts_err err;
     ts_tensor *x = tnew4(1, 1, 4, 4), *y = tnew4(1, 1, 2, 2);
-    for (int i = 0; i < 16; i++) x->data[i] = (float)(i + 1);
+    for (int i = 0; i < 16; i++)
+        x->data[i] = (float)(i + 1);
     ts_pool2d_params p;
     memset(&p, 0, sizeof p);
     p.kh = p.kw = 3, p.stride_h = p.stride_w = 2, p.dil_h = p.dil_w = 1, p.ceil_mode = 1;
     TS_CHECK_OK(ts_maxpool2d_forward(&p, x, y, NULL, &err), &err);
     const float want_max[4] = {11, 12, 15, 16}, want_avg[4] = {6, 7.5f, 12, 13.5f};
-    for (int i = 0; i < 4; i++) TS_CHECK_NEAR(y->data[i], want_max[i], 1e-6);
+    for (int i = 0; i < 4; i++)
+        TS_CHECK_NEAR(y->data[i], want_max[i], 1e-6);
     TS_CHECK_OK(ts_avgpool2d_forward(&p, x, y, &err), &err);
-    for (int i = 0; i < 4; i++) TS_CHECK_NEAR(y->data[i], want_avg[i], 1e-6);
+    for (int i = 0; i < 4; i++)
+        TS_CHECK_NEAR(y->data[i], want_avg[i], 1e-6);
     ts_tensor_free(x);
     ts_tensor_free(y);
 }
@@ -576,7 +586,8 @@ static void check_pool_backward(ts_pool2d_params p, int is_max, int global) {
     int64_t n = 2, c = 2, h = irand(3, 7), w = irand(3, 7);
     f.x = trand4(n, c, h, w);
     if (is_max) { /* distinct values 0.01 apart so +-h never changes the argmax */
-        for (int64_t i = 0; i < f.x->size; i++) f.x->data[i] = (float)(0.01 * i);
+        for (int64_t i = 0; i < f.x->size; i++)
+            f.x->data[i] = (float)(0.01 * i);
         for (int64_t i = f.x->size - 1; i > 0; i--) {
             int64_t j = (int64_t)ts_rng_below(&g_rng, (uint64_t)i + 1);
             float t = f.x->data[i];
@@ -601,8 +612,10 @@ static void check_pool_backward(ts_pool2d_params p, int is_max, int global) {
     else
         TS_CHECK_OK(ts_avgpool2d_backward(&p, f.r, dx, &err), &err);
     float *g = grad_delta(dx, dx0);
-    grad_check(global ? "global avgpool dx" : is_max ? "maxpool dx" : "avgpool dx", f.x->data,
-               f.x->size, g, pool_loss, &f, is_max ? 1e-3 : 0.05, 1e-3, 2e-3);
+    grad_check(global   ? "global avgpool dx"
+               : is_max ? "maxpool dx"
+                        : "avgpool dx",
+               f.x->data, f.x->size, g, pool_loss, &f, is_max ? 1e-3 : 0.05, 1e-3, 2e-3);
     free(g);
     free(f.am);
     ts_tensor_free(dx);
@@ -629,7 +642,8 @@ static void test_global_avgpool_forward(void) {
     TS_CHECK_OK(ts_global_avgpool_forward(x, y, &err), &err);
     for (int i = 0; i < 6; i++) {
         double s = 0;
-        for (int j = 0; j < 20; j++) s += x->data[i * 20 + j];
+        for (int j = 0; j < 20; j++)
+            s += x->data[i * 20 + j];
         TS_CHECK_NEAR(y->data[i], s / 20, 1e-6);
     }
     ts_tensor *ybad = tnew4(2, 3, 2, 1);
@@ -650,8 +664,7 @@ static void test_pool_errors(void) {
     TS_CHECK_MSG(msg_has(&err, "pool2d") && msg_has(&err, "[1, 1, 3, 3]"), "msg: %s", err.msg);
     p.kh = p.kw = 2;
     TS_CHECK(ts_avgpool2d_forward(&p, x, y, &err) == TS_ERR_SHAPE); /* y must be 2x2 */
-    TS_CHECK_MSG(msg_has(&err, "avgpool2d") && msg_has(&err, "[1, 1, 2, 2]"), "msg: %s",
-                 err.msg);
+    TS_CHECK_MSG(msg_has(&err, "avgpool2d") && msg_has(&err, "[1, 1, 2, 2]"), "msg: %s", err.msg);
     p.stride_w = 0;
     TS_CHECK(ts_avgpool2d_forward(&p, x, y, &err) == TS_ERR_INVALID);
     p.stride_w = 1;
@@ -716,7 +729,8 @@ static void test_softmax_axes(void) {
     ts_err err;
     int64_t d[3] = {3, 4, 5};
     ts_tensor *x = trand(3, d), *y = tnew(3, d);
-    for (int64_t i = 0; i < x->size; i++) x->data[i] *= 20; /* large logits: stability */
+    for (int64_t i = 0; i < x->size; i++)
+        x->data[i] *= 20; /* large logits: stability */
     for (int axis = -3; axis < 3; axis++) {
         TS_CHECK_OK(ts_softmax_forward(x, axis, y, &err), &err);
         int ax = axis < 0 ? axis + 3 : axis;
@@ -726,8 +740,10 @@ static void test_softmax_axes(void) {
             int64_t idx[3] = {i / 20, i / 5 % 4, i % 5};
             int64_t base = i - idx[ax] * st[ax];
             double mx = -INFINITY, s = 0;
-            for (int64_t k = 0; k < d[ax]; k++) mx = fmax(mx, x->data[base + k * st[ax]]);
-            for (int64_t k = 0; k < d[ax]; k++) s += exp(x->data[base + k * st[ax]] - mx);
+            for (int64_t k = 0; k < d[ax]; k++)
+                mx = fmax(mx, x->data[base + k * st[ax]]);
+            for (int64_t k = 0; k < d[ax]; k++)
+                s += exp(x->data[base + k * st[ax]] - mx);
             worst = fmax(worst, fabs(y->data[i] - exp(x->data[i] - mx) / s));
         }
         TS_CHECK_MSG(worst < 1e-6, "softmax axis %d err %.3g", axis, worst);
@@ -815,12 +831,14 @@ static void test_batchnorm(void) {
     int64_t cd[1] = {C};
     bn_fixture f;
     f.x = trand4(N, C, H, W);
-    for (int64_t i = 0; i < f.x->size; i++) f.x->data[i] = f.x->data[i] * 2 + 1;
+    for (int64_t i = 0; i < f.x->size; i++)
+        f.x->data[i] = f.x->data[i] * 2 + 1;
     f.scale = trand(1, cd), f.bias = trand(1, cd);
     f.y = tlike_rand(f.x), f.r = tlike_rand(f.x);
     f.mean = malloc(C * sizeof(float)), f.invstd = malloc(C * sizeof(float));
     ts_tensor *rm = trand(1, cd), *rv = trand(1, cd), *rm0, *rv0;
-    for (int c = 0; c < C; c++) rv->data[c] = fabsf(rv->data[c]) + 0.5f;
+    for (int c = 0; c < C; c++)
+        rv->data[c] = fabsf(rv->data[c]) + 0.5f;
     rm0 = tclone(rm), rv0 = tclone(rv);
     TS_CHECK_OK(ts_batchnorm_forward_train(f.x, f.scale, f.bias, 1e-5f, 0.9f, rm, rv, f.y, f.mean,
                                            f.invstd, &err),
@@ -828,7 +846,8 @@ static void test_batchnorm(void) {
     for (int64_t c = 0; c < C; c++) {
         double s = 0, ss = 0;
         for (int64_t n = 0; n < N; n++)
-            for (int64_t i = 0; i < H * W; i++) s += f.x->data[(n * C + c) * H * W + i];
+            for (int64_t i = 0; i < H * W; i++)
+                s += f.x->data[(n * C + c) * H * W + i];
         double mu = s / M;
         for (int64_t n = 0; n < N; n++)
             for (int64_t i = 0; i < H * W; i++) {
@@ -843,8 +862,8 @@ static void test_batchnorm(void) {
         for (int64_t n = 0; n < N; n++)
             for (int64_t i = 0; i < H * W; i++) {
                 int64_t k = (n * C + c) * H * W + i;
-                double want = (f.x->data[k] - mu) / sqrt(var + 1e-5) * f.scale->data[c] +
-                              f.bias->data[c];
+                double want =
+                    (f.x->data[k] - mu) / sqrt(var + 1e-5) * f.scale->data[c] + f.bias->data[c];
                 TS_CHECK_NEAR(f.y->data[k], want, 1e-5);
             }
     }
@@ -894,14 +913,16 @@ static void test_batchnorm_fold(void) {
     TS_ASSERT(conv_fixture_make(&f, &cc));
     int64_t md[1] = {4};
     ts_tensor *sc = trand(1, md), *bi = trand(1, md), *mu = trand(1, md), *var = trand(1, md);
-    for (int i = 0; i < 4; i++) var->data[i] = fabsf(var->data[i]) + 0.1f;
+    for (int i = 0; i < 4; i++)
+        var->data[i] = fabsf(var->data[i]) + 0.1f;
     TS_CHECK_OK(ts_conv2d_forward(&cc.p, f.x, f.w, f.b, f.y, f.ws, &err), &err);
     ts_tensor *bn = tlike_rand(f.y);
     TS_CHECK_OK(ts_batchnorm_forward_infer(f.y, sc, bi, mu, var, 1e-5f, bn, &err), &err);
     TS_CHECK_OK(ts_batchnorm_fold(f.w, f.b, sc, bi, mu, var, 1e-5f, &err), &err);
     TS_CHECK_OK(ts_conv2d_forward(&cc.p, f.x, f.w, f.b, f.y, f.ws, &err), &err);
     double worst = 0;
-    for (int64_t i = 0; i < bn->size; i++) worst = fmax(worst, fabs(bn->data[i] - f.y->data[i]));
+    for (int64_t i = 0; i < bn->size; i++)
+        worst = fmax(worst, fabs(bn->data[i] - f.y->data[i]));
     TS_CHECK_MSG(worst < 1e-4, "folded conv differs by %.3g", worst);
     ts_tensor_free(sc), ts_tensor_free(bi), ts_tensor_free(mu), ts_tensor_free(var);
     ts_tensor_free(bn);
@@ -962,9 +983,9 @@ static void test_gemm(void) {
                 ts_tensor *da = tlike_rand(f.a), *db = tlike_rand(f.b);
                 ts_tensor *dc = f.c ? tlike_rand(f.c) : NULL;
                 ts_tensor *da0 = tclone(da), *db0 = tclone(db), *dc0 = dc ? tclone(dc) : NULL;
-                TS_CHECK_OK(ts_gemm_backward(ta, tb, f.alpha, f.beta, f.a, f.b, f.c, f.r, da, db,
-                                             dc, &err),
-                            &err);
+                TS_CHECK_OK(
+                    ts_gemm_backward(ta, tb, f.alpha, f.beta, f.a, f.b, f.c, f.r, da, db, dc, &err),
+                    &err);
                 float *ga = grad_delta(da, da0), *gb = grad_delta(db, db0);
                 grad_check("gemm dA", f.a->data, f.a->size, ga, gemm_loss, &f, 0.05, 1e-4, 1e-3);
                 grad_check("gemm dB", f.b->data, f.b->size, gb, gemm_loss, &f, 0.05, 1e-4, 1e-3);
@@ -1037,7 +1058,8 @@ static void test_add_broadcast(void) {
         int nd = ys.ndim;
         for (int64_t i = 0; i < f.y->size; i++) {
             int64_t rem = i, idx[4] = {0};
-            for (int d = nd - 1; d >= 0; d--) idx[d] = rem % ys.shape[d], rem /= ys.shape[d];
+            for (int d = nd - 1; d >= 0; d--)
+                idx[d] = rem % ys.shape[d], rem /= ys.shape[d];
             const ts_tensor *ops[2] = {f.a, f.b};
             double v = 0;
             for (int k = 0; k < 2; k++) {
@@ -1077,8 +1099,7 @@ typedef struct {
 static double concat_loss(void *ctx) {
     concat_fixture *f = ctx;
     ts_err err;
-    TS_ASSERT(ts_concat_forward((const ts_tensor *const *)f->xs, 3, f->axis, f->y, &err) ==
-              TS_OK);
+    TS_ASSERT(ts_concat_forward((const ts_tensor *const *)f->xs, 3, f->axis, f->y, &err) == TS_OK);
     return dot_d(f->y->data, f->r->data, f->y->size);
 }
 
@@ -1104,22 +1125,25 @@ static void test_concat(void) {
         int ok = 1;
         for (int64_t i = 0; i < f.y->size; i++) {
             int64_t rem = i, idx[4];
-            for (int d = 3; d >= 0; d--) idx[d] = rem % yd[d], rem /= yd[d];
+            for (int d = 3; d >= 0; d--)
+                idx[d] = rem % yd[d], rem /= yd[d];
             int part = idx[ax] < 1 ? 0 : idx[ax] < 3 ? 1 : 2;
             idx[ax] -= part == 0 ? 0 : part == 1 ? 1 : 3;
             const ts_tensor *x = f.xs[part];
             int64_t off = 0;
-            for (int d = 0; d < 4; d++) off = off * x->s.shape[d] + idx[d];
+            for (int d = 0; d < 4; d++)
+                off = off * x->s.shape[d] + idx[d];
             ok &= f.y->data[i] == x->data[off];
         }
         TS_CHECK_MSG(ok, "concat axis %d", axis);
         ts_tensor *dx[3], *dx0[3];
-        for (int i = 0; i < 3; i++) dx[i] = tlike_rand(f.xs[i]), dx0[i] = tclone(dx[i]);
+        for (int i = 0; i < 3; i++)
+            dx[i] = tlike_rand(f.xs[i]), dx0[i] = tclone(dx[i]);
         TS_CHECK_OK(ts_concat_backward(f.r, axis, dx, 3, &err), &err);
         for (int i = 0; i < 3; i++) {
             float *g = grad_delta(dx[i], dx0[i]);
-            grad_check("concat dx", f.xs[i]->data, f.xs[i]->size, g, concat_loss, &f, 0.05,
-                       1e-4, 1e-4);
+            grad_check("concat dx", f.xs[i]->data, f.xs[i]->size, g, concat_loss, &f, 0.05, 1e-4,
+                       1e-4);
             free(g);
         }
         for (int i = 0; i < 3; i++)
@@ -1163,7 +1187,8 @@ static void test_softmax_xent(void) {
     double want = 0;
     for (int64_t i = 0; i < N; i++) {
         double s = 0;
-        for (int64_t j = 0; j < K; j++) s += exp(f.logits->data[i * K + j]);
+        for (int64_t j = 0; j < K; j++)
+            s += exp(f.logits->data[i * K + j]);
         for (int64_t j = 0; j < K; j++)
             TS_CHECK_NEAR(probs->data[i * K + j], exp(f.logits->data[i * K + j]) / s, 1e-6);
         want -= log(exp(f.logits->data[i * K + labels[i]]) / s);

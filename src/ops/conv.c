@@ -36,14 +36,14 @@ ts_conv2d_params ts_conv2d_params_default(void) {
 
 /* Geometry of one conv call, derived once from params and shapes. */
 typedef struct {
-    int64_t n, c, h, w;    /* input */
-    int64_t m, kh, kw;     /* filters */
-    int64_t oh, ow;        /* output */
+    int64_t n, c, h, w;     /* input */
+    int64_t m, kh, kw;      /* filters */
+    int64_t oh, ow;         /* output */
     int64_t groups, cg, mg; /* channels per group in and out */
-    int64_t k;             /* cg * kh * kw: the sgemm inner dimension */
-    int64_t p;             /* oh * ow */
-    int direct;            /* 1x1 stride-1 unpadded: no im2col */
-    int64_t chunk_rows;    /* output rows per im2col chunk */
+    int64_t k;              /* cg * kh * kw: the sgemm inner dimension */
+    int64_t p;              /* oh * ow */
+    int direct;             /* 1x1 stride-1 unpadded: no im2col */
+    int64_t chunk_rows;     /* output rows per im2col chunk */
 } conv_geom;
 
 static ts_status conv_params_check(const ts_conv2d_params *p, ts_err *err) {
@@ -102,8 +102,8 @@ static ts_status conv_geom_make(const ts_conv2d_params *p, const ts_shape *x, co
     g->ow = (pw - ekw) / p->stride_w + 1;
     g->k = g->cg * g->kh * g->kw;
     g->p = g->oh * g->ow;
-    g->direct = g->kh == 1 && g->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
-                p->pad_t == 0 && p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
+    g->direct = g->kh == 1 && g->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 &&
+                p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
     g->chunk_rows = chunk_rows_for(g->k, g->oh, g->ow);
     return TS_OK;
 }
@@ -116,8 +116,7 @@ ts_status ts_conv2d_out_shape(const ts_conv2d_params *p, const ts_shape *x, cons
     return TS_OK;
 }
 
-size_t ts_conv2d_workspace_floats(const ts_conv2d_params *p, const ts_shape *x,
-                                  const ts_shape *w) {
+size_t ts_conv2d_workspace_floats(const ts_conv2d_params *p, const ts_shape *x, const ts_shape *w) {
     conv_geom g;
     if (conv_geom_make(p, x, w, &g, NULL) != TS_OK || g.direct) return 0;
     return (size_t)(g.k * g.chunk_rows * g.ow);
@@ -139,8 +138,8 @@ static void valid_cols(int64_t off, int64_t stride, int64_t w, int64_t ow, int64
 
 /* col[(c*kh+i)*kw+j][r*ow + ox] = x[c][oy*sh - pt + i*dh][ox*sw - pl + j*dw]
  * for output rows oy in [oy0, oy0+rows), zero where the tap is padding. */
-static void im2col_band(const conv_geom *g, const ts_conv2d_params *p, const float *x,
-                        int64_t oy0, int64_t rows, float *col) {
+static void im2col_band(const conv_geom *g, const ts_conv2d_params *p, const float *x, int64_t oy0,
+                        int64_t rows, float *col) {
     const int64_t ncols = rows * g->ow;
     for (int64_t c = 0; c < g->cg; c++) {
         const float *xc = x + c * g->h * g->w;
@@ -157,14 +156,17 @@ static void im2col_band(const conv_geom *g, const ts_conv2d_params *p, const flo
                     }
                     /* off + lo * stride >= 0 by construction of lo. */
                     const float *src = xc + iy * g->w + off + lo * p->stride_w;
-                    for (int64_t ox = 0; ox < lo; ox++) dst[ox] = 0.0f;
+                    for (int64_t ox = 0; ox < lo; ox++)
+                        dst[ox] = 0.0f;
                     if (p->stride_w == 1) {
                         memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof *dst);
                     } else {
                         const int64_t s = p->stride_w;
-                        for (int64_t ox = lo; ox < hi; ox++) dst[ox] = src[(ox - lo) * s];
+                        for (int64_t ox = lo; ox < hi; ox++)
+                            dst[ox] = src[(ox - lo) * s];
                     }
-                    for (int64_t ox = hi; ox < g->ow; ox++) dst[ox] = 0.0f;
+                    for (int64_t ox = hi; ox < g->ow; ox++)
+                        dst[ox] = 0.0f;
                 }
             }
         }
@@ -187,7 +189,8 @@ static void col2im_band(const conv_geom *g, const ts_conv2d_params *p, const flo
                     int64_t iy = (oy0 + r) * p->stride_h - p->pad_t + i * p->dil_h;
                     if (iy < 0 || iy >= g->h) continue;
                     float *d = dxc + iy * g->w + off + lo * s;
-                    for (int64_t ox = lo; ox < hi; ox++) d[(ox - lo) * s] += src[ox];
+                    for (int64_t ox = lo; ox < hi; ox++)
+                        d[(ox - lo) * s] += src[ox];
                 }
             }
         }
@@ -226,7 +229,8 @@ static void fill_bias(float *y, const float *b, int64_t mg, int64_t p) {
     for (int64_t m = 0; m < mg; m++) {
         float v = b ? b[m] : 0.0f;
         float *row = y + m * p;
-        for (int64_t i = 0; i < p; i++) row[i] = v;
+        for (int64_t i = 0; i < p; i++)
+            row[i] = v;
     }
 }
 
@@ -238,7 +242,8 @@ static void conv_forward_group(const conv_geom *g, const ts_conv2d_params *p, co
         if (b)
             for (int64_t m = 0; m < g->mg; m++) {
                 float *row = y + m * g->p;
-                for (int64_t i = 0; i < g->p; i++) row[i] += b[m];
+                for (int64_t i = 0; i < g->p; i++)
+                    row[i] += b[m];
             }
         return;
     }
@@ -272,16 +277,15 @@ ts_status ts_conv2d_forward(const ts_conv2d_params *p, const ts_tensor *x, const
 /* ---- backward ---------------------------------------------------------- */
 
 static void conv_backward_group(const conv_geom *g, const ts_conv2d_params *p, const float *x,
-                                const float *w, const float *dy, float *dx, float *dw,
-                                float *ws) {
+                                const float *w, const float *dy, float *dx, float *dw, float *ws) {
     const int M = (int)g->mg, K = (int)g->k, P = (int)g->p;
     if (g->direct) {
         if (dw)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, P, 1.0f, dy, P, x, P,
-                        1.0f, dw, K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, P, 1.0f, dy, P, x, P, 1.0f,
+                        dw, K);
         if (dx)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, M, 1.0f, w, K, dy, P,
-                        1.0f, dx, P);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, M, 1.0f, w, K, dy, P, 1.0f,
+                        dx, P);
         return;
     }
     for (int64_t oy0 = 0; oy0 < g->oh; oy0 += g->chunk_rows) {
@@ -306,7 +310,8 @@ static void conv_bias_grad(const conv_geom *g, const float *dy, float *db) {
         for (int64_t m = 0; m < g->m; m++) {
             const float *row = dy + (n * g->m + m) * g->p;
             double s = 0.0;
-            for (int64_t i = 0; i < g->p; i++) s += row[i];
+            for (int64_t i = 0; i < g->p; i++)
+                s += row[i];
             db[m] += (float)s;
         }
 }
@@ -318,24 +323,25 @@ ts_status ts_conv2d_backward(const ts_conv2d_params *p, const ts_tensor *x, cons
     TS_TRY(conv_check_tensors(p, x, w, &g, err));
     TS_TRY(conv_check_out("dy", &g, dy, x, w, err));
     if (dx && (!ts_tensor_ok(dx) || !ts_shape_eq(&dx->s, &x->s)))
-        return ts_errorf(err, TS_ERR_SHAPE, "conv2d backward: dx %s must match x %s",
-                         SHP(&dx->s), SHP(&x->s));
+        return ts_errorf(err, TS_ERR_SHAPE, "conv2d backward: dx %s must match x %s", SHP(&dx->s),
+                         SHP(&x->s));
     if (dw && (!ts_tensor_ok(dw) || !ts_shape_eq(&dw->s, &w->s)))
-        return ts_errorf(err, TS_ERR_SHAPE, "conv2d backward: dw %s must match w %s",
-                         SHP(&dw->s), SHP(&w->s));
+        return ts_errorf(err, TS_ERR_SHAPE, "conv2d backward: dw %s must match w %s", SHP(&dw->s),
+                         SHP(&w->s));
     TS_TRY(conv_check_bias(&g, db, "db", err));
     if (!g.direct && !ws && (dx || dw))
-        return ts_errorf(err, TS_ERR_INVALID, "conv2d backward: workspace is NULL (need %zu "
-                         "floats)", ts_conv2d_workspace_floats(p, &x->s, &w->s));
+        return ts_errorf(err, TS_ERR_INVALID,
+                         "conv2d backward: workspace is NULL (need %zu "
+                         "floats)",
+                         ts_conv2d_workspace_floats(p, &x->s, &w->s));
     if (db) conv_bias_grad(&g, dy->data, db->data);
     if (!dx && !dw) return TS_OK;
     for (int64_t n = 0; n < g.n; n++)
         for (int64_t gi = 0; gi < g.groups; gi++) {
             int64_t xoff = (n * g.c + gi * g.cg) * g.h * g.w;
             conv_backward_group(&g, p, x->data + xoff, w->data + gi * g.mg * g.k,
-                                dy->data + (n * g.m + gi * g.mg) * g.p,
-                                dx ? dx->data + xoff : NULL, dw ? dw->data + gi * g.mg * g.k : NULL,
-                                ws);
+                                dy->data + (n * g.m + gi * g.mg) * g.p, dx ? dx->data + xoff : NULL,
+                                dw ? dw->data + gi * g.mg * g.k : NULL, ws);
         }
     return TS_OK;
 }

@@ -13,8 +13,7 @@ typedef struct {
 } gemm_geom;
 
 static ts_status gemm_geom_make(const char *op, int ta, int tb, const ts_tensor *a,
-                                const ts_tensor *b, const ts_tensor *c, gemm_geom *g,
-                                ts_err *err) {
+                                const ts_tensor *b, const ts_tensor *c, gemm_geom *g, ts_err *err) {
     if (!ts_tensor_ok(a) || !ts_tensor_ok(b))
         return ts_errorf(err, TS_ERR_INVALID, "%s: A or B is NULL or has no data", op);
     if (a->s.ndim != 2 || b->s.ndim != 2)
@@ -24,16 +23,15 @@ static ts_status gemm_geom_make(const char *op, int ta, int tb, const ts_tensor 
     g->k = ta ? a->s.shape[0] : a->s.shape[1];
     int64_t kb = tb ? b->s.shape[1] : b->s.shape[0];
     g->n = tb ? b->s.shape[0] : b->s.shape[1];
-    if (kb != g->k || g->m < 1 || g->n < 1 || g->k < 1 || g->m > INT32_MAX ||
-        g->n > INT32_MAX || g->k > INT32_MAX)
+    if (kb != g->k || g->m < 1 || g->n < 1 || g->k < 1 || g->m > INT32_MAX || g->n > INT32_MAX ||
+        g->k > INT32_MAX)
         return ts_errorf(err, TS_ERR_SHAPE,
                          "%s: op(A) of A %s (transA=%d) and op(B) of B %s (transB=%d) do not "
                          "agree on K",
                          op, SHP(&a->s), ta, SHP(&b->s), tb);
     g->c_rs = g->c_cs = 0;
     if (!c) return TS_OK;
-    if (!ts_tensor_ok(c))
-        return ts_errorf(err, TS_ERR_INVALID, "%s: C has no data", op);
+    if (!ts_tensor_ok(c)) return ts_errorf(err, TS_ERR_INVALID, "%s: C has no data", op);
     /* Right-align C's dims against [M, N]; each must equal the target or 1. */
     int64_t cm = 1, cn = 1;
     int nd = c->s.ndim;
@@ -97,16 +95,16 @@ ts_status ts_gemm_backward(int trans_a, int trans_b, float alpha, float beta, co
     const int lda = (int)a->s.shape[1], ldb = (int)b->s.shape[1];
     if (da) {
         if (!trans_a) /* dA[M,K] += alpha * dY * op(B)^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasNoTrans : CblasTrans, M, K,
-                        N, alpha, dy->data, N, b->data, ldb, 1.0f, da->data, lda);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasNoTrans : CblasTrans, M, K, N,
+                        alpha, dy->data, N, b->data, ldb, 1.0f, da->data, lda);
         else /* dA[K,M] += alpha * op(B) * dY^T */
             cblas_sgemm(CblasRowMajor, trans_b ? CblasTrans : CblasNoTrans, CblasTrans, K, M, N,
                         alpha, b->data, ldb, dy->data, N, 1.0f, da->data, lda);
     }
     if (db) {
         if (!trans_b) /* dB[K,N] += alpha * op(A)^T * dY */
-            cblas_sgemm(CblasRowMajor, trans_a ? CblasNoTrans : CblasTrans, CblasNoTrans, K, N,
-                        M, alpha, a->data, lda, dy->data, N, 1.0f, db->data, ldb);
+            cblas_sgemm(CblasRowMajor, trans_a ? CblasNoTrans : CblasTrans, CblasNoTrans, K, N, M,
+                        alpha, a->data, lda, dy->data, N, 1.0f, db->data, ldb);
         else /* dB[N,K] += alpha * dY^T * op(A) */
             cblas_sgemm(CblasRowMajor, CblasTrans, trans_a ? CblasTrans : CblasNoTrans, N, K, M,
                         alpha, dy->data, N, a->data, lda, 1.0f, db->data, ldb);

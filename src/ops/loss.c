@@ -30,9 +30,11 @@ ts_status ts_softmax_xent(const ts_tensor *logits, const int32_t *labels, ts_ten
     for (int64_t i = 0; i < n; i++) {
         const float *x = logits->data + i * k;
         float mx = x[0];
-        for (int64_t j = 1; j < k; j++) mx = fmaxf(mx, x[j]);
+        for (int64_t j = 1; j < k; j++)
+            mx = fmaxf(mx, x[j]);
         double sum = 0.0;
-        for (int64_t j = 0; j < k; j++) sum += exp((double)x[j] - mx);
+        for (int64_t j = 0; j < k; j++)
+            sum += exp((double)x[j] - mx);
         double lse = log(sum);
         total -= (double)x[labels[i]] - mx - lse;
         for (int64_t j = 0; j < k; j++) {

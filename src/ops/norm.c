@@ -31,8 +31,8 @@ static ts_status bn_vec(const char *op, const char *name, const ts_tensor *v, in
     return TS_OK;
 }
 
-static ts_status bn_same(const char *op, const char *name, const ts_tensor *t,
-                         const ts_tensor *x, ts_err *err) {
+static ts_status bn_same(const char *op, const char *name, const ts_tensor *t, const ts_tensor *x,
+                         ts_err *err) {
     if (!ts_tensor_ok(t) || !ts_shape_eq(&t->s, &x->s))
         return ts_errorf(err, TS_ERR_SHAPE, "%s: %s %s must match x %s", op, name,
                          t ? SHP(&t->s) : "(null)", SHP(&x->s));
@@ -57,16 +57,16 @@ ts_status ts_batchnorm_forward_infer(const ts_tensor *x, const ts_tensor *scale,
             float b = bias->data[c] - mean->data[c] * a;
             const float *xp = x->data + (n * g.c + c) * g.inner;
             float *yp = y->data + (n * g.c + c) * g.inner;
-            for (int64_t i = 0; i < g.inner; i++) yp[i] = xp[i] * a + b;
+            for (int64_t i = 0; i < g.inner; i++)
+                yp[i] = xp[i] * a + b;
         }
     return TS_OK;
 }
 
 ts_status ts_batchnorm_forward_train(const ts_tensor *x, const ts_tensor *scale,
                                      const ts_tensor *bias, float eps, float momentum,
-                                     ts_tensor *running_mean, ts_tensor *running_var,
-                                     ts_tensor *y, float *save_mean, float *save_invstd,
-                                     ts_err *err) {
+                                     ts_tensor *running_mean, ts_tensor *running_var, ts_tensor *y,
+                                     float *save_mean, float *save_invstd, ts_err *err) {
     const char *op = "batchnorm (training)";
     bn_geom g;
     TS_TRY(bn_geom_make(op, x, &g, err));
@@ -76,14 +76,14 @@ ts_status ts_batchnorm_forward_train(const ts_tensor *x, const ts_tensor *scale,
     if (running_var) TS_TRY(bn_vec(op, "running_var", running_var, g.c, x, err));
     TS_TRY(bn_same(op, "y", y, x, err));
     if (!save_mean || !save_invstd)
-        return ts_errorf(err, TS_ERR_INVALID, "%s: save_mean and save_invstd must not be NULL",
-                         op);
+        return ts_errorf(err, TS_ERR_INVALID, "%s: save_mean and save_invstd must not be NULL", op);
     int64_t count = g.n * g.inner;
     for (int64_t c = 0; c < g.c; c++) {
         double s = 0.0, ss = 0.0;
         for (int64_t n = 0; n < g.n; n++) {
             const float *xp = x->data + (n * g.c + c) * g.inner;
-            for (int64_t i = 0; i < g.inner; i++) s += xp[i];
+            for (int64_t i = 0; i < g.inner; i++)
+                s += xp[i];
         }
         double mu = s / (double)count;
         for (int64_t n = 0; n < g.n; n++) {
@@ -111,15 +111,15 @@ ts_status ts_batchnorm_forward_train(const ts_tensor *x, const ts_tensor *scale,
             float b = bias->data[c] - save_mean[c] * a;
             const float *xp = x->data + (n * g.c + c) * g.inner;
             float *yp = y->data + (n * g.c + c) * g.inner;
-            for (int64_t i = 0; i < g.inner; i++) yp[i] = xp[i] * a + b;
+            for (int64_t i = 0; i < g.inner; i++)
+                yp[i] = xp[i] * a + b;
         }
     return TS_OK;
 }
 
-ts_status ts_batchnorm_backward(const ts_tensor *x, const ts_tensor *scale,
-                                const float *save_mean, const float *save_invstd,
-                                const ts_tensor *dy, ts_tensor *dx, ts_tensor *dscale,
-                                ts_tensor *dbias, ts_err *err) {
+ts_status ts_batchnorm_backward(const ts_tensor *x, const ts_tensor *scale, const float *save_mean,
+                                const float *save_invstd, const ts_tensor *dy, ts_tensor *dx,
+                                ts_tensor *dscale, ts_tensor *dbias, ts_err *err) {
     const char *op = "batchnorm backward";
     bn_geom g;
     TS_TRY(bn_geom_make(op, x, &g, err));
@@ -129,8 +129,7 @@ ts_status ts_batchnorm_backward(const ts_tensor *x, const ts_tensor *scale,
     if (dscale) TS_TRY(bn_vec(op, "dscale", dscale, g.c, x, err));
     if (dbias) TS_TRY(bn_vec(op, "dbias", dbias, g.c, x, err));
     if (!save_mean || !save_invstd)
-        return ts_errorf(err, TS_ERR_INVALID, "%s: save_mean and save_invstd must not be NULL",
-                         op);
+        return ts_errorf(err, TS_ERR_INVALID, "%s: save_mean and save_invstd must not be NULL", op);
     double count = (double)(g.n * g.inner);
     for (int64_t c = 0; c < g.c; c++) {
         double mu = save_mean[c], inv = save_invstd[c];
@@ -177,7 +176,8 @@ ts_status ts_batchnorm_fold(ts_tensor *w, ts_tensor *b, const ts_tensor *scale,
     for (int64_t i = 0; i < m; i++) {
         double a = scale->data[i] / sqrt((double)var->data[i] + (double)eps);
         float *wp = w->data + i * per;
-        for (int64_t j = 0; j < per; j++) wp[j] = (float)(wp[j] * a);
+        for (int64_t j = 0; j < per; j++)
+            wp[j] = (float)(wp[j] * a);
         b->data[i] = (float)((b->data[i] - mean->data[i]) * a + bias->data[i]);
     }
     return TS_OK;

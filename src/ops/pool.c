@@ -59,8 +59,8 @@ static ts_status pool_geom_make(const ts_pool2d_params *p, const ts_shape *x, po
     g->ow = pool_out_dim(g->w, p->pad_l, p->pad_r, p->kw, p->stride_w, p->dil_w, p->ceil_mode);
     if (g->oh < 1 || g->ow < 1)
         return ts_errorf(err, TS_ERR_SHAPE,
-                         "pool2d: kernel %dx%d (dilation %d, %d) does not fit padded x %s",
-                         p->kh, p->kw, p->dil_h, p->dil_w, SHP(x));
+                         "pool2d: kernel %dx%d (dilation %d, %d) does not fit padded x %s", p->kh,
+                         p->kw, p->dil_h, p->dil_w, SHP(x));
     return TS_OK;
 }
 
@@ -73,16 +73,16 @@ ts_status ts_pool2d_out_shape(const ts_pool2d_params *p, const ts_shape *x, ts_s
 }
 
 static ts_status pool_check(const char *op, const ts_pool2d_params *p, const ts_tensor *x,
-                            const ts_tensor *y, const char *xname, const char *yname,
-                            pool_geom *g, ts_err *err) {
+                            const ts_tensor *y, const char *xname, const char *yname, pool_geom *g,
+                            ts_err *err) {
     if (!ts_tensor_ok(x) || !ts_tensor_ok(y))
         return ts_errorf(err, TS_ERR_INVALID, "%s: %s or %s is NULL or has no data", op, xname,
                          yname);
     TS_TRY(pool_geom_make(p, &x->s, g, err));
     ts_shape want = ts_shape4(g->n, g->c, g->oh, g->ow);
     if (!ts_shape_eq(&y->s, &want))
-        return ts_errorf(err, TS_ERR_SHAPE, "%s: %s %s must be %s for %s %s", op, yname,
-                         SHP(&y->s), SHP(&want), xname, SHP(&x->s));
+        return ts_errorf(err, TS_ERR_SHAPE, "%s: %s %s must be %s for %s %s", op, yname, SHP(&y->s),
+                         SHP(&want), xname, SHP(&x->s));
     return TS_OK;
 }
 
@@ -132,7 +132,8 @@ ts_status ts_maxpool2d_forward(const ts_pool2d_params *p, const ts_tensor *x, ts
                     }
                 }
                 yp[oy * g.ow + ox] = best;
-                if (ap) ap[oy * g.ow + ox] = best_at < 0 ? -1 : (int32_t)(plane * g.h * g.w + best_at);
+                if (ap)
+                    ap[oy * g.ow + ox] = best_at < 0 ? -1 : (int32_t)(plane * g.h * g.w + best_at);
             }
         }
     }
@@ -149,8 +150,8 @@ ts_status ts_maxpool2d_backward(const ts_pool2d_params *p, const ts_tensor *dy,
         if (at < 0) continue; /* window saw only padding: no input to credit */
         if ((int64_t)at >= dx->size)
             return ts_errorf(err, TS_ERR_INVALID,
-                             "maxpool2d backward: argmax[%lld] = %d is outside dx %s",
-                             (long long)i, (int)at, SHP(&dx->s));
+                             "maxpool2d backward: argmax[%lld] = %d is outside dx %s", (long long)i,
+                             (int)at, SHP(&dx->s));
         dx->data[at] += dy->data[i];
     }
     return TS_OK;
@@ -192,7 +193,8 @@ ts_status ts_avgpool2d_forward(const ts_pool2d_params *p, const ts_tensor *x, ts
                 float sum = 0.0f;
                 for (int i = ilo; i < ihi; i++) {
                     const float *row = xp + (y0 + (int64_t)i * p->dil_h) * g.w + x0;
-                    for (int j = jlo; j < jhi; j++) sum += row[(int64_t)j * p->dil_w];
+                    for (int j = jlo; j < jhi; j++)
+                        sum += row[(int64_t)j * p->dil_w];
                 }
                 float d = avg_divisor(p, &g, y0, x0, ihi - ilo, jhi - jlo);
                 /* A window of pure padding (count_include_pad = 0) averages nothing. */
@@ -223,7 +225,8 @@ ts_status ts_avgpool2d_backward(const ts_pool2d_params *p, const ts_tensor *dy, 
                 float v = dyp[oy * g.ow + ox] / d;
                 for (int i = ilo; i < ihi; i++) {
                     float *row = dxp + (y0 + (int64_t)i * p->dil_h) * g.w + x0;
-                    for (int j = jlo; j < jhi; j++) row[(int64_t)j * p->dil_w] += v;
+                    for (int j = jlo; j < jhi; j++)
+                        row[(int64_t)j * p->dil_w] += v;
                 }
             }
         }
@@ -240,10 +243,13 @@ static ts_status gap_check(const char *op, const ts_tensor *x, const ts_tensor *
         return ts_errorf(err, TS_ERR_INVALID, "%s: %s or %s is NULL or has no data", op, xname,
                          yname);
     ts_shape want = x->s;
-    for (int i = 2; i < want.ndim; i++) want.shape[i] = 1;
+    for (int i = 2; i < want.ndim; i++)
+        want.shape[i] = 1;
     if (x->s.ndim < 3 || x->size == 0 || !ts_shape_eq(&y->s, &want))
-        return ts_errorf(err, TS_ERR_SHAPE, "%s: %s %s must be [N, C, spatial...] and %s %s "
-                         "must be %s", op, xname, SHP(&x->s), yname, SHP(&y->s), SHP(&want));
+        return ts_errorf(err, TS_ERR_SHAPE,
+                         "%s: %s %s must be [N, C, spatial...] and %s %s "
+                         "must be %s",
+                         op, xname, SHP(&x->s), yname, SHP(&y->s), SHP(&want));
     return TS_OK;
 }
 
@@ -253,7 +259,8 @@ ts_status ts_global_avgpool_forward(const ts_tensor *x, ts_tensor *y, ts_err *er
     for (int64_t i = 0; i < planes; i++) {
         const float *xp = x->data + i * hw;
         double s = 0.0;
-        for (int64_t j = 0; j < hw; j++) s += xp[j];
+        for (int64_t j = 0; j < hw; j++)
+            s += xp[j];
         y->data[i] = (float)(s / (double)hw);
     }
     return TS_OK;
@@ -265,7 +272,8 @@ ts_status ts_global_avgpool_backward(const ts_tensor *dy, ts_tensor *dx, ts_err 
     for (int64_t i = 0; i < planes; i++) {
         float v = dy->data[i] / (float)hw;
         float *dxp = dx->data + i * hw;
-        for (int64_t j = 0; j < hw; j++) dxp[j] += v;
+        for (int64_t j = 0; j < hw; j++)
+            dxp[j] += v;
     }
     return TS_OK;
 }

@@ -51,35 +51,35 @@ typedef struct {
     int64_t sa[TS_MAX_DIMS], sb[TS_MAX_DIMS];
 } bcast_iter;
 
-#define BCAST_FOR_EACH(it, BODY)                                                                  \
-    do {                                                                                          \
-        const ts_shape *o_ = (it)->out;                                                           \
-        int nd_ = o_->ndim;                                                                       \
-        int64_t total_ = ts_shape_numel(o_);                                                      \
-        if (total_ == 0) break;                                                                   \
-        if (nd_ == 0) {                                                                           \
-            int64_t i = 0, ia = 0, ib = 0;                                                        \
-            BODY;                                                                                 \
-            break;                                                                                \
-        }                                                                                         \
-        int64_t idx_[TS_MAX_DIMS] = {0};                                                          \
-        int64_t last_ = o_->shape[nd_ - 1], la_ = (it)->sa[nd_ - 1], lb_ = (it)->sb[nd_ - 1];     \
-        int64_t base_a_ = 0, base_b_ = 0;                                                         \
-        for (int64_t row_ = 0; row_ < total_ / last_; row_++) {                                   \
-            for (int64_t k_ = 0; k_ < last_; k_++) {                                              \
-                int64_t i = row_ * last_ + k_, ia = base_a_ + k_ * la_, ib = base_b_ + k_ * lb_;  \
-                BODY;                                                                             \
-            }                                                                                     \
-            for (int d_ = nd_ - 2; d_ >= 0; d_--) {                                               \
-                idx_[d_]++;                                                                       \
-                base_a_ += (it)->sa[d_];                                                          \
-                base_b_ += (it)->sb[d_];                                                          \
-                if (idx_[d_] < o_->shape[d_]) break;                                              \
-                base_a_ -= idx_[d_] * (it)->sa[d_];                                               \
-                base_b_ -= idx_[d_] * (it)->sb[d_];                                               \
-                idx_[d_] = 0;                                                                     \
-            }                                                                                     \
-        }                                                                                         \
+#define BCAST_FOR_EACH(it, BODY)                                                                   \
+    do {                                                                                           \
+        const ts_shape *o_ = (it)->out;                                                            \
+        int nd_ = o_->ndim;                                                                        \
+        int64_t total_ = ts_shape_numel(o_);                                                       \
+        if (total_ == 0) break;                                                                    \
+        if (nd_ == 0) {                                                                            \
+            int64_t i = 0, ia = 0, ib = 0;                                                         \
+            BODY;                                                                                  \
+            break;                                                                                 \
+        }                                                                                          \
+        int64_t idx_[TS_MAX_DIMS] = {0};                                                           \
+        int64_t last_ = o_->shape[nd_ - 1], la_ = (it)->sa[nd_ - 1], lb_ = (it)->sb[nd_ - 1];      \
+        int64_t base_a_ = 0, base_b_ = 0;                                                          \
+        for (int64_t row_ = 0; row_ < total_ / last_; row_++) {                                    \
+            for (int64_t k_ = 0; k_ < last_; k_++) {                                               \
+                int64_t i = row_ * last_ + k_, ia = base_a_ + k_ * la_, ib = base_b_ + k_ * lb_;   \
+                BODY;                                                                              \
+            }                                                                                      \
+            for (int d_ = nd_ - 2; d_ >= 0; d_--) {                                                \
+                idx_[d_]++;                                                                        \
+                base_a_ += (it)->sa[d_];                                                           \
+                base_b_ += (it)->sb[d_];                                                           \
+                if (idx_[d_] < o_->shape[d_]) break;                                               \
+                base_a_ -= idx_[d_] * (it)->sa[d_];                                                \
+                base_b_ -= idx_[d_] * (it)->sb[d_];                                                \
+                idx_[d_] = 0;                                                                      \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 ts_status ts_add_forward(const ts_tensor *a, const ts_tensor *b, ts_tensor *y, ts_err *err) {
@@ -88,10 +88,11 @@ ts_status ts_add_forward(const ts_tensor *a, const ts_tensor *b, ts_tensor *y, t
     ts_shape want;
     TS_TRY(ts_add_out_shape(&a->s, &b->s, &want, err));
     if (!ts_shape_eq(&y->s, &want))
-        return ts_errorf(err, TS_ERR_SHAPE, "add: y %s must be %s for a %s and b %s",
-                         SHP(&y->s), SHP(&want), SHP(&a->s), SHP(&b->s));
+        return ts_errorf(err, TS_ERR_SHAPE, "add: y %s must be %s for a %s and b %s", SHP(&y->s),
+                         SHP(&want), SHP(&a->s), SHP(&b->s));
     if (ts_shape_eq(&a->s, &b->s)) {
-        for (int64_t i = 0; i < y->size; i++) y->data[i] = a->data[i] + b->data[i];
+        for (int64_t i = 0; i < y->size; i++)
+            y->data[i] = a->data[i] + b->data[i];
         return TS_OK;
     }
     bcast_iter it = {.out = &y->s};
@@ -109,8 +110,8 @@ static ts_status add_grad_check(const ts_tensor *dy, const ts_tensor *d, const c
     ts_shape out;
     if (!ts_tensor_ok(d) || d->s.ndim > dy->s.ndim ||
         ts_add_out_shape(&d->s, &dy->s, &out, NULL) != TS_OK || !ts_shape_eq(&out, &dy->s))
-        return ts_errorf(err, TS_ERR_SHAPE, "add backward: %s %s does not broadcast to dy %s",
-                         name, SHP(&d->s), SHP(&dy->s));
+        return ts_errorf(err, TS_ERR_SHAPE, "add backward: %s %s does not broadcast to dy %s", name,
+                         SHP(&d->s), SHP(&dy->s));
     return TS_OK;
 }
 
@@ -124,7 +125,8 @@ ts_status ts_add_backward(const ts_tensor *dy, ts_tensor *da, ts_tensor *db, ts_
         ts_tensor *d = grads[k];
         if (!d) continue;
         if (ts_shape_eq(&d->s, &dy->s)) {
-            for (int64_t i = 0; i < dy->size; i++) d->data[i] += g[i];
+            for (int64_t i = 0; i < dy->size; i++)
+                d->data[i] += g[i];
             continue;
         }
         bcast_iter it = {.out = &dy->s};
@@ -146,8 +148,8 @@ ts_status ts_concat_out_shape(const ts_shape *const *xs, int n, int axis, ts_sha
         if (!xs[i]) return ts_errorf(err, TS_ERR_INVALID, "concat: input %d is NULL", i);
     int nd = xs[0]->ndim;
     if (nd < 1 || axis < -nd || axis >= nd)
-        return ts_errorf(err, TS_ERR_SHAPE, "concat: axis %d is out of range for input %s",
-                         axis, SHP(xs[0]));
+        return ts_errorf(err, TS_ERR_SHAPE, "concat: axis %d is out of range for input %s", axis,
+                         SHP(xs[0]));
     if (axis < 0) axis += nd;
     ts_shape out = *xs[0];
     out.shape[axis] = 0;
@@ -182,14 +184,15 @@ static ts_status concat_check(const char *op, const ts_tensor *const *xs, int n,
     ts_shape want;
     TS_TRY(ts_concat_out_shape(shapes, n, axis, &want, err));
     if (!ts_shape_eq(&want, &y->s))
-        return ts_errorf(err, TS_ERR_SHAPE, "%s: output %s must be %s", op, SHP(&y->s),
-                         SHP(&want));
+        return ts_errorf(err, TS_ERR_SHAPE, "%s: output %s must be %s", op, SHP(&y->s), SHP(&want));
     int nd = want.ndim;
     if (axis < 0) axis += nd;
     *outer = 1;
     *inner = 1;
-    for (int d = 0; d < axis; d++) *outer *= want.shape[d];
-    for (int d = axis + 1; d < nd; d++) *inner *= want.shape[d];
+    for (int d = 0; d < axis; d++)
+        *outer *= want.shape[d];
+    for (int d = axis + 1; d < nd; d++)
+        *inner *= want.shape[d];
     *axis_out = axis;
     return TS_OK;
 }
@@ -219,7 +222,8 @@ ts_status ts_concat_backward(const ts_tensor *dy, int axis, ts_tensor *const *dx
         for (int64_t o = 0; o < outer; o++) {
             const float *src = dy->data + o * ystride + off;
             float *dst = dxs[i]->data + o * len;
-            for (int64_t k = 0; k < len; k++) dst[k] += src[k];
+            for (int64_t k = 0; k < len; k++)
+                dst[k] += src[k];
         }
         off += len;
     }
