@@ -15,6 +15,7 @@
 #include "ops_util.h"
 
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Target size of one im2col chunk in floats (256 Ki floats = 1 MiB, about
@@ -24,6 +25,38 @@
 /* Below this many output columns per chunk sgemm loses efficiency, so a
  * chunk never has fewer (unless the image has fewer). */
 #define TS_CONV_MIN_CHUNK_COLS 256
+
+/* ---- BLAS kernel selection -------------------------------------------- */
+
+/* Debian's OpenBLAS 0.3.21 (DYNAMIC_ARCH) does not know AMD Zen 4/5 and
+ * falls back to its AVX2 "Haswell" kernels on them, although the CPU has
+ * AVX-512: sgemm runs at half speed (measured on the dev machine: 103 vs
+ * 196 GFLOP/s for a 2048^3 sgemm on one core). When the user has not chosen
+ * a core type (OPENBLAS_CORETYPE) and the CPU has the AVX-512 subsets the
+ * SkylakeX kernels use, we redo OpenBLAS's own dynamic selection with
+ * OPENBLAS_CORETYPE=SkylakeX -- exactly what setting the variable before
+ * start-up would do. This runs as a constructor: after OpenBLAS's own
+ * constructor (libtessera's users link it, so it initialises first) and
+ * before main(), when no BLAS call can be in flight. The symbols are weak so
+ * a BLAS without dynamic dispatch simply skips this. */
+extern void gotoblas_dynamic_init(void) __attribute__((weak));
+extern void gotoblas_dynamic_quit(void) __attribute__((weak));
+extern char *openblas_get_corename(void) __attribute__((weak));
+
+__attribute__((constructor)) static void ts_conv_select_blas_kernels(void) {
+    if (!gotoblas_dynamic_init || !gotoblas_dynamic_quit || !openblas_get_corename) return;
+    if (getenv("OPENBLAS_CORETYPE")) return;
+    const char *core = openblas_get_corename();
+    if (!core || (strcmp(core, "Haswell") && strcmp(core, "Zen"))) return;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl"))
+        return;
+    if (setenv("OPENBLAS_CORETYPE", "SkylakeX", 0) != 0) return;
+    gotoblas_dynamic_quit();
+    gotoblas_dynamic_init();
+    unsetenv("OPENBLAS_CORETYPE"); /* child processes make their own choice */
+}
 
 ts_conv2d_params ts_conv2d_params_default(void) {
     ts_conv2d_params p;
