@@ -1,0 +1,252 @@
+/*
+ * runtime.h: the distributed runtime. A master and its workers exchange typed,
+ * length-checked frames over ZeroMQ; workers run compute tasks on deployed
+ * blobs. The runtime knows tensors and task kinds (conv, gemm, echo), never
+ * networks: the coded layers above it decide what a task means and which
+ * results are valid.
+ *
+ * Shape of it (zguide "Paranoid Pirate" + "Majordomo", see docs/protocol.md):
+ * - The master binds ONE ROUTER socket and runs a single zmq_poll loop. The
+ *   loop is driven by the caller's thread: it runs inside every master call
+ *   that waits (wait_workers, deploy_wait, collect, poll). A caller that stays
+ *   away from the master longer than a heartbeat interval should call
+ *   ts_master_poll now and then, or its workers will see it as silent.
+ * - Workers connect DEALER sockets, say HELLO (capabilities + emulation), get
+ *   READY with a worker id, and heartbeat. Any frame counts as a heartbeat. A
+ *   worker silent for `liveness` intervals is dead: its in-flight shards are
+ *   lost and collect() stops counting on them. A worker that comes back gets
+ *   a NEW id (its deployed blobs are gone with its old process), so callers
+ *   notice the change through ts_master_epoch and re-deploy.
+ * - Jobs: the caller submits n tasks, each aimed at one worker id, and
+ *   collects until k results were accepted by its callback. Results carry
+ *   (job, layer, shard, seq) ids; late, duplicate or unknown ones are dropped.
+ * - Transport URL picks the deployment: inproc:// (worker threads in the
+ *   master's process, sharing the master's ZeroMQ context), ipc://, tcp://.
+ * - Emulation (device GFLOP/s, link Mbit/s and latency, seeded stragglers,
+ *   fail-stop, crash) lives in the worker so that many slow devices can be
+ *   measured on a small machine.
+ *
+ * Threading: a ts_master is used from one thread at a time. ts_worker_run
+ * blocks its calling thread; ts_worker_spawn runs it on a new thread.
+ */
+#ifndef TESSERA_RUNTIME_H
+#define TESSERA_RUNTIME_H
+
+#include "tessera/core.h"
+#include "tessera/ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- task kinds and blob keys ------------------------------------------ */
+
+typedef enum {
+    TS_TASK_ECHO = 1,   /* outputs = inputs (after an optional sleep): tests */
+    TS_TASK_CONV2D = 2, /* per pair: y = conv2d(inputs[pair.input], blob[pair.key]) */
+    TS_TASK_GEMM = 3,   /* per pair: y = op(blob[pair.key]) x op(inputs[pair.input]) */
+} ts_task_kind;
+
+/* Bitmask of task kinds a worker can run (bit = 1 << kind). */
+#define TS_TASK_CAPS_ALL ((1u << TS_TASK_ECHO) | (1u << TS_TASK_CONV2D) | (1u << TS_TASK_GEMM))
+
+/* Names a deployed blob on a worker, e.g. (model id, layer, share index). */
+typedef struct {
+    uint32_t model, layer, index;
+} ts_blob_key;
+
+/* One unit of work inside a conv or gemm task: which input tensor meets which
+ * deployed blob. For conv the blob holds the filter [M, C/g, KH, KW] and,
+ * optionally, a bias [M] as its second tensor. For gemm the blob holds a 2-D
+ * matrix A and the input is a 2-D matrix X. */
+typedef struct {
+    uint32_t input;
+    ts_blob_key key;
+} ts_task_pair;
+
+#define TS_RT_MAX_TENSORS 64 /* per message: inputs, outputs or blob tensors */
+#define TS_RT_MAX_PAIRS 64
+
+typedef struct {
+    ts_task_kind kind;
+    uint32_t worker; /* target worker id (from ts_master_workers) */
+    uint32_t shard;  /* caller's shard index, echoed in the result */
+    const ts_tensor *const *inputs; /* copied at submit: may be reused at once */
+    int n_inputs;
+    const ts_task_pair *pairs; /* conv and gemm */
+    int n_pairs;
+    ts_conv2d_params conv; /* conv only */
+    int trans_a, trans_b;  /* gemm only */
+    uint32_t echo_sleep_ms; /* echo only: a deterministic straggler for tests */
+} ts_task;
+
+/* ---- master ------------------------------------------------------------ */
+
+typedef struct ts_master ts_master;
+typedef struct ts_job ts_job;
+
+typedef struct {
+    const char *url;     /* endpoint to bind: inproc://x, ipc:///tmp/x, tcp://127.0.0.1:0 */
+    void *zmq_ctx;       /* NULL: the master creates and owns one */
+    int heartbeat_ms;    /* default 1000 */
+    int liveness;        /* missed heartbeats before a worker is dead; default 3 */
+    size_t max_frame_bytes; /* cap on any received frame; default 1 GiB */
+    int max_workers;     /* live worker slots; default 256 */
+} ts_master_opts;
+
+ts_master_opts ts_master_opts_default(void);
+
+/* Binds the ROUTER socket. For tcp://host:0 the kernel picks a port; the
+ * actual endpoint is ts_master_endpoint(). Free with ts_master_free. */
+ts_master *ts_master_new(const ts_master_opts *opts, ts_err *err);
+/* Sends DISCONNECT (shutdown) to every live worker, closes the socket and the
+ * owned context. Accepts NULL. */
+void ts_master_free(ts_master *m);
+/* The ZeroMQ context (pass it to in-process workers for inproc://). */
+void *ts_master_zmq_ctx(ts_master *m);
+/* The bound endpoint, with the real port for tcp://...:0. */
+const char *ts_master_endpoint(const ts_master *m);
+
+/* Runs the poll loop for up to timeout_s seconds (0: handle what is pending). */
+ts_status ts_master_poll(ts_master *m, double timeout_s, ts_err *err);
+/* Waits until at least n workers are live; TS_ERR_TIMEOUT after timeout_s. */
+ts_status ts_master_wait_workers(ts_master *m, int n, double timeout_s, ts_err *err);
+/* Live worker ids, ascending (ids are never reused). Returns the number of
+ * live workers; writes at most cap ids. */
+int ts_master_workers(const ts_master *m, uint32_t *ids, int cap);
+/* Changes whenever a worker joins or dies: re-plan when it moved. */
+uint64_t ts_master_epoch(const ts_master *m);
+int ts_master_worker_alive(const ts_master *m, uint32_t id);
+
+/* What a worker told the master in HELLO. */
+typedef struct {
+    uint32_t id;
+    uint32_t caps; /* TS_TASK_CAPS bitmask */
+    double gflops, mbps, latency_ms; /* 0 = not emulated */
+    char straggler[64];              /* straggler model as given, "" = none */
+    char name[64];
+} ts_worker_info;
+ts_status ts_master_worker_info(const ts_master *m, uint32_t id, ts_worker_info *info,
+                                ts_err *err);
+
+/* Stores a named set of tensors on a worker (copied at the call). Replaces a
+ * blob with the same key. The worker acknowledges; ts_master_deploy_wait
+ * waits for all outstanding acknowledgements. */
+ts_status ts_master_deploy(ts_master *m, uint32_t worker, ts_blob_key key,
+                           const ts_tensor *const *tensors, int n, ts_err *err);
+/* TS_ERR_UNAVAILABLE when a worker died or refused a blob (message says
+ * which), TS_ERR_TIMEOUT after timeout_s. */
+ts_status ts_master_deploy_wait(ts_master *m, double timeout_s, ts_err *err);
+
+/* Sends n tasks (each to its worker) as one job; the inputs are copied into
+ * frames here. A task aimed at a dead or unknown worker fails the call. The
+ * job lives until ts_master_job_free. layer is carried in the ids. */
+ts_job *ts_master_submit(ts_master *m, uint32_t layer, const ts_task *tasks, int n,
+                         ts_err *err);
+/* Adds more tasks to a job (re-plan after losses); shard numbers must be new
+ * or belong to shards already lost. */
+ts_status ts_master_job_add(ts_master *m, ts_job *job, const ts_task *tasks, int n,
+                            ts_err *err);
+uint32_t ts_job_id(const ts_job *job);
+
+/* One result as seen by the collect callback. outputs are views into the
+ * received frames, valid only during the callback. */
+typedef struct {
+    uint32_t job, layer, shard, worker;
+    int n_outputs;
+    const ts_tensor *outputs;
+    double compute_s;  /* real kernel time on the worker */
+    double emulated_s; /* device time the worker emulated (0: not emulated) */
+} ts_result;
+
+/* Returns 1 to accept the result (it counts towards k), 0 to reject it (e.g.
+ * the caller detected it as corrupt). */
+typedef int (*ts_result_fn)(void *user, const ts_result *r);
+
+/* Runs the poll loop until k results of this job (counted over all collect
+ * calls) have been accepted: TS_OK. Fails early with TS_ERR_UNAVAILABLE when
+ * the shards still in flight to live workers cannot bring the count to k,
+ * and with TS_ERR_TIMEOUT at the deadline (seconds from now). A worker-side
+ * task error counts as a lost shard and its message is logged. */
+ts_status ts_master_collect(ts_master *m, ts_job *job, int k, double timeout_s,
+                            ts_result_fn fn, void *user, ts_err *err);
+/* Accepted results so far, and shards still in flight to live workers. */
+int ts_job_accepted(const ts_job *job);
+int ts_job_in_flight(const ts_job *job);
+/* Forgets the job; its later results are dropped by id. Accepts NULL. */
+void ts_master_job_free(ts_master *m, ts_job *job);
+
+/* Counters for tests and benchmarks. */
+typedef struct {
+    uint64_t frames_in, frames_out;
+    uint64_t dropped_invalid;   /* failed validation (peer disconnected) */
+    uint64_t dropped_stale;     /* late, duplicate or unknown ids */
+    uint64_t dropped_unknown;   /* from unregistered peers */
+    uint64_t workers_joined, workers_lost;
+    uint64_t task_errors;
+} ts_master_stats;
+void ts_master_get_stats(const ts_master *m, ts_master_stats *st);
+
+/* ---- worker ------------------------------------------------------------ */
+
+typedef enum {
+    TS_STRAGGLER_NONE = 0,
+    TS_STRAGGLER_FIXED,     /* every task slowed by factor a */
+    TS_STRAGGLER_SHIFTEXP,  /* factor 1 + Exp(mean a) */
+    TS_STRAGGLER_PARETO,    /* factor Pareto(x_m = 1, shape a) */
+    TS_STRAGGLER_FAILSTOP,  /* silent (alive, answers nothing) after a seconds */
+    TS_STRAGGLER_CRASH,     /* ts_worker_run returns after a seconds, no goodbye */
+} ts_straggler_kind;
+
+typedef struct {
+    ts_straggler_kind kind;
+    double a;
+} ts_straggler;
+
+/* Parses "none", "fixed:5", "shiftexp:0.5", "pareto:2.5", "failstop:3",
+ * "crash:3". */
+ts_status ts_straggler_parse(const char *s, ts_straggler *out, ts_err *err);
+/* Inverse of parse: "fixed:5". */
+const char *ts_straggler_str(const ts_straggler *s, char *buf, size_t len);
+
+typedef struct {
+    const char *url;   /* master endpoint to connect to */
+    void *zmq_ctx;     /* NULL: own context; inproc:// needs the master's */
+    const char *name;  /* shown in logs and worker info; may be NULL */
+    int heartbeat_ms;  /* default 1000 (the master's READY overrides it) */
+    int liveness;      /* default 3 */
+    double gflops;     /* > 0: emulate a device of this speed */
+    double mbps;       /* > 0: emulate a link of this bandwidth (each direction) */
+    double latency_ms; /* emulated one-way latency per frame */
+    ts_straggler straggler;
+    uint64_t seed;     /* straggler draws */
+    size_t max_frame_bytes;  /* default 1 GiB */
+    size_t max_blob_bytes;   /* total deployed bytes; default 4 GiB */
+    int exit_on_shutdown;    /* 1: return when the master says it shuts down */
+    /* Non-NULL: read atomically; 1 = send DISCONNECT and return, 2 = return
+     * without a word (the master finds out by missed heartbeats). */
+    const int *stop;
+} ts_worker_opts;
+
+ts_worker_opts ts_worker_opts_default(void);
+
+typedef enum {
+    TS_WORKER_EXIT_STOPPED = 0, /* *stop was set */
+    TS_WORKER_EXIT_SHUTDOWN,    /* master shut down and exit_on_shutdown */
+    TS_WORKER_EXIT_CRASH,       /* emulated crash: the caller should die now */
+} ts_worker_exit;
+
+/* Connects and serves until stopped. On return *why (nullable) says why. */
+ts_status ts_worker_run(const ts_worker_opts *opts, ts_worker_exit *why, ts_err *err);
+
+/* A worker on its own thread (opts and the strings it points to are copied). */
+typedef struct ts_worker_thread ts_worker_thread;
+ts_worker_thread *ts_worker_spawn(const ts_worker_opts *opts, ts_err *err);
+/* Asks the worker to stop and joins it. graceful = 1 sends DISCONNECT first;
+ * 0 vanishes without a word (like a crash). Accepts NULL. */
+void ts_worker_stop(ts_worker_thread *w, int graceful);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

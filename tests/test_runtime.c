@@ -1,0 +1,513 @@
+/* test_runtime.c: wire protocol, master/worker over inproc, ipc and tcp,
+ * k-of-n collection, failures, rogue peers and emulation.
+ *
+ * No timing thresholds: every wait has a generous deadline only so that a
+ * bug shows up as a failed check instead of a hung test. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "runtime/emul.h"
+#include "runtime/proto.h"
+#include "tessera/ops.h"
+#include "tessera/runtime.h"
+#include "ts_test.h"
+
+#define DEADLINE 30.0 /* seconds; only reached when something is broken */
+#define HB_MS 100
+#define LIVENESS 20 /* 2 s of silence: survives a loaded (or sanitized) machine */
+
+static int url_counter;
+
+/* A fresh endpoint of the given transport ("inproc", "ipc", "tcp"). */
+static void make_url(const char *transport, char *buf, size_t len) {
+    url_counter++;
+    if (!strcmp(transport, "inproc"))
+        snprintf(buf, len, "inproc://ts-test-%d", url_counter);
+    else if (!strcmp(transport, "ipc"))
+        snprintf(buf, len, "ipc:///tmp/ts-test-%d-%d.ipc", (int)getpid(), url_counter);
+    else
+        snprintf(buf, len, "tcp://127.0.0.1:0");
+}
+
+typedef struct {
+    ts_master *m;
+    ts_worker_thread *w[16];
+    int nw;
+    uint32_t ids[16];
+} cluster;
+
+static ts_worker_opts worker_opts(cluster *c, const char *name) {
+    ts_worker_opts o = ts_worker_opts_default();
+    o.url = ts_master_endpoint(c->m);
+    /* inproc endpoints live inside one context: share the master's */
+    if (!strncmp(o.url, "inproc://", 9)) o.zmq_ctx = ts_master_zmq_ctx(c->m);
+    o.heartbeat_ms = HB_MS;
+    o.liveness = LIVENESS;
+    o.name = name;
+    return o;
+}
+
+static ts_master *master_on(const char *transport, size_t max_frame) {
+    char url[128];
+    make_url(transport, url, sizeof url);
+    ts_master_opts mo = ts_master_opts_default();
+    mo.url = url;
+    mo.heartbeat_ms = HB_MS;
+    mo.liveness = LIVENESS;
+    if (max_frame) mo.max_frame_bytes = max_frame;
+    ts_err err = {0};
+    ts_master *m = ts_master_new(&mo, &err);
+    TS_CHECK_MSG(m != NULL, "%s", err.msg);
+    return m;
+}
+
+/* Starts n workers (opts[i] may tweak each one) and waits for them. */
+static int cluster_start(cluster *c, const char *transport, int n, const ts_worker_opts *opts) {
+    memset(c, 0, sizeof *c);
+    c->m = master_on(transport, 0);
+    if (!c->m) return 0;
+    ts_err err = {0};
+    for (int i = 0; i < n; i++) {
+        ts_worker_opts o = opts ? opts[i] : worker_opts(c, "w");
+        if (opts) {
+            ts_worker_opts base = worker_opts(c, o.name ? o.name : "w");
+            o.url = base.url;
+            o.zmq_ctx = base.zmq_ctx;
+        }
+        c->w[i] = ts_worker_spawn(&o, &err);
+        TS_CHECK_MSG(c->w[i] != NULL, "%s", err.msg);
+    }
+    c->nw = n;
+    ts_status s = ts_master_wait_workers(c->m, n, DEADLINE, &err);
+    TS_CHECK_MSG(s == TS_OK, "%s", err.msg);
+    int live = ts_master_workers(c->m, c->ids, 16);
+    TS_CHECK(live == n);
+    return s == TS_OK && live == n;
+}
+
+static void cluster_stop(cluster *c) {
+    for (int i = 0; i < c->nw; i++) ts_worker_stop(c->w[i], 1);
+    ts_master_free(c->m);
+}
+
+static ts_tensor *random_tensor(const ts_shape *s, ts_rng *rng) {
+    ts_tensor *t = ts_tensor_new(s, NULL);
+    TS_ASSERT(t);
+    ts_rng_fill_uniform(rng, t->data, t->size, -1.0f, 1.0f);
+    return t;
+}
+
+/* ---- protocol unit tests ---------------------------------------------------- */
+
+/* Builds a ts_proto_in from raw byte frames. */
+static void make_in(ts_proto_in *in, const void *const *frames, const size_t *lens, int n) {
+    memset(in, 0, sizeof *in);
+    for (int i = 0; i < n; i++) {
+        zmq_msg_init_size(&in->part[i], lens[i]);
+        if (lens[i]) memcpy(zmq_msg_data(&in->part[i]), frames[i], lens[i]);
+        in->total_bytes += lens[i];
+    }
+    in->n = n;
+}
+
+static ts_status decode_raw(const ts_proto_frame0 *f, const void *const *data, const size_t *dlens,
+                            int nd, ts_proto_msg *msg, ts_err *err) {
+    const void *frames[TS_PROTO_MAX_PARTS];
+    size_t lens[TS_PROTO_MAX_PARTS];
+    frames[0] = f->buf;
+    lens[0] = f->len;
+    for (int i = 0; i < nd; i++) {
+        frames[1 + i] = data[i];
+        lens[1 + i] = dlens[i];
+    }
+    ts_proto_in in;
+    make_in(&in, frames, lens, 1 + nd);
+    ts_status s = ts_proto_decode(&in, 0, 1 << 20, msg, err);
+    /* views point into in: copy what the caller checks before closing */
+    static float keep[64];
+    if (s == TS_OK && msg->n_tensors > 0 && msg->tensors[0].size <= 64) {
+        memcpy(keep, msg->tensors[0].data, ts_proto_tensor_bytes(&msg->tensors[0]));
+        msg->tensors[0].data = keep;
+    }
+    ts_proto_in_close(&in);
+    return s;
+}
+
+static void build_task_frame(ts_proto_frame0 *f, const ts_shape *s) {
+    ts_msg_hdr h = {.type = TS_MSG_TASK, .job = 7, .layer = 3, .shard = 2, .seq = 99};
+    ts_task_pair pairs[2] = {{0, {1, 2, 3}}, {0, {4, 5, 6}}};
+    ts_task t = {.kind = TS_TASK_CONV2D, .pairs = pairs, .n_pairs = 2};
+    t.conv = ts_conv2d_params_default();
+    t.conv.pad_t = 1;
+    ts_proto_begin(f, &h);
+    ts_proto_put_task(f, &t);
+    ts_proto_put_desc(f, s);
+    TS_ASSERT(ts_proto_end(f, 1));
+}
+
+static void test_proto_roundtrip(void) {
+    ts_shape s = ts_shape4(1, 2, 2, 2);
+    float data[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    const void *d[1] = {data};
+    size_t dl[1] = {sizeof data};
+    ts_proto_frame0 f;
+    build_task_frame(&f, &s);
+    ts_proto_msg msg;
+    ts_err err = {0};
+    TS_CHECK_OK(decode_raw(&f, d, dl, 1, &msg, &err), &err);
+    TS_CHECK(msg.h.type == TS_MSG_TASK && msg.h.job == 7 && msg.h.layer == 3);
+    TS_CHECK(msg.h.shard == 2 && msg.h.seq == 99);
+    TS_CHECK(msg.u.task.kind == TS_TASK_CONV2D && msg.u.task.n_pairs == 2);
+    TS_CHECK(msg.u.task.pairs[1].key.model == 4 && msg.u.task.pairs[1].key.index == 6);
+    TS_CHECK(msg.u.task.conv.pad_t == 1 && msg.u.task.conv.stride_w == 1);
+    TS_CHECK(msg.n_tensors == 1 && ts_shape_eq(&msg.tensors[0].s, &s));
+    TS_CHECK(msg.tensors[0].data[7] == 8.0f);
+
+    /* HELLO round trip keeps strings and doubles */
+    ts_msg_hdr hh = {.type = TS_MSG_HELLO};
+    ts_proto_hello hello = {.caps = 6, .gflops = 12.5, .latency_ms = 3};
+    snprintf(hello.name, sizeof hello.name, "edge-7");
+    snprintf(hello.straggler, sizeof hello.straggler, "pareto:2.5");
+    ts_proto_begin(&f, &hh);
+    ts_proto_put_hello(&f, &hello);
+    TS_ASSERT(ts_proto_end(&f, 0));
+    TS_CHECK_OK(decode_raw(&f, NULL, NULL, 0, &msg, &err), &err);
+    TS_CHECK(msg.u.hello.caps == 6 && msg.u.hello.gflops == 12.5);
+    TS_CHECK(!strcmp(msg.u.hello.name, "edge-7") && !strcmp(msg.u.hello.straggler, "pareto:2.5"));
+}
+
+/* Offset of the first tensor descriptor in build_task_frame's frame:
+ * header 32 + fixed task body 60 + 2 pairs of 16. */
+#define DESC_OFF (32 + 60 + 32)
+
+/* Every corruption of a valid TASK is refused with TS_ERR_FORMAT. */
+static void test_proto_rejects(void) {
+    ts_shape s = ts_shape4(1, 2, 2, 2);
+    float data[8] = {0};
+    const void *d[2] = {data, data};
+    size_t dl[2] = {sizeof data, sizeof data};
+    ts_proto_frame0 good, f;
+    build_task_frame(&good, &s);
+    ts_proto_msg msg;
+    ts_err err = {0};
+
+    struct {
+        const char *what;
+        size_t off; /* byte to overwrite (SIZE_MAX: none) */
+        uint8_t val;
+        size_t len;      /* frame length to send (0: full) */
+        int n_data;      /* data frames to attach */
+        size_t data_len; /* length of the first data frame */
+    } cases[] = {
+        {"truncated header", SIZE_MAX, 0, 20, 1, 32},
+        {"truncated body", SIZE_MAX, 0, 40, 1, 32},
+        {"wrong magic", 0, 'X', 0, 1, 32},
+        {"wrong version", 4, 2, 0, 1, 32},
+        {"unknown type", 6, 77, 0, 1, 32},
+        {"reserved byte set", 7, 1, 0, 1, 32},
+        {"too many tensors claimed", 24, 65, 0, 1, 32},
+        {"tensor count mismatch", SIZE_MAX, 0, 0, 2, 32},
+        {"missing tensor frame", SIZE_MAX, 0, 0, 0, 32},
+        {"frame shorter than shape", SIZE_MAX, 0, 0, 1, 28},
+        {"frame longer than shape", SIZE_MAX, 0, 0, 1, 36},
+        {"body length lies", 28, 200, 0, 1, 32},
+        {"pairs beyond cap", 36, 200, 0, 1, 32},
+        {"bad dtype", DESC_OFF + 4, 2, 0, 1, 32},
+        {"ndim 0", DESC_OFF, 0, 0, 1, 32},
+        {"ndim 7", DESC_OFF, 7, 0, 1, 32},
+        {"huge dimension", DESC_OFF + 8 + 7, 0x7f, 0, 1, 32},
+        {"negative dimension", DESC_OFF + 8 + 15, 0x80, 0, 1, 32},
+        {"unused dimension set", DESC_OFF + 8 + 40, 1, 0, 1, 32},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        f = good;
+        if (cases[i].off != SIZE_MAX) f.buf[cases[i].off] = cases[i].val;
+        if (cases[i].len) f.len = cases[i].len;
+        size_t lens[2] = {cases[i].data_len, sizeof data};
+        (void)dl;
+        err.msg[0] = '\0';
+        ts_status st = decode_raw(&f, d, lens, cases[i].n_data, &msg, &err);
+        TS_CHECK_MSG(st == TS_ERR_FORMAT, "%s: got %s", cases[i].what, ts_status_name(st));
+        TS_CHECK_MSG(err.msg[0] != '\0', "%s: no message", cases[i].what);
+    }
+    /* a dimension product beyond the frame cap is refused without overflow */
+    f = good;
+    for (int dd = 0; dd < 4; dd++) {
+        size_t off = DESC_OFF + 8 + 8 * (size_t)dd;
+        memset(f.buf + off, 0, 8);
+        f.buf[off + 3] = 0x40; /* 2^30 per dimension */
+    }
+    TS_CHECK(decode_raw(&f, d, dl, 1, &msg, &err) == TS_ERR_FORMAT);
+}
+
+static void test_straggler_models(void) {
+    ts_straggler s;
+    ts_err err = {0};
+    char buf[64];
+    TS_CHECK_OK(ts_straggler_parse("pareto:2.5", &s, &err), &err);
+    TS_CHECK(s.kind == TS_STRAGGLER_PARETO && s.a == 2.5);
+    TS_CHECK(!strcmp(ts_straggler_str(&s, buf, sizeof buf), "pareto:2.5"));
+    TS_CHECK_OK(ts_straggler_parse("none", &s, &err), &err);
+    TS_CHECK(s.kind == TS_STRAGGLER_NONE);
+    TS_CHECK_OK(ts_straggler_parse("crash:3", &s, &err), &err);
+    TS_CHECK(s.kind == TS_STRAGGLER_CRASH && s.a == 3);
+    const char *bad[] = {"fixed", "fixed:", "fixed:0.5", "fixed:x", "pareto:0", "slow:2",
+                         "shiftexp:-1", "fixed:2x", "crash:nan"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        TS_CHECK_MSG(ts_straggler_parse(bad[i], &s, &err) == TS_ERR_INVALID, "%s", bad[i]);
+
+    /* seeded draws reproduce, and the timing models never speed a task up */
+    const char *models[] = {"fixed:5", "shiftexp:0.5", "pareto:2"};
+    for (int m = 0; m < 3; m++) {
+        TS_CHECK_OK(ts_straggler_parse(models[m], &s, &err), &err);
+        ts_rng a, b;
+        ts_rng_seed(&a, 42);
+        ts_rng_seed(&b, 42);
+        double sum = 0;
+        int same = 1, ge1 = 1;
+        for (int i = 0; i < 20000; i++) {
+            double x = ts_emul_slowdown(&s, &a), y = ts_emul_slowdown(&s, &b);
+            same &= x == y;
+            ge1 &= x >= 1.0;
+            sum += x;
+        }
+        TS_CHECK_MSG(same && ge1, "%s", models[m]);
+        /* means: fixed 5, shiftexp 1 + 0.5, pareto a/(a-1) = 2 */
+        double want[] = {5.0, 1.5, 2.0};
+        TS_CHECK_MSG(fabs(sum / 20000 - want[m]) < 0.1 * want[m], "%s mean %g", models[m],
+                     sum / 20000);
+    }
+    /* link model: serial pipe plus latency */
+    ts_link l = {.mbps = 8, .latency_s = 0.01};
+    TS_CHECK_NEAR(ts_emul_inbound(&l, 100.0, 1000000), 101.01, 1e-9);
+    TS_CHECK_NEAR(ts_emul_inbound(&l, 100.5, 1000000), 102.01, 1e-9); /* queued behind */
+    TS_CHECK_NEAR(ts_emul_outbound(&l, 200.0, 500000), 200.51, 1e-9);
+}
+
+/* ---- echo / collect ---------------------------------------------------------- */
+
+typedef struct {
+    int calls;
+    int bad;
+    uint32_t shards[64];
+    uint32_t workers[64];
+    const ts_tensor *expect[64]; /* by shard */
+    int reject_shard;            /* -1: accept all */
+} collect_log;
+
+static int echo_cb(void *user, const ts_result *r) {
+    collect_log *l = user;
+    if (l->calls < 64) {
+        l->shards[l->calls] = r->shard;
+        l->workers[l->calls] = r->worker;
+    }
+    l->calls++;
+    const ts_tensor *e = r->shard < 64 ? l->expect[r->shard] : NULL;
+    if (!e || r->n_outputs != 1 || !ts_shape_eq(&r->outputs[0].s, &e->s) ||
+        memcmp(r->outputs[0].data, e->data, ts_proto_tensor_bytes(e)))
+        l->bad++;
+    return (int)r->shard != l->reject_shard;
+}
+
+static void test_echo_transports(void) {
+    const char *transports[] = {"inproc", "ipc", "tcp"};
+    ts_rng rng;
+    ts_rng_seed(&rng, 5);
+    for (int t = 0; t < 3; t++) {
+        cluster c;
+        if (!cluster_start(&c, transports[t], 3, NULL)) {
+            cluster_stop(&c);
+            continue;
+        }
+        ts_shape s = ts_shape2(3, 5);
+        ts_tensor *in[3];
+        ts_task tasks[3];
+        collect_log log = {.reject_shard = -1};
+        for (int i = 0; i < 3; i++) {
+            in[i] = random_tensor(&s, &rng);
+            log.expect[i] = in[i];
+            tasks[i] = (ts_task){.kind = TS_TASK_ECHO, .worker = c.ids[i], .shard = (uint32_t)i,
+                                 .inputs = (const ts_tensor *const *)&in[i], .n_inputs = 1};
+        }
+        ts_err err = {0};
+        ts_job *job = ts_master_submit(c.m, 1, tasks, 3, &err);
+        TS_CHECK_MSG(job != NULL, "%s", err.msg);
+        if (job) {
+            TS_CHECK_OK(ts_master_collect(c.m, job, 3, DEADLINE, echo_cb, &log, &err), &err);
+            TS_CHECK_MSG(log.calls == 3 && log.bad == 0, "%s: %d calls, %d bad", transports[t],
+                         log.calls, log.bad);
+            ts_master_job_free(c.m, job);
+        }
+        for (int i = 0; i < 3; i++) ts_tensor_free(in[i]);
+        cluster_stop(&c);
+    }
+}
+
+/* ---- gemm and conv against the local kernels ------------------------------- */
+
+typedef struct {
+    int calls, bad;
+    const ts_tensor *expect[64][4]; /* [shard][output] */
+    double worst;
+} compute_log;
+
+static int compute_cb(void *user, const ts_result *r) {
+    compute_log *l = user;
+    l->calls++;
+    for (int o = 0; o < r->n_outputs && o < 4; o++) {
+        const ts_tensor *e = l->expect[r->shard][o];
+        if (!e || !ts_shape_eq(&e->s, &r->outputs[o].s)) {
+            l->bad++;
+            continue;
+        }
+        double rel = ts_tensor_rel_err(&r->outputs[o], e);
+        if (rel > l->worst) l->worst = rel;
+    }
+    return 1;
+}
+
+static void run_gemm(const char *transport) {
+    cluster c;
+    if (!cluster_start(&c, transport, 2, NULL)) {
+        cluster_stop(&c);
+        return;
+    }
+    ts_rng rng;
+    ts_rng_seed(&rng, 11);
+    ts_shape as = ts_shape2(6, 8), xs = ts_shape2(8, 3);
+    ts_tensor *a[2], *x = random_tensor(&xs, &rng), *y[2];
+    ts_err err = {0};
+    compute_log log = {0};
+    ts_task tasks[2];
+    ts_task_pair pairs[2];
+    for (int i = 0; i < 2; i++) {
+        a[i] = random_tensor(&as, &rng);
+        ts_blob_key key = {9, 1, (uint32_t)i};
+        TS_CHECK_OK(ts_master_deploy(c.m, c.ids[i], key, (const ts_tensor *const *)&a[i], 1, &err),
+                    &err);
+        y[i] = ts_tensor_new(&(ts_shape){2, {6, 3}}, NULL);
+        TS_CHECK_OK(ts_gemm_forward(0, 0, 1.0f, 0.0f, a[i], x, NULL, y[i], &err), &err);
+        log.expect[i][0] = y[i];
+        pairs[i] = (ts_task_pair){0, key};
+        tasks[i] = (ts_task){.kind = TS_TASK_GEMM, .worker = c.ids[i], .shard = (uint32_t)i,
+                             .inputs = (const ts_tensor *const *)&x, .n_inputs = 1,
+                             .pairs = &pairs[i], .n_pairs = 1};
+    }
+    TS_CHECK_OK(ts_master_deploy_wait(c.m, DEADLINE, &err), &err);
+    ts_job *job = ts_master_submit(c.m, 2, tasks, 2, &err);
+    TS_CHECK(job != NULL);
+    if (job) {
+        TS_CHECK_OK(ts_master_collect(c.m, job, 2, DEADLINE, compute_cb, &log, &err), &err);
+        TS_CHECK_MSG(log.calls == 2 && log.bad == 0 && log.worst < 1e-6,
+                     "%s: %d calls %d bad worst %g", transport, log.calls, log.bad, log.worst);
+        ts_master_job_free(c.m, job);
+    }
+    /* a task naming a blob the worker does not hold fails that shard only */
+    ts_task_pair missing = {0, {9, 1, 77}};
+    tasks[0].pairs = &missing;
+    job = ts_master_submit(c.m, 3, tasks, 1, &err);
+    TS_CHECK(job != NULL);
+    if (job) {
+        ts_status s = ts_master_collect(c.m, job, 1, DEADLINE, compute_cb, &log, &err);
+        TS_CHECK_MSG(s == TS_ERR_UNAVAILABLE, "missing blob: %s", ts_status_name(s));
+        ts_master_job_free(c.m, job);
+    }
+    for (int i = 0; i < 2; i++) {
+        ts_tensor_free(a[i]);
+        ts_tensor_free(y[i]);
+    }
+    ts_tensor_free(x);
+    cluster_stop(&c);
+}
+
+static void test_gemm_transports(void) {
+    run_gemm("inproc");
+    run_gemm("ipc");
+    run_gemm("tcp");
+}
+
+/* FCDCC shape: each worker holds 2 filter shares and gets 2 input slabs per
+ * task, computing the 4 (input, filter) convolutions. */
+static void run_conv(const char *transport) {
+    enum { NW = 3 };
+    cluster c;
+    if (!cluster_start(&c, transport, NW, NULL)) {
+        cluster_stop(&c);
+        return;
+    }
+    ts_rng rng;
+    ts_rng_seed(&rng, 21);
+    ts_conv2d_params p = ts_conv2d_params_default();
+    p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
+    p.stride_h = 2;
+    ts_shape xs = ts_shape4(1, 3, 9, 7), ws = ts_shape4(4, 3, 3, 3);
+    ts_tensor *x[NW][2], *w[NW][2], *y[NW][4];
+    ts_task tasks[NW];
+    ts_task_pair pairs[NW][4];
+    compute_log log = {0};
+    ts_err err = {0};
+    for (int i = 0; i < NW; i++) {
+        for (int f = 0; f < 2; f++) {
+            w[i][f] = random_tensor(&ws, &rng);
+            x[i][f] = random_tensor(&xs, &rng);
+            ts_blob_key key = {1, 5, (uint32_t)(2 * i + f)};
+            TS_CHECK_OK(
+                ts_master_deploy(c.m, c.ids[i], key, (const ts_tensor *const *)&w[i][f], 1, &err),
+                &err);
+        }
+        for (int q = 0; q < 4; q++) {
+            int xi = q / 2, fi = q % 2;
+            pairs[i][q] = (ts_task_pair){(uint32_t)xi, {1, 5, (uint32_t)(2 * i + fi)}};
+            ts_shape ys;
+            TS_CHECK_OK(ts_conv2d_out_shape(&p, &xs, &ws, &ys, &err), &err);
+            y[i][q] = ts_tensor_new(&ys, NULL);
+            size_t nws = ts_conv2d_workspace_floats(&p, &xs, &ws);
+            float *scratch = nws ? malloc(nws * sizeof(float)) : NULL;
+            TS_CHECK_OK(ts_conv2d_forward(&p, x[i][xi], w[i][fi], NULL, y[i][q], scratch, &err),
+                        &err);
+            free(scratch);
+            log.expect[i][q] = y[i][q];
+        }
+        tasks[i] = (ts_task){.kind = TS_TASK_CONV2D, .worker = c.ids[i], .shard = (uint32_t)i,
+                             .inputs = (const ts_tensor *const *)x[i], .n_inputs = 2,
+                             .pairs = pairs[i], .n_pairs = 4, .conv = p};
+    }
+    TS_CHECK_OK(ts_master_deploy_wait(c.m, DEADLINE, &err), &err);
+    ts_job *job = ts_master_submit(c.m, 5, tasks, NW, &err);
+    TS_CHECK_MSG(job != NULL, "%s", err.msg);
+    if (job) {
+        TS_CHECK_OK(ts_master_collect(c.m, job, NW, DEADLINE, compute_cb, &log, &err), &err);
+        TS_CHECK_MSG(log.calls == NW && log.bad == 0 && log.worst == 0.0,
+                     "%s: %d calls %d bad worst %g", transport, log.calls, log.bad, log.worst);
+        ts_master_job_free(c.m, job);
+    }
+    for (int i = 0; i < NW; i++)
+        for (int q = 0; q < 4; q++) {
+            ts_tensor_free(y[i][q]);
+            if (q < 2) {
+                ts_tensor_free(x[i][q]);
+                ts_tensor_free(w[i][q]);
+            }
+        }
+    cluster_stop(&c);
+}
+
+static void test_conv_transports(void) {
+    run_conv("inproc");
+    run_conv("ipc");
+    run_conv("tcp");
+}
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);
+    TS_RUN(test_proto_roundtrip);
+    TS_RUN(test_proto_rejects);
+    TS_RUN(test_straggler_models);
+    TS_RUN(test_echo_transports);
+    TS_RUN(test_gemm_transports);
+    TS_RUN(test_conv_transports);
+    return ts_test_summary();
+}
