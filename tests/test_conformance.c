@@ -181,7 +181,7 @@ static uint8_t *pack_folded(Onnx__ModelProto *m, const model_inputs *mi,
     Onnx__ValueInfoProto **new_in = calloc(n_in + 1, sizeof *new_in);
     Onnx__TensorProto **new_init = calloc(n_init + MAX_INPUTS + 1, sizeof *new_init);
     char *saved_names[MAX_INPUTS] = {0};
-    memcpy(new_init, init, n_init * sizeof *init);
+    if (n_init) memcpy(new_init, init, n_init * sizeof *init);
     size_t k_in = 0, k_init = n_init;
     *folded = 0;
     for (size_t i = 0; i < n_in; i++) {
