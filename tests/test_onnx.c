@@ -6,7 +6,8 @@
  *   Debian python3-onnx module is importable;
  * - hostile files: truncation at many offsets and random byte corruption
  *   never crash; each either loads (and then plans and runs) or fails
- *   with a message;
+ *   with a message; deeply nested messages are refused before protobuf-c
+ *   would recurse off the stack;
  * - refusals with messages that name the culprit: unsupported op (op and
  *   node name), bad dtype (tensor and dtype), dynamic non-batch dimension
  *   (input), foreign domain, opset out of range, lengths that disagree
@@ -699,6 +700,40 @@ static void test_truncation_and_corruption(void) {
     free(good);
 }
 
+/* Prepends a length-delimited field header for the `len` bytes at *pos. */
+static void prepend_header(uint8_t *buf, size_t *pos, int field, size_t len) {
+    uint8_t tmp[12];
+    size_t n = 0;
+    tmp[n++] = (uint8_t)(field << 3 | 2);
+    for (uint64_t v = len;; v >>= 7) {
+        tmp[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        if (v <= 0x7f) break;
+    }
+    *pos -= n;
+    memcpy(buf + *pos, tmp, n);
+}
+
+/* Subgraphs nested 60000 deep (Graph.node -> Node.attribute -> Attribute.g)
+ * in about 0.7 MB: protobuf-c alone would recurse until the stack overflows. */
+static void test_deep_nesting_refused(void) {
+    const int depth = 60000;
+    size_t cap = (size_t)depth * 3 * 6 + 16, pos = cap;
+    uint8_t *buf = malloc(cap);
+    for (int i = 0; i < depth; i++) {
+        prepend_header(buf, &pos, 6, cap - pos); /* AttributeProto.g */
+        prepend_header(buf, &pos, 5, cap - pos); /* NodeProto.attribute */
+        prepend_header(buf, &pos, 1, cap - pos); /* GraphProto.node */
+    }
+    prepend_header(buf, &pos, 7, cap - pos); /* ModelProto.graph */
+    ts_err e = {0};
+    ts_graph *g = ts_onnx_load_buffer(buf + pos, cap - pos, &e);
+    TS_CHECK(g == NULL);
+    TS_CHECK_MSG(e.status == TS_ERR_FORMAT && strstr(e.msg, "deep"), "%s", e.msg);
+    printf("  refused as expected: %s\n", e.msg);
+    ts_graph_free(g);
+    free(buf);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/ts_test_onnx_XXXXXX");
     if (!mkdtemp(tmpdir)) {
@@ -718,6 +753,7 @@ int main(void) {
     TS_RUN(test_legacy_softmax_coercion);
     TS_RUN(test_constants_and_auto_pad);
     TS_RUN(test_truncation_and_corruption);
+    TS_RUN(test_deep_nesting_refused);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -1179,6 +1179,64 @@ static ts_status build(loader *L, const Onnx__ModelProto *m) {
     return set_output(L, gp);
 }
 
+/* ---- nesting guard --------------------------------------------------------- */
+
+/* protobuf-c unpacks nested messages recursively with no depth limit, so a
+ * few kilobytes of nested subgraphs (Attribute.g -> Graph -> Node -> ...)
+ * overflow the stack. This walk over the wire format, driven by the
+ * generated descriptors, bounds the nesting first. It visits each byte once
+ * and recurses at most TS_ONNX_MAX_NESTING levels. Legitimate models nest
+ * about 10 deep (Model/Graph/Node/Attribute/Tensor/TypeProto). */
+#define TS_ONNX_MAX_NESTING 64
+
+typedef enum { WIRE_OK, WIRE_MALFORMED, WIRE_TOO_DEEP } wire_status;
+
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return 1;
+    }
+    return 0;
+}
+
+static wire_status check_nesting(const ProtobufCMessageDescriptor *d, const uint8_t *p,
+                                 const uint8_t *end, int depth) {
+    if (depth > TS_ONNX_MAX_NESTING) return WIRE_TOO_DEEP;
+    while (p < end) {
+        uint64_t key, v;
+        if (!read_varint(&p, end, &key)) return WIRE_MALFORMED;
+        switch (key & 7) {
+        case 0:
+            if (!read_varint(&p, end, &v)) return WIRE_MALFORMED;
+            break;
+        case 1:
+            if (end - p < 8) return WIRE_MALFORMED;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4) return WIRE_MALFORMED;
+            p += 4;
+            break;
+        case 2: {
+            if (!read_varint(&p, end, &v) || v > (uint64_t)(end - p)) return WIRE_MALFORMED;
+            uint64_t tag = key >> 3;
+            const ProtobufCFieldDescriptor *f =
+                tag <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)tag) : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                wire_status st = check_nesting(f->descriptor, p, p + v, depth + 1);
+                if (st != WIRE_OK) return st;
+            }
+            p += v;
+            break;
+        }
+        default: return WIRE_MALFORMED; /* groups: not used by ONNX */
+        }
+    }
+    return WIRE_OK;
+}
+
 ts_graph *ts_onnx_load_buffer(const void *buf, size_t len, ts_err *err) {
     ts_err local;
     memset(&local, 0, sizeof local);
@@ -1191,7 +1249,14 @@ ts_graph *ts_onnx_load_buffer(const void *buf, size_t len, ts_err *err) {
         ts_errorf(err, TS_ERR_FORMAT, "ONNX model of %zu bytes exceeds the 2 GiB cap", len);
         return NULL;
     }
-    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, buf);
+    wire_status ws = check_nesting(&onnx__model_proto__descriptor, buf,
+                                   (const uint8_t *)buf + len, 0);
+    if (ws == WIRE_TOO_DEEP) {
+        ts_errorf(err, TS_ERR_FORMAT, "ONNX model nests messages more than %d deep (hostile file?)",
+                  TS_ONNX_MAX_NESTING);
+        return NULL;
+    }
+    Onnx__ModelProto *m = ws == WIRE_OK ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
     if (!m) {
         ts_errorf(err, TS_ERR_FORMAT, "not a valid ONNX model (protobuf decoding failed: the file "
                                       "is truncated or corrupt)");
