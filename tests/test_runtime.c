@@ -70,8 +70,10 @@ static int cluster_start(cluster *c, const char *transport, int n, const ts_work
     c->m = master_on(transport, 0);
     if (!c->m) return 0;
     ts_err err = {0};
+    char names[16][16];
     for (int i = 0; i < n; i++) {
-        ts_worker_opts o = opts ? opts[i] : worker_opts(c, "w");
+        snprintf(names[i], sizeof names[i], "w%d", i);
+        ts_worker_opts o = opts ? opts[i] : worker_opts(c, names[i]);
         if (opts) {
             ts_worker_opts base = worker_opts(c, o.name ? o.name : "w");
             o.url = base.url;
@@ -83,8 +85,18 @@ static int cluster_start(cluster *c, const char *transport, int n, const ts_work
     c->nw = n;
     ts_status s = ts_master_wait_workers(c->m, n, DEADLINE, &err);
     TS_CHECK_MSG(s == TS_OK, "%s", err.msg);
-    int live = ts_master_workers(c->m, c->ids, 16);
+    uint32_t ids[16];
+    int live = ts_master_workers(c->m, ids, 16);
     TS_CHECK(live == n);
+    /* ids follow join order, which threads make random: map them back to
+     * spawn order by name so that c->ids[i] is the id of c->w[i] */
+    for (int i = 0; i < live && i < 16; i++) c->ids[i] = ids[i];
+    for (int i = 0; i < live && i < 16; i++) {
+        ts_worker_info info;
+        if (opts || ts_master_worker_info(c->m, ids[i], &info, &err) != TS_OK) continue;
+        int k = atoi(info.name + 1);
+        if (k >= 0 && k < n) c->ids[k] = ids[i];
+    }
     return s == TS_OK && live == n;
 }
 
@@ -501,6 +513,251 @@ static void test_conv_transports(void) {
     run_conv("tcp");
 }
 
+/* ---- k of n, stragglers, late and pipelined jobs ----------------------------- */
+
+static ts_job *submit_echo(cluster *c, uint32_t layer, ts_tensor **in, const uint32_t *workers,
+                           const uint32_t *sleep_ms, int n) {
+    ts_task tasks[16];
+    for (int i = 0; i < n; i++)
+        tasks[i] = (ts_task){.kind = TS_TASK_ECHO, .worker = workers[i], .shard = (uint32_t)i,
+                             .inputs = (const ts_tensor *const *)&in[i], .n_inputs = 1,
+                             .echo_sleep_ms = sleep_ms ? sleep_ms[i] : 0};
+    ts_err err = {0};
+    ts_job *job = ts_master_submit(c->m, layer, tasks, n, &err);
+    TS_CHECK_MSG(job != NULL, "%s", err.msg);
+    return job;
+}
+
+/* Polls the master until pred holds or the deadline passes. */
+static int poll_until(ts_master *m, int (*pred)(ts_master *, void *), void *arg) {
+    double end = ts_now() + DEADLINE;
+    ts_err err;
+    while (!pred(m, arg) && ts_now() < end) ts_master_poll(m, 0.05, &err);
+    return pred(m, arg);
+}
+
+static int stale_above(ts_master *m, void *arg) {
+    ts_master_stats st;
+    ts_master_get_stats(m, &st);
+    return st.dropped_stale > *(uint64_t *)arg;
+}
+
+static int workers_equal(ts_master *m, void *arg) {
+    return ts_master_workers(m, NULL, 0) == *(int *)arg;
+}
+
+static void test_k_of_n_straggler(void) {
+    cluster c;
+    if (!cluster_start(&c, "inproc", 4, NULL)) {
+        cluster_stop(&c);
+        return;
+    }
+    ts_rng rng;
+    ts_rng_seed(&rng, 3);
+    ts_shape s = ts_shape2(2, 4);
+    ts_tensor *in[4];
+    collect_log log = {.reject_shard = -1};
+    for (int i = 0; i < 4; i++) {
+        in[i] = random_tensor(&s, &rng);
+        log.expect[i] = in[i];
+    }
+    /* the callback may reject a result (say, detected as corrupt): it does not count */
+    collect_log log2 = {.reject_shard = 1};
+    for (int i = 0; i < 4; i++) log2.expect[i] = in[i];
+    ts_err err = {0};
+    ts_job *job = submit_echo(&c, 2, in, c.ids, NULL, 4);
+    TS_CHECK_OK(ts_master_collect(c.m, job, 3, DEADLINE, echo_cb, &log2, &err), &err);
+    TS_CHECK(ts_job_accepted(job) == 3 && log2.calls == 4);
+    ts_master_job_free(c.m, job);
+
+    /* a late result of a freed job is dropped by id */
+    ts_master_stats st;
+    ts_master_get_stats(c.m, &st);
+    uint64_t stale0 = st.dropped_stale;
+    uint32_t late_ms[4] = {0, 0, 0, 200};
+    collect_log log3 = {.reject_shard = -1};
+    for (int i = 0; i < 4; i++) log3.expect[i] = in[i];
+    job = submit_echo(&c, 3, in, c.ids, late_ms, 4);
+    TS_CHECK_OK(ts_master_collect(c.m, job, 3, DEADLINE, echo_cb, &log3, &err), &err);
+    ts_master_job_free(c.m, job);
+    TS_CHECK(poll_until(c.m, stale_above, &stale0));
+    TS_CHECK(log3.calls == 3);
+
+    /* two jobs in flight, collected in the opposite order */
+    collect_log la = {.reject_shard = -1}, lb = {.reject_shard = -1};
+    for (int i = 0; i < 4; i++) la.expect[i] = lb.expect[i] = in[i];
+    ts_job *ja = submit_echo(&c, 4, in, c.ids, NULL, 4);
+    ts_job *jb = submit_echo(&c, 5, in, c.ids, NULL, 4);
+    TS_CHECK_OK(ts_master_collect(c.m, jb, 4, DEADLINE, echo_cb, &lb, &err), &err);
+    TS_CHECK_OK(ts_master_collect(c.m, ja, 4, DEADLINE, echo_cb, &la, &err), &err);
+    TS_CHECK(la.calls == 4 && lb.calls == 4 && la.bad == 0 && lb.bad == 0);
+    ts_master_job_free(c.m, ja);
+    ts_master_job_free(c.m, jb);
+    /* shard 3's device takes a minute: k = 3 must finish without it */
+    uint32_t sleep_ms[4] = {0, 0, 0, 60000};
+    job = submit_echo(&c, 1, in, c.ids, sleep_ms, 4);
+    TS_CHECK_OK(ts_master_collect(c.m, job, 3, DEADLINE, echo_cb, &log, &err), &err);
+    TS_CHECK(log.calls == 3 && log.bad == 0 && ts_job_accepted(job) == 3);
+    for (int i = 0; i < log.calls && i < 3; i++) TS_CHECK(log.shards[i] != 3);
+    TS_CHECK(ts_job_in_flight(job) == 1);
+    ts_master_job_free(c.m, job);
+
+    for (int i = 0; i < 4; i++) ts_tensor_free(in[i]);
+    cluster_stop(&c);
+}
+
+/* Workers that vanish mid-job: collection completes from the others, or says
+ * clearly that it cannot; a new worker joins and is used. */
+static void test_worker_loss(const char *transport) {
+    cluster c;
+    if (!cluster_start(&c, transport, 3, NULL)) {
+        cluster_stop(&c);
+        return;
+    }
+    ts_rng rng;
+    ts_rng_seed(&rng, 8);
+    ts_shape s = ts_shape2(2, 2);
+    ts_tensor *in[3];
+    collect_log log = {.reject_shard = -1};
+    for (int i = 0; i < 3; i++) {
+        in[i] = random_tensor(&s, &rng);
+        log.expect[i] = in[i];
+    }
+    uint64_t epoch0 = ts_master_epoch(c.m);
+    uint32_t sleep_ms[3] = {100, 100, 100};
+    ts_job *job = submit_echo(&c, 1, in, c.ids, sleep_ms, 3);
+    ts_worker_stop(c.w[2], 0); /* vanishes without a word, its task in flight */
+    c.w[2] = NULL;
+    ts_err err = {0};
+    TS_CHECK_OK(ts_master_collect(c.m, job, 2, DEADLINE, echo_cb, &log, &err), &err);
+    TS_CHECK(log.bad == 0);
+    /* k = 3 is now impossible: a clear UNAVAILABLE once the silence is noticed */
+    ts_status st = ts_master_collect(c.m, job, 3, DEADLINE, echo_cb, &log, &err);
+    TS_CHECK_MSG(st == TS_ERR_UNAVAILABLE, "got %s: %s", ts_status_name(st), err.msg);
+    TS_CHECK(strstr(err.msg, "cannot reach 3") != NULL);
+    TS_CHECK(ts_master_workers(c.m, NULL, 0) == 2 && !ts_master_worker_alive(c.m, c.ids[2]));
+    TS_CHECK(ts_master_epoch(c.m) != epoch0);
+    ts_master_job_free(c.m, job);
+
+    /* a task aimed at the dead worker is lost at once */
+    job = submit_echo(&c, 2, in, c.ids, NULL, 3);
+    st = ts_master_collect(c.m, job, 3, DEADLINE, echo_cb, &log, &err);
+    TS_CHECK(st == TS_ERR_UNAVAILABLE);
+    ts_master_job_free(c.m, job);
+
+    /* graceful leave is noticed at once (DISCONNECT) */
+    ts_worker_stop(c.w[1], 1);
+    c.w[1] = NULL;
+    int one = 1;
+    TS_CHECK(poll_until(c.m, workers_equal, &one));
+
+    /* a replacement joins with a new id and gets work */
+    ts_worker_opts o = worker_opts(&c, "replacement");
+    c.w[1] = ts_worker_spawn(&o, &err);
+    TS_CHECK_OK(ts_master_wait_workers(c.m, 2, DEADLINE, &err), &err);
+    uint32_t ids[4];
+    TS_CHECK(ts_master_workers(c.m, ids, 4) == 2);
+    TS_CHECK(ids[1] > c.ids[2]);
+    ts_worker_info info;
+    TS_CHECK_OK(ts_master_worker_info(c.m, ids[1], &info, &err), &err);
+    TS_CHECK(!strcmp(info.name, "replacement"));
+    collect_log log2 = {.reject_shard = -1};
+    for (int i = 0; i < 2; i++) log2.expect[i] = in[i];
+    job = submit_echo(&c, 3, in, ids, NULL, 2);
+    TS_CHECK_OK(ts_master_collect(c.m, job, 2, DEADLINE, echo_cb, &log2, &err), &err);
+    TS_CHECK(log2.calls == 2 && log2.bad == 0);
+    ts_master_job_free(c.m, job);
+    for (int i = 0; i < 3; i++) ts_tensor_free(in[i]);
+    cluster_stop(&c);
+}
+
+static void test_worker_loss_inproc(void) {
+    test_worker_loss("inproc");
+}
+
+static void test_worker_loss_tcp(void) {
+    test_worker_loss("tcp");
+}
+
+/* Emulated crash and fail-stop: both end up removed by missed heartbeats. */
+static void test_emulated_failures(void) {
+    cluster c;
+    memset(&c, 0, sizeof c);
+    c.m = master_on("inproc", 0);
+    if (!c.m) return;
+    ts_err err = {0};
+    const char *models[] = {"none", "crash:0.2", "failstop:0.2"};
+    for (int i = 0; i < 3; i++) {
+        ts_worker_opts o = worker_opts(&c, models[i]);
+        TS_CHECK_OK(ts_straggler_parse(models[i], &o.straggler, &err), &err);
+        c.w[i] = ts_worker_spawn(&o, &err);
+    }
+    c.nw = 3;
+    /* the two failing workers may die before or after joining: wait for the
+     * survivor only, then for the table to settle on it */
+    TS_CHECK_OK(ts_master_wait_workers(c.m, 1, DEADLINE, &err), &err);
+    int one = 1;
+    TS_CHECK(poll_until(c.m, workers_equal, &one));
+    uint32_t id;
+    TS_CHECK(ts_master_workers(c.m, &id, 1) == 1);
+    ts_worker_info info;
+    TS_CHECK_OK(ts_master_worker_info(c.m, id, &info, &err), &err);
+    TS_CHECK(!strcmp(info.name, "none"));
+    cluster_stop(&c);
+}
+
+/* Device emulation reports exactly the time it emulated. */
+static void test_emulation_accounting(void) {
+    cluster c;
+    memset(&c, 0, sizeof c);
+    c.m = master_on("inproc", 0);
+    if (!c.m) return;
+    ts_err err = {0};
+    ts_worker_opts o = worker_opts(&c, "slow");
+    o.gflops = 2.0;
+    o.latency_ms = 40;
+    o.mbps = 1000;
+    TS_CHECK_OK(ts_straggler_parse("fixed:3", &o.straggler, &err), &err);
+    c.w[0] = ts_worker_spawn(&o, &err);
+    c.nw = 1;
+    TS_CHECK_OK(ts_master_wait_workers(c.m, 1, DEADLINE, &err), &err);
+    uint32_t id;
+    ts_master_workers(c.m, &id, 1);
+    ts_worker_info info;
+    TS_CHECK_OK(ts_master_worker_info(c.m, id, &info, &err), &err);
+    TS_CHECK(info.gflops == 2.0 && info.latency_ms == 40 && !strcmp(info.straggler, "fixed:3"));
+
+    ts_rng rng;
+    ts_rng_seed(&rng, 4);
+    ts_shape as = ts_shape2(16, 32), xs = ts_shape2(32, 8);
+    ts_tensor *a = random_tensor(&as, &rng), *x = random_tensor(&xs, &rng);
+    ts_blob_key key = {1, 1, 1};
+    TS_CHECK_OK(ts_master_deploy(c.m, id, key, (const ts_tensor *const *)&a, 1, &err), &err);
+    TS_CHECK_OK(ts_master_deploy_wait(c.m, DEADLINE, &err), &err);
+    ts_task_pair pair = {0, key};
+    ts_task t = {.kind = TS_TASK_GEMM, .worker = id, .inputs = (const ts_tensor *const *)&x,
+                 .n_inputs = 1, .pairs = &pair, .n_pairs = 1};
+    double t0 = ts_now();
+    ts_job *job = ts_master_submit(c.m, 1, &t, 1, &err);
+    compute_log log = {0};
+    ts_tensor *y = ts_tensor_new(&(ts_shape){2, {16, 8}}, NULL);
+    TS_CHECK_OK(ts_gemm_forward(0, 0, 1, 0, a, x, NULL, y, &err), &err);
+    log.expect[0][0] = y;
+    double emulated = -1;
+    TS_CHECK_OK(ts_master_collect(c.m, job, 1, DEADLINE, compute_cb, &log, &err), &err);
+    double elapsed = ts_now() - t0;
+    (void)emulated;
+    TS_CHECK(log.calls == 1 && log.bad == 0 && log.worst < 1e-6);
+    /* latency each way is a floor the link model must respect */
+    TS_CHECK_MSG(elapsed >= 0.08, "result came back after %.3f s, before two 40 ms latencies",
+                 elapsed);
+    ts_master_job_free(c.m, job);
+    ts_tensor_free(a);
+    ts_tensor_free(x);
+    ts_tensor_free(y);
+    cluster_stop(&c);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     TS_RUN(test_proto_roundtrip);
@@ -509,5 +766,10 @@ int main(void) {
     TS_RUN(test_echo_transports);
     TS_RUN(test_gemm_transports);
     TS_RUN(test_conv_transports);
+    TS_RUN(test_k_of_n_straggler);
+    TS_RUN(test_worker_loss_inproc);
+    TS_RUN(test_worker_loss_tcp);
+    TS_RUN(test_emulated_failures);
+    TS_RUN(test_emulation_accounting);
     return ts_test_summary();
 }
