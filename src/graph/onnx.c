@@ -111,6 +111,7 @@ typedef struct {
     int n_shapes;
     int gen; /* counter for names of inserted nodes */
     const Onnx__NodeProto *node; /* the node being loaded (for messages) */
+    int node_index;
     ts_err *err;
 } loader;
 
@@ -125,8 +126,11 @@ __attribute__((format(printf, 3, 4))) static ts_status node_fail(loader *L, ts_s
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     const Onnx__NodeProto *n = L->node;
-    return ts_errorf(L->err, st, "node '%.100s' (%.60s): %s", str_or_empty(n->name),
-                     str_or_empty(n->op_type), what);
+    if (!str_or_empty(n->name)[0]) /* unnamed nodes are common: give the position */
+        return ts_errorf(L->err, st, "node #%d (%.60s, unnamed): %s", L->node_index,
+                         str_or_empty(n->op_type), what);
+    return ts_errorf(L->err, st, "node '%.100s' (%.60s): %s", n->name, str_or_empty(n->op_type),
+                     what);
 }
 
 /* Prefixes an error filled by a callee with the current node. */
@@ -185,10 +189,16 @@ static ts_status proto_numel(const Onnx__TensorProto *tp, const char *name, int 
     int64_t n = 1;
     for (size_t i = 0; i < tp->n_dims; i++) {
         int64_t d = tp->dims[i];
-        if (d < 0 || (d > 0 && n > TS_ONNX_MAX_TENSOR_ELEMS / d))
+        if (d < 0 || (d > 0 && n > TS_ONNX_MAX_TENSOR_ELEMS / d)) {
+            ts_shape s = {.ndim = (int)tp->n_dims};
+            memcpy(s.shape, tp->dims, tp->n_dims * sizeof(int64_t));
+            char buf[160];
             return ts_errorf(err, TS_ERR_FORMAT,
-                             "tensor '%.200s' has a negative or too large dimension %lld", name,
-                             (long long)d);
+                             "tensor '%.200s' has dims %s: negative or above the cap of %lld "
+                             "elements",
+                             name, ts_shape_str(&s, buf, sizeof buf),
+                             (long long)TS_ONNX_MAX_TENSOR_ELEMS);
+        }
         n *= d;
     }
     *numel = n;
@@ -218,9 +228,9 @@ static ts_status float_tensor_from_proto(const Onnx__TensorProto *tp, const char
     if (tp->has_raw_data ? tp->raw_data.len != (size_t)numel * 4
                          : tp->n_float_data != (size_t)numel)
         return ts_errorf(err, TS_ERR_FORMAT,
-                         "tensor '%.200s' holds %zu values but its dims need %lld", name,
-                         tp->has_raw_data ? tp->raw_data.len / 4 : tp->n_float_data,
-                         (long long)numel);
+                         "tensor '%.200s' holds %zu %s but its dims need %lld floats", name,
+                         tp->has_raw_data ? tp->raw_data.len : tp->n_float_data,
+                         tp->has_raw_data ? "bytes of raw data" : "floats", (long long)numel);
     ts_shape s = {0};
     for (size_t i = 0; i < tp->n_dims; i++) s.shape[s.ndim++] = tp->dims[i];
     if (unit_axis2) {
@@ -341,7 +351,9 @@ static ts_status refuse_extra_outputs(loader *L, const char *why) {
         return node_fail(L, TS_ERR_FORMAT, "has no output");
     for (size_t i = 1; i < n->n_output; i++) {
         if (!n->output[i][0]) continue;
-        if (!why) return node_fail(L, TS_ERR_UNSUPPORTED, "output %zu is unsupported", i);
+        if (!why)
+            return node_fail(L, TS_ERR_UNSUPPORTED, "output %zu ('%.100s') is unsupported", i,
+                             n->output[i]);
         if (symtab_find(&L->syms, n->output[i]))
             return node_fail(L, TS_ERR_FORMAT, "output '%.200s' is defined twice", n->output[i]);
         sym *y = symtab_add(&L->syms, n->output[i]);
@@ -650,8 +662,10 @@ static ts_status load_pool(loader *L, ts_op op) {
                                       : " auto_pad kernel_shape strides pads dilations "
                                         "ceil_mode count_include_pad "));
     TS_TRY(need_inputs(L, 1, 1));
-    TS_TRY(refuse_extra_outputs(L, NULL));
     const Onnx__NodeProto *n = L->node;
+    if (n->n_output > 1 && n->output[1][0])
+        return node_fail(L, TS_ERR_UNSUPPORTED, "the Indices output of MaxPool is unsupported");
+    TS_TRY(refuse_extra_outputs(L, NULL));
     int x, sp = 0, cnt;
     TS_TRY(float_input(L, n->input[0], 1, &x));
     TS_TRY(spatial_rank(L, x, &sp));
@@ -724,7 +738,6 @@ static ts_status load_leakyrelu(loader *L) {
 static ts_status load_batchnorm(loader *L) {
     TS_TRY(check_attr_names(L, " epsilon momentum spatial is_test consumed_inputs training_mode "));
     TS_TRY(need_inputs(L, 5, 5));
-    TS_TRY(refuse_extra_outputs(L, NULL)); /* mean/var/saved outputs exist only in training */
     int64_t is_test, spatial, training;
     /* Before opset 7, is_test defaults to 0: training mode. */
     TS_TRY(attr_int(L, "is_test", L->opset < 7 ? 0 : 1, &is_test));
@@ -735,6 +748,11 @@ static ts_status load_batchnorm(loader *L) {
                          "training-mode BatchNormalization is unsupported (inference form only)");
     if (spatial != 1)
         return node_fail(L, TS_ERR_UNSUPPORTED, "spatial=0 (per-activation statistics) is unsupported");
+    for (size_t i = 1; i < L->node->n_output; i++)
+        if (L->node->output[i][0])
+            return node_fail(L, TS_ERR_UNSUPPORTED,
+                             "training-mode outputs (running/saved statistics) are unsupported");
+    TS_TRY(refuse_extra_outputs(L, NULL));
     const Onnx__NodeProto *n = L->node;
     int ins[5];
     for (int i = 0; i < 5; i++)
@@ -1170,11 +1188,20 @@ static ts_status build(loader *L, const Onnx__ModelProto *m) {
     if (!m->graph) return ts_errorf(L->err, TS_ERR_FORMAT, "the model has no graph");
     const Onnx__GraphProto *gp = m->graph;
     TS_TRY(read_opset(L, m));
+    if (gp->n_node > TS_ONNX_MAX_NODES || gp->n_initializer > TS_ONNX_MAX_NODES ||
+        gp->n_input > TS_ONNX_MAX_NODES)
+        return ts_errorf(L->err, TS_ERR_UNSUPPORTED,
+                         "the model has %zu nodes, %zu initializers and %zu inputs; at most %d "
+                         "of each are supported",
+                         gp->n_node, gp->n_initializer, gp->n_input, TS_ONNX_MAX_NODES);
     if (gp->n_sparse_initializer)
         return ts_errorf(L->err, TS_ERR_UNSUPPORTED, "sparse initializers are unsupported");
     TS_TRY(add_initializers(L, gp));
     TS_TRY(add_inputs(L, gp));
-    for (size_t i = 0; i < gp->n_node; i++) TS_TRY(load_node(L, gp->node[i]));
+    for (size_t i = 0; i < gp->n_node; i++) {
+        L->node_index = (int)i;
+        TS_TRY(load_node(L, gp->node[i]));
+    }
     L->node = NULL;
     return set_output(L, gp);
 }

@@ -10,6 +10,10 @@
  * Tessera targets has a tensor above 2^28 floats (1 GiB). */
 #define TS_ONNX_MAX_FILE_BYTES ((size_t)2 << 30)
 #define TS_ONNX_MAX_TENSOR_ELEMS ((int64_t)1 << 28)
+/* Nodes (and initializers) per model: the largest CNNs have ~1000; building
+ * a graph costs O(values^2) name look-ups, so a hostile file with millions
+ * of nodes would otherwise stall the loader for hours. */
+#define TS_ONNX_MAX_NODES (1 << 15)
 /* Kernel sizes, strides, pads and dilations beyond this are hostile. */
 #define TS_ONNX_MAX_WINDOW_PARAM (1 << 24)
 
