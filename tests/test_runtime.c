@@ -364,11 +364,13 @@ typedef struct {
     int calls, bad;
     const ts_tensor *expect[64][4]; /* [shard][output] */
     double worst;
+    double emulated_s; /* of the last result */
 } compute_log;
 
 static int compute_cb(void *user, const ts_result *r) {
     compute_log *l = user;
     l->calls++;
+    l->emulated_s = r->emulated_s;
     for (int o = 0; o < r->n_outputs && o < 4; o++) {
         const ts_tensor *e = l->expect[r->shard][o];
         if (!e || !ts_shape_eq(&e->s, &r->outputs[o].s)) {
@@ -743,10 +745,10 @@ static void test_emulation_accounting(void) {
     ts_tensor *y = ts_tensor_new(&(ts_shape){2, {16, 8}}, NULL);
     TS_CHECK_OK(ts_gemm_forward(0, 0, 1, 0, a, x, NULL, y, &err), &err);
     log.expect[0][0] = y;
-    double emulated = -1;
     TS_CHECK_OK(ts_master_collect(c.m, job, 1, DEADLINE, compute_cb, &log, &err), &err);
     double elapsed = ts_now() - t0;
-    (void)emulated;
+    /* 2*M*N*K flops at 2 GFLOP/s, slowed down 3 times */
+    TS_CHECK_NEAR(log.emulated_s, 3.0 * 2 * 16 * 8 * 32 / 2e9, 1e-15);
     TS_CHECK(log.calls == 1 && log.bad == 0 && log.worst < 1e-6);
     /* latency each way is a floor the link model must respect */
     TS_CHECK_MSG(elapsed >= 0.08, "result came back after %.3f s, before two 40 ms latencies",
@@ -755,6 +757,345 @@ static void test_emulation_accounting(void) {
     ts_tensor_free(a);
     ts_tensor_free(x);
     ts_tensor_free(y);
+    cluster_stop(&c);
+}
+
+/* ---- rogue peers and a lying worker ---------------------------------------- */
+
+static void *raw_dealer(ts_master *m) {
+    const char *url = ts_master_endpoint(m);
+    int inproc = !strncmp(url, "inproc://", 9);
+    void *ctx = inproc ? ts_master_zmq_ctx(m) : zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    TS_CHECK(zmq_connect(s, url) == 0);
+    return s;
+}
+
+static void raw_close(ts_master *m, void *s) {
+    int inproc = !strncmp(ts_master_endpoint(m), "inproc://", 9);
+    zmq_close(s);
+    (void)inproc; /* a private context of a tcp rogue is left to process exit */
+}
+
+static void raw_send(void *s, const void *const *frames, const size_t *lens, int n) {
+    for (int i = 0; i < n; i++) zmq_send(s, frames[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0);
+}
+
+static void send_f0(void *s, const ts_proto_frame0 *f, const ts_proto_data *d, int n) {
+    ts_err e;
+    TS_CHECK_OK(ts_proto_send(s, NULL, 0, f, d, n, &e), &e);
+}
+
+/* Receives the next message of a type on a raw socket, skipping others,
+ * while the master's loop keeps turning. */
+static int raw_expect(ts_master *m, void *s, uint32_t type, ts_proto_in *in, ts_proto_msg *msg) {
+    double end = ts_now() + DEADLINE;
+    ts_err err;
+    while (ts_now() < end) {
+        ts_master_poll(m, 0.01, &err);
+        while (ts_proto_recv(s, in, ZMQ_DONTWAIT) == 0) {
+            if (ts_proto_decode(in, 0, 1 << 20, msg, &err) == TS_OK && msg->h.type == type)
+                return 1;
+            ts_proto_in_close(in);
+        }
+    }
+    return 0;
+}
+
+static void hello_frame(ts_proto_frame0 *f, const char *name) {
+    ts_msg_hdr h = {.type = TS_MSG_HELLO};
+    ts_proto_hello b = {.caps = TS_TASK_CAPS_ALL};
+    snprintf(b.name, sizeof b.name, "%s", name);
+    ts_proto_begin(f, &h);
+    ts_proto_put_hello(f, &b);
+    TS_ASSERT(ts_proto_end(f, 0));
+}
+
+static void result_frame(ts_proto_frame0 *f, const ts_msg_hdr *ids, const ts_shape *s, int n) {
+    ts_msg_hdr h = *ids;
+    h.type = TS_MSG_RESULT;
+    ts_proto_result r = {0};
+    ts_proto_begin(f, &h);
+    ts_proto_put_result(f, &r);
+    for (int i = 0; i < n; i++) ts_proto_put_desc(f, s);
+    TS_ASSERT(ts_proto_end(f, (uint32_t)n));
+}
+
+typedef struct {
+    uint64_t invalid, unknown, stale;
+} stat_floor;
+
+static int stats_reached(ts_master *m, void *arg) {
+    stat_floor *f = arg;
+    ts_master_stats st;
+    ts_master_get_stats(m, &st);
+    return st.dropped_invalid >= f->invalid && st.dropped_unknown >= f->unknown &&
+           st.dropped_stale >= f->stale;
+}
+
+/* Two good workers compute a gemm job; returns 1 when both results are right. */
+static int good_gemm_round(cluster *c, uint32_t layer, const ts_tensor *x, const ts_tensor *y0,
+                           const ts_tensor *y1) {
+    ts_task_pair pairs[2] = {{0, {9, 9, 0}}, {0, {9, 9, 1}}};
+    ts_task t[2];
+    for (int i = 0; i < 2; i++)
+        t[i] = (ts_task){.kind = TS_TASK_GEMM, .worker = c->ids[i], .shard = (uint32_t)i,
+                         .inputs = &x, .n_inputs = 1, .pairs = &pairs[i], .n_pairs = 1};
+    compute_log log = {0};
+    log.expect[0][0] = y0;
+    log.expect[1][0] = y1;
+    ts_err err = {0};
+    ts_job *job = ts_master_submit(c->m, layer, t, 2, &err);
+    if (!job) return 0;
+    ts_status s = ts_master_collect(c->m, job, 2, DEADLINE, compute_cb, &log, &err);
+    TS_CHECK_MSG(s == TS_OK, "%s", err.msg);
+    ts_master_job_free(c->m, job);
+    return s == TS_OK && log.calls == 2 && log.bad == 0 && log.worst < 1e-6;
+}
+
+static void run_rogue(const char *transport) {
+    cluster c;
+    if (!cluster_start(&c, transport, 2, NULL)) {
+        cluster_stop(&c);
+        return;
+    }
+    ts_rng rng;
+    ts_rng_seed(&rng, 13);
+    ts_shape as = ts_shape2(5, 7), xs = ts_shape2(7, 2);
+    ts_tensor *a[2], *y[2], *x = random_tensor(&xs, &rng);
+    ts_err err = {0};
+    for (int i = 0; i < 2; i++) {
+        a[i] = random_tensor(&as, &rng);
+        y[i] = ts_tensor_new(&(ts_shape){2, {5, 2}}, NULL);
+        ts_gemm_forward(0, 0, 1, 0, a[i], x, NULL, y[i], &err);
+        ts_blob_key key = {9, 9, (uint32_t)i};
+        TS_CHECK_OK(ts_master_deploy(c.m, c.ids[i], key, (const ts_tensor *const *)&a[i], 1, &err),
+                    &err);
+    }
+    TS_CHECK_OK(ts_master_deploy_wait(c.m, DEADLINE, &err), &err);
+    TS_CHECK(good_gemm_round(&c, 1, x, y[0], y[1]));
+
+    void *rogue = raw_dealer(c.m);
+    ts_master_stats st0;
+    ts_master_get_stats(c.m, &st0);
+
+    /* as a stranger: truncated, wrong magic, wrong version, too many frames,
+     * a lying tensor count, a result with made-up ids */
+    ts_proto_frame0 f;
+    hello_frame(&f, "rogue");
+    const void *fr[1] = {"0123456789"};
+    size_t ln[1] = {10};
+    raw_send(rogue, fr, ln, 1);
+    ts_proto_frame0 bad = f;
+    bad.buf[0] = 'X';
+    send_f0(rogue, &bad, NULL, 0);
+    bad = f;
+    bad.buf[4] = 9;
+    send_f0(rogue, &bad, NULL, 0);
+    const void *many[80];
+    size_t many_len[80];
+    many[0] = f.buf;
+    many_len[0] = f.len;
+    for (int i = 1; i < 80; i++) {
+        many[i] = "";
+        many_len[i] = 0;
+    }
+    raw_send(rogue, many, many_len, 80);
+    ts_msg_hdr ids = {.job = 1, .layer = 1, .shard = 0, .seq = 1};
+    ts_shape ys = ts_shape2(5, 2);
+    result_frame(&bad, &ids, &ys, 3); /* announces 3 tensors, sends 1 */
+    float junk[10] = {0};
+    ts_proto_data one = {junk, sizeof junk, 0};
+    send_f0(rogue, &bad, &one, 1);
+    result_frame(&bad, &ids, &ys, 1); /* well-formed, but from nobody */
+    send_f0(rogue, &bad, &one, 1);
+    stat_floor fl = {st0.dropped_invalid + 5, st0.dropped_unknown + 1, 0};
+    TS_CHECK(poll_until(c.m, stats_reached, &fl));
+    ts_proto_in in;
+    ts_proto_msg msg;
+    TS_CHECK(raw_expect(c.m, rogue, TS_MSG_DISCONNECT, &in, &msg));
+    ts_proto_in_close(&in);
+    TS_CHECK(good_gemm_round(&c, 2, x, y[0], y[1]));
+
+    /* oversized: over tcp ZeroMQ refuses it before allocating (MAXMSGSIZE); the
+     * master in any case must keep serving */
+    if (strcmp(transport, "inproc")) {
+        size_t big = (size_t)2 << 20;
+        char *huge = calloc(1, big);
+        const void *hf[1] = {huge};
+        size_t hl[1] = {big};
+        raw_send(rogue, hf, hl, 1);
+        free(huge);
+        TS_CHECK(good_gemm_round(&c, 3, x, y[0], y[1]));
+    }
+
+    /* as a registered worker: a stale result is dropped, garbage gets it removed */
+    send_f0(rogue, &f, NULL, 0);
+    TS_CHECK_OK(ts_master_wait_workers(c.m, 3, DEADLINE, &err), &err);
+    TS_CHECK(raw_expect(c.m, rogue, TS_MSG_READY, &in, &msg));
+    ts_proto_in_close(&in);
+    ts_master_stats st1;
+    ts_master_get_stats(c.m, &st1);
+    ids.job = 999;
+    result_frame(&bad, &ids, &ys, 1);
+    send_f0(rogue, &bad, &one, 1);
+    fl = (stat_floor){0, 0, st1.dropped_stale + 1};
+    TS_CHECK(poll_until(c.m, stats_reached, &fl));
+    TS_CHECK(ts_master_workers(c.m, NULL, 0) == 3);
+    bad = f;
+    bad.buf[28] = 3; /* body length lie */
+    send_f0(rogue, &bad, NULL, 0);
+    int two = 2;
+    TS_CHECK(poll_until(c.m, workers_equal, &two));
+    TS_CHECK(raw_expect(c.m, rogue, TS_MSG_DISCONNECT, &in, &msg));
+    ts_proto_in_close(&in);
+    TS_CHECK(good_gemm_round(&c, 4, x, y[0], y[1]));
+    raw_close(c.m, rogue);
+    for (int i = 0; i < 2; i++) {
+        ts_tensor_free(a[i]);
+        ts_tensor_free(y[i]);
+    }
+    ts_tensor_free(x);
+    cluster_stop(&c);
+}
+
+static void test_rogue_inproc(void) {
+    run_rogue("inproc");
+}
+
+static void test_rogue_tcp(void) {
+    ts_log_set(NULL, NULL, TS_LOG_ERROR); /* the expected warnings are noise here */
+    run_rogue("tcp");
+    ts_log_set(NULL, NULL, TS_LOG_WARN);
+}
+
+/* A worker that answers twice, with wrong ids, late, and with the wrong
+ * number of outputs: exactly one result counts; the last lie removes it. */
+static void test_duplicate_results(void) {
+    ts_master *m = master_on("inproc", 0);
+    if (!m) return;
+    void *fake = raw_dealer(m);
+    ts_proto_frame0 f;
+    hello_frame(&f, "liar");
+    send_f0(fake, &f, NULL, 0);
+    ts_err err = {0};
+    TS_CHECK_OK(ts_master_wait_workers(m, 1, DEADLINE, &err), &err);
+    ts_proto_in in;
+    ts_proto_msg msg;
+    TS_CHECK(raw_expect(m, fake, TS_MSG_READY, &in, &msg));
+    uint32_t id = msg.u.ready.worker_id;
+    ts_proto_in_close(&in);
+
+    ts_shape s = ts_shape2(1, 3);
+    float v[3] = {1, 2, 3};
+    ts_tensor x = ts_tensor_view(v, &s);
+    const ts_tensor *xp = &x;
+    ts_task t = {.kind = TS_TASK_ECHO, .worker = id, .shard = 0, .inputs = &xp, .n_inputs = 1};
+    ts_job *job = ts_master_submit(m, 6, &t, 1, &err);
+    TS_CHECK(raw_expect(m, fake, TS_MSG_TASK, &in, &msg));
+    ts_msg_hdr ids = msg.h;
+    ts_proto_in_close(&in);
+
+    ts_proto_frame0 r;
+    ts_proto_data d = {v, sizeof v, 0};
+    result_frame(&r, &ids, &s, 1);
+    for (int i = 0; i < 3; i++) send_f0(fake, &r, &d, 1); /* one good, two duplicates */
+    ts_msg_hdr wrong = ids;
+    wrong.seq++;
+    result_frame(&r, &wrong, &s, 1);
+    send_f0(fake, &r, &d, 1);
+    wrong = ids;
+    wrong.layer++;
+    result_frame(&r, &wrong, &s, 1);
+    send_f0(fake, &r, &d, 1);
+
+    collect_log log = {.reject_shard = -1};
+    log.expect[0] = &x;
+    TS_CHECK_OK(ts_master_collect(m, job, 1, DEADLINE, echo_cb, &log, &err), &err);
+    stat_floor fl = {0, 0, 4};
+    TS_CHECK(poll_until(m, stats_reached, &fl));
+    TS_CHECK(log.calls == 1 && log.bad == 0 && ts_job_accepted(job) == 1);
+    ts_master_job_free(m, job);
+    result_frame(&r, &ids, &s, 1); /* late: the job is gone */
+    send_f0(fake, &r, &d, 1);
+    fl.stale = 5;
+    TS_CHECK(poll_until(m, stats_reached, &fl));
+
+    /* wrong number of outputs for a live shard: a protocol violation */
+    job = ts_master_submit(m, 7, &t, 1, &err);
+    TS_CHECK(raw_expect(m, fake, TS_MSG_TASK, &in, &msg));
+    ids = msg.h;
+    ts_proto_in_close(&in);
+    result_frame(&r, &ids, &s, 2);
+    ts_proto_data d2[2] = {{v, sizeof v, 0}, {v, sizeof v, 0}};
+    send_f0(fake, &r, d2, 2);
+    ts_status st = ts_master_collect(m, job, 1, DEADLINE, echo_cb, &log, &err);
+    TS_CHECK_MSG(st == TS_ERR_UNAVAILABLE, "%s", ts_status_name(st));
+    TS_CHECK(log.calls == 1 && ts_master_workers(m, NULL, 0) == 0);
+    ts_master_job_free(m, job);
+    zmq_close(fake);
+    ts_master_free(m);
+}
+
+/* Bad arguments are refused with a sentence, nothing is sent. */
+static void test_master_arguments(void) {
+    cluster c;
+    if (!cluster_start(&c, "inproc", 1, NULL)) {
+        cluster_stop(&c);
+        return;
+    }
+    ts_err err = {0};
+    ts_shape s = ts_shape2(1, 2);
+    float v[2] = {1, 2};
+    ts_tensor x = ts_tensor_view(v, &s);
+    const ts_tensor *xp = &x;
+    ts_task_pair pair = {3, {0, 0, 0}};
+    ts_task bad_kind = {.kind = (ts_task_kind)42, .worker = c.ids[0], .inputs = &xp, .n_inputs = 1};
+    TS_CHECK(ts_master_submit(c.m, 0, &bad_kind, 1, &err) == NULL && err.status == TS_ERR_INVALID);
+    ts_task bad_pair = {.kind = TS_TASK_GEMM, .worker = c.ids[0], .inputs = &xp, .n_inputs = 1,
+                        .pairs = &pair, .n_pairs = 1};
+    TS_CHECK(ts_master_submit(c.m, 0, &bad_pair, 1, &err) == NULL && err.status == TS_ERR_INVALID);
+    ts_task twice[2] = {{.kind = TS_TASK_ECHO, .worker = c.ids[0], .inputs = &xp, .n_inputs = 1},
+                        {.kind = TS_TASK_ECHO, .worker = c.ids[0], .inputs = &xp, .n_inputs = 1}};
+    TS_CHECK(ts_master_submit(c.m, 0, twice, 2, &err) == NULL && err.status == TS_ERR_INVALID);
+    TS_CHECK(ts_master_deploy(c.m, 999, (ts_blob_key){0, 0, 0}, &xp, 1, &err) ==
+             TS_ERR_UNAVAILABLE);
+    ts_master_opts mo = ts_master_opts_default();
+    TS_CHECK(ts_master_new(&mo, &err) == NULL && err.status == TS_ERR_INVALID);
+    mo.url = "bogus://nowhere";
+    TS_CHECK(ts_master_new(&mo, &err) == NULL && err.status == TS_ERR_IO);
+    ts_worker_opts wo = ts_worker_opts_default();
+    wo.url = "tcp://127.0.0.1:1";
+    wo.gflops = -1;
+    ts_worker_exit why;
+    TS_CHECK(ts_worker_run(&wo, &why, &err) == TS_ERR_INVALID);
+    cluster_stop(&c);
+}
+
+/* A worker refuses a blob beyond its memory cap; deploy_wait says so. */
+static void test_deploy_cap(void) {
+    cluster c;
+    memset(&c, 0, sizeof c);
+    c.m = master_on("inproc", 0);
+    if (!c.m) return;
+    ts_err err = {0};
+    ts_worker_opts o = worker_opts(&c, "small");
+    o.max_blob_bytes = 1024;
+    c.w[0] = ts_worker_spawn(&o, &err);
+    c.nw = 1;
+    TS_CHECK_OK(ts_master_wait_workers(c.m, 1, DEADLINE, &err), &err);
+    uint32_t id;
+    ts_master_workers(c.m, &id, 1);
+    ts_tensor *big = ts_tensor_new(&(ts_shape){1, {1000}}, NULL);
+    TS_CHECK_OK(ts_master_deploy(c.m, id, (ts_blob_key){1, 2, 3}, (const ts_tensor *const *)&big,
+                                 1, &err),
+                &err);
+    ts_status s = ts_master_deploy_wait(c.m, DEADLINE, &err);
+    TS_CHECK_MSG(s == TS_ERR_UNAVAILABLE && strstr(err.msg, "cap"), "%s: %s", ts_status_name(s),
+                 err.msg);
+    ts_tensor_free(big);
     cluster_stop(&c);
 }
 
@@ -771,5 +1112,10 @@ int main(void) {
     TS_RUN(test_worker_loss_tcp);
     TS_RUN(test_emulated_failures);
     TS_RUN(test_emulation_accounting);
+    TS_RUN(test_rogue_inproc);
+    TS_RUN(test_rogue_tcp);
+    TS_RUN(test_duplicate_results);
+    TS_RUN(test_master_arguments);
+    TS_RUN(test_deploy_cap);
     return ts_test_summary();
 }
