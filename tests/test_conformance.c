@@ -11,10 +11,10 @@
  *
  * Graph inputs that are not initializers are fed at run time
  * (ts_graph_forward_multi), with one exception: an INT64 graph input (a
- * Reshape target in test_reshape_*) is folded into an initializer from the
- * data set before loading, because Tessera fixes shapes when it plans and
- * takes a Reshape's target from a constant. Cases where that happened are
- * counted and listed.
+ * Reshape target in test_reshape_*, Unsqueeze/Squeeze axes) is folded into
+ * an initializer from the data set before loading, because Tessera fixes
+ * shapes when it plans and takes those from constants. Cases where that
+ * happened are counted and marked.
  *
  * Set TS_ONNX_TESTDATA to use another copy of the data. */
 #include <dirent.h>
@@ -42,7 +42,7 @@ static const char *const NODE_PATTERNS[] = {
     "test_conv_*", "test_basic_conv_*", "test_maxpool_*", "test_averagepool_*",
     "test_globalaveragepool*", "test_gemm_*", "test_matmul_2d", "test_relu", "test_leakyrelu*",
     "test_batchnorm_*", "test_softmax_*", "test_add*", "test_concat_*", "test_flatten_*",
-    "test_reshape_*", NULL};
+    "test_reshape_*", "test_unsqueeze*", "test_squeeze*", NULL};
 /* PyTorch's converted modules: conv, pool and linear, plus the other ops
  * Tessera supports. */
 static const char *const PT_CONVERTED_PATTERNS[] = {
@@ -406,7 +406,7 @@ int main(void) {
             run_case(case_dir, r);
             const char *tag = r->result == CASE_PASS ? "PASS" : r->result == CASE_FAIL ? "FAIL" : "SKIP";
             printf("%s %s%s%s%s\n", tag, r->name, r->result == CASE_PASS ? "" : ": ", r->reason,
-                   r->folded && r->result == CASE_PASS ? " (INT64 shape input folded)" : "");
+                   r->folded && r->result == CASE_PASS ? " (INT64 shape/axes input folded)" : "");
             fflush(stdout);
             pass += r->result == CASE_PASS;
             fail += r->result == CASE_FAIL;
@@ -416,7 +416,7 @@ int main(void) {
         }
     }
     printf("\nconformance: %d passed, %d failed, %d skipped (of %d cases; %d passed with an "
-           "INT64 shape input folded into an initializer)\n",
+           "INT64 shape/axes input folded into an initializer)\n",
            pass, fail, skip, n_reports, folded);
     printf("skipped:\n");
     for (int i = 0; i < n_reports; i++)

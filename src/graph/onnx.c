@@ -818,6 +818,114 @@ static ts_status load_flatten(loader *L) {
     return emit(L, TS_OP_FLATTEN, &x, 1, &a, out0(L), 1, &y);
 }
 
+/* A constant INT64 vector input (initializer or Constant), at most
+ * TS_MAX_DIMS long. */
+static ts_status const_ints(loader *L, const char *name, int64_t *out, int *n) {
+    sym *y = NULL;
+    TS_TRY(lookup(L, name, &y));
+    if (y->kind == SYM_INTS) {
+        *n = y->n_ints;
+        memcpy(out, y->ints, sizeof(int64_t) * (size_t)y->n_ints);
+        return TS_OK;
+    }
+    if (y->kind != SYM_PENDING)
+        return node_fail(L, TS_ERR_UNSUPPORTED,
+                         "'%.200s' is computed at run time; it must be an INT64 initializer or "
+                         "Constant",
+                         name);
+    return node_wrap(L, ints_from_proto(y->tp, name, out, n, L->err));
+}
+
+/* A Reshape to `out`, where at most one dimension (the batch) is unknown
+ * and becomes -1. */
+static ts_status emit_reshape_to(loader *L, int x, const ts_shape *out) {
+    ts_node_attrs a = ts_node_attrs_default(TS_OP_RESHAPE);
+    int unknown = 0;
+    a.shape_ndim = out->ndim;
+    for (int i = 0; i < out->ndim; i++) {
+        a.shape[i] = out->shape[i];
+        unknown += out->shape[i] < 0;
+    }
+    if (unknown > 1)
+        return node_fail(L, TS_ERR_UNSUPPORTED, "more than one dimension is unknown at load time");
+    int y;
+    return emit(L, TS_OP_RESHAPE, &x, 1, &a, out0(L), 1, &y);
+}
+
+/* Unsqueeze/Squeeze axes: an attribute before opset 13, then an optional
+ * constant input. *n = -1 when absent. */
+static ts_status read_axes(loader *L, int64_t *axes, int *n) {
+    const Onnx__NodeProto *nd = L->node;
+    *n = -1;
+    if (L->opset < 13) {
+        const Onnx__AttributeProto *at = find_attr(nd, "axes");
+        if (!at) return TS_OK;
+        if (at->n_ints > TS_MAX_DIMS)
+            return node_fail(L, TS_ERR_UNSUPPORTED, "too many axes");
+        return attr_ints(L, "axes", (int)at->n_ints, axes, n);
+    }
+    if (find_attr(nd, "axes"))
+        return node_fail(L, TS_ERR_FORMAT, "from opset 13 on, axes is an input");
+    if (!present(nd, 1)) return TS_OK;
+    return const_ints(L, nd->input[1], axes, n);
+}
+
+static ts_status load_unsqueeze(loader *L) {
+    TS_TRY(check_attr_names(L, " axes "));
+    TS_TRY(need_inputs(L, 1, L->opset < 13 ? 1 : 2));
+    TS_TRY(refuse_extra_outputs(L, NULL));
+    int x, n;
+    int64_t axes[TS_MAX_DIMS];
+    TS_TRY(float_input(L, L->node->input[0], 1, &x));
+    TS_TRY(read_axes(L, axes, &n));
+    const ts_shape *xs = shape_of(L, x);
+    if (n < 1) return node_fail(L, TS_ERR_FORMAT, "axes are required");
+    int rank = xs->ndim + n;
+    if (rank > TS_MAX_DIMS)
+        return node_fail(L, TS_ERR_UNSUPPORTED, "the output rank %d exceeds %d", rank, TS_MAX_DIMS);
+    int is_new[TS_MAX_DIMS] = {0};
+    for (int i = 0; i < n; i++) {
+        int ax = 0;
+        TS_TRY(norm_axis(L, axes[i], rank, 0, &ax));
+        if (is_new[ax]) return node_fail(L, TS_ERR_FORMAT, "axis %d is repeated", ax);
+        is_new[ax] = 1;
+    }
+    ts_shape out = {.ndim = rank};
+    for (int i = 0, k = 0; i < rank; i++) out.shape[i] = is_new[i] ? 1 : xs->shape[k++];
+    return emit_reshape_to(L, x, &out);
+}
+
+static ts_status load_squeeze(loader *L) {
+    TS_TRY(check_attr_names(L, " axes "));
+    TS_TRY(need_inputs(L, 1, L->opset < 13 ? 1 : 2));
+    TS_TRY(refuse_extra_outputs(L, NULL));
+    int x, n;
+    int64_t axes[TS_MAX_DIMS];
+    TS_TRY(float_input(L, L->node->input[0], 1, &x));
+    TS_TRY(read_axes(L, axes, &n));
+    const ts_shape *xs = shape_of(L, x);
+    int drop[TS_MAX_DIMS] = {0};
+    for (int i = 0; i < xs->ndim && n < 0; i++) {
+        if (xs->shape[i] < 0)
+            return node_fail(L, TS_ERR_UNSUPPORTED,
+                             "squeezing every unit dimension needs dimension %d, unknown at load "
+                             "time", i);
+        drop[i] = xs->shape[i] == 1;
+    }
+    for (int i = 0; i < n; i++) {
+        int ax = 0;
+        TS_TRY(norm_axis(L, axes[i], xs->ndim, 0, &ax));
+        if (xs->shape[ax] != 1)
+            return node_fail(L, TS_ERR_SHAPE, "dimension %d has size %lld, not 1", ax,
+                             (long long)xs->shape[ax]);
+        drop[ax] = 1;
+    }
+    ts_shape out = {0};
+    for (int i = 0; i < xs->ndim; i++)
+        if (!drop[i]) out.shape[out.ndim++] = xs->shape[i];
+    return emit_reshape_to(L, x, &out);
+}
+
 /* The target of a Reshape: an attribute before opset 5, then a constant
  * INT64 input (an initializer or a Constant node). */
 static ts_status reshape_target(loader *L, ts_node_attrs *a) {
@@ -834,19 +942,7 @@ static ts_status reshape_target(loader *L, ts_node_attrs *a) {
         return TS_OK;
     }
     if (!present(n, 1)) return node_fail(L, TS_ERR_FORMAT, "the shape input is missing");
-    sym *y = NULL;
-    TS_TRY(lookup(L, n->input[1], &y));
-    if (y->kind == SYM_INTS) {
-        a->shape_ndim = y->n_ints;
-        memcpy(a->shape, y->ints, sizeof(int64_t) * (size_t)y->n_ints);
-        return TS_OK;
-    }
-    if (y->kind != SYM_PENDING)
-        return node_fail(L, TS_ERR_UNSUPPORTED,
-                         "shape '%.200s' is computed at run time; it must be an INT64 initializer "
-                         "or Constant",
-                         n->input[1]);
-    return node_wrap(L, ints_from_proto(y->tp, n->input[1], a->shape, &a->shape_ndim, L->err));
+    return const_ints(L, n->input[1], a->shape, &a->shape_ndim);
 }
 
 static ts_status load_reshape(loader *L) {
@@ -1058,6 +1154,8 @@ static const op_entry OPS[] = {
     {"Softmax", load_softmax},
     {"Dropout", load_dropout},
     {"Identity", load_identity},
+    {"Unsqueeze", load_unsqueeze}, /* both become a Reshape */
+    {"Squeeze", load_squeeze},
     {"Constant", load_constant},
 };
 
