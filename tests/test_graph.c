@@ -89,13 +89,13 @@ static void test_backward_matches_finite_differences(void) {
     ts_tensor dy = ts_tensor_view(wts, &y->s);
     TS_CHECK_OK(ts_graph_backward(g, &dy, &e), &e);
     int np = ts_graph_num_params(g);
-    TS_CHECK(np == 8);
+    TS_CHECK(np == 7); /* w1 b1 bn.s bn.b w2 wf bf */
     double worst = 0;
     for (int p = 0; p < np; p++) {
         ts_tensor *w = ts_graph_param(g, p), *gw = ts_graph_param_grad(g, p);
         for (int64_t i = 0; i < w->size; i += 1 + w->size / 7) {
             float orig = w->data[i];
-            const float h = 1e-2f;
+            const float h = 2e-3f; /* larger steps cross ReLU and max-pool kinks */
             w->data[i] = orig + h;
             ts_graph_forward(g, x, &e);
             double up = weighted_sum(ts_graph_result(g), wts);

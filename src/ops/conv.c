@@ -12,6 +12,7 @@
  */
 #include "tessera/ops.h"
 
+#include "conv_internal.h"
 #include "ops_util.h"
 
 #include <cblas.h>
@@ -67,17 +68,6 @@ ts_conv2d_params ts_conv2d_params_default(void) {
     return p;
 }
 
-/* Geometry of one conv call, derived once from params and shapes. */
-typedef struct {
-    int64_t n, c, h, w;     /* input */
-    int64_t m, kh, kw;      /* filters */
-    int64_t oh, ow;         /* output */
-    int64_t groups, cg, mg; /* channels per group in and out */
-    int64_t k;              /* cg * kh * kw: the sgemm inner dimension */
-    int64_t p;              /* oh * ow */
-    int direct;             /* 1x1 stride-1 unpadded: no im2col */
-    int64_t chunk_rows;     /* output rows per im2col chunk */
-} conv_geom;
 
 static ts_status conv_params_check(const ts_conv2d_params *p, ts_err *err) {
     if (!p) return ts_errorf(err, TS_ERR_INVALID, "conv2d: params is NULL");
@@ -152,7 +142,9 @@ ts_status ts_conv2d_out_shape(const ts_conv2d_params *p, const ts_shape *x, cons
 size_t ts_conv2d_workspace_floats(const ts_conv2d_params *p, const ts_shape *x, const ts_shape *w) {
     conv_geom g;
     if (conv_geom_make(p, x, w, &g, NULL) != TS_OK || g.direct) return 0;
-    return (size_t)(g.k * g.chunk_rows * g.ow);
+    size_t band = (size_t)(g.k * g.chunk_rows * g.ow); /* backward and fallback */
+    size_t fast = ts_conv_fast_workspace_floats(&g);
+    return band > fast ? band : fast;
 }
 
 /* ---- im2col / col2im over a band of output rows ------------------------ */
@@ -299,6 +291,11 @@ ts_status ts_conv2d_forward(const ts_conv2d_params *p, const ts_tensor *x, const
     if (!g.direct && !ws)
         return ts_errorf(err, TS_ERR_INVALID, "conv2d: workspace is NULL (need %zu floats)",
                          ts_conv2d_workspace_floats(p, &x->s, &w->s));
+    if (ts_conv_fast_usable(&g)) {
+        ts_conv_fast_forward(&g, p, x->data, w->data, b ? b->data : NULL, y->data, ws,
+                             ts_threads_get());
+        return TS_OK;
+    }
     for (int64_t n = 0; n < g.n; n++)
         for (int64_t gi = 0; gi < g.groups; gi++)
             conv_forward_group(&g, p, x->data + (n * g.c + gi * g.cg) * g.h * g.w,

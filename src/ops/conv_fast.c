@@ -1,0 +1,366 @@
+/* conv_fast.c: conv forward as a packed GEMM with an AVX-512 micro-kernel.
+ *
+ * Why not im2col + cblas_sgemm: sgemm must first repack the im2col matrix
+ * into its own panel layout, so every input element is written twice and
+ * read three times, and OpenBLAS's kernel choice depends on its CPU table
+ * (Debian's 0.3.21 runs AVX2 kernels on AVX-512 Zen parts). Here im2col
+ * writes straight into the micro-kernel's panel layout and the GEMM is ours:
+ *
+ *   Y[M, P] = W[M, K] * col[K, P]        (per image and group)
+ *
+ * - col is built in chunks of CH output positions (CH a multiple of NR);
+ *   a chunk is K x CH floats stored as CH/NR panels of [K][NR] (NR = 32
+ *   floats = two zmm registers), so the micro-kernel streams it linearly.
+ * - W is packed per (MC x KC) block into [MC/MR][KC][MR], MR = 12 rows, so
+ *   one k step broadcasts 12 consecutive floats.
+ * - The micro-kernel keeps a 12 x 32 tile of Y in 24 zmm accumulators over
+ *   KC steps; the first K block adds the bias, later ones add into Y.
+ * - Loop order per chunk: KC block -> MC block (packed A stays in L2) ->
+ *   panel (B micro-panel of KC x 32 floats stays in L1) -> MR block.
+ * - Threads split the panels of a chunk (or, when a chunk has few panels,
+ *   the M blocks); a barrier separates packing a chunk from using it. Each
+ *   thread packs W into its own slot, so the workspace does not depend on
+ *   the thread count (up to TS_CONV_MAX_THREADS).
+ */
+#include "conv_internal.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define TS_CONV_HAVE_FAST 1
+#else
+#define TS_CONV_HAVE_FAST 0
+#endif
+
+enum {
+    MR = 12,  /* rows of Y per micro-tile: 24 accumulators + 2 B + 1 A zmm <= 32 */
+    NR = 32,  /* columns per micro-tile: two zmm */
+    KC = 256, /* K block: the B micro-panel (KC x NR floats, 32 KiB) fits L1 */
+    MC = 144, /* M block: packed A (MC x KC floats, 144 KiB) stays in L2 */
+    TS_CONV_MAX_THREADS = 8,
+};
+
+/* Target floats of the slice of a packed col chunk that one K block uses
+ * (min(K, KC) x CH): ~384 KiB, so it stays in L2 while the MC blocks of W
+ * sweep over it. A chunk is K x CH floats in all. */
+#define TS_CONV_FAST_SLICE_FLOATS (96 * 1024)
+
+static int64_t fast_chunk_cols(const conv_geom *g) {
+    int64_t kslice = g->k < KC ? g->k : KC;
+    int64_t ch = TS_CONV_FAST_SLICE_FLOATS / kslice / NR * NR;
+    int64_t need = (g->p + NR - 1) / NR * NR;
+    if (ch < NR) ch = NR;
+    if (ch > need) ch = need;
+    return ch;
+}
+
+int ts_conv_fast_usable(const conv_geom *g) {
+    return TS_CONV_HAVE_FAST && !g->direct && g->k <= (int64_t)1 << 24;
+}
+
+size_t ts_conv_fast_workspace_floats(const conv_geom *g) {
+    if (!ts_conv_fast_usable(g)) return 0;
+    return (size_t)(g->k * fast_chunk_cols(g)) + (size_t)TS_CONV_MAX_THREADS * MC * KC;
+}
+
+#if TS_CONV_HAVE_FAST
+
+/* ---- packing ------------------------------------------------------------ */
+
+/* A run of consecutive output positions inside one output row. */
+typedef struct {
+    int64_t oy, ox, len, j; /* output row, first column, count, lane in panel */
+} seg;
+
+/* Splits panel columns [pc, pc + nc) into per-output-row segments. */
+static int panel_segments(const conv_geom *g, int64_t pc, int64_t nc, seg *s) {
+    int n = 0;
+    for (int64_t j = 0; j < nc;) {
+        int64_t pos = pc + j, oy = pos / g->ow, ox = pos % g->ow;
+        int64_t len = g->ow - ox < nc - j ? g->ow - ox : nc - j;
+        s[n++] = (seg){oy, ox, len, j};
+        j += len;
+    }
+    return n;
+}
+
+static inline __mmask16 lanes(int64_t lo, int64_t hi) { /* bits [lo, hi) of 16 */
+    if (lo < 0) lo = 0;
+    if (hi > 16) hi = 16;
+    if (hi <= lo) return 0;
+    return (__mmask16)(((1u << (hi - lo)) - 1u) << lo);
+}
+
+/* Copies src[0..n) (n <= 32) to dst[0..n) with masked vector moves; only
+ * the n valid elements are touched on either side. */
+static inline void copy_short(float *dst, const float *src, int64_t n) {
+    __mmask16 m0 = lanes(0, n), m1 = lanes(0, n - 16);
+    _mm512_mask_storeu_ps(dst, m0, _mm512_maskz_loadu_ps(m0, src));
+    if (m1) _mm512_mask_storeu_ps(dst + 16, m1, _mm512_maskz_loadu_ps(m1, src + 16));
+}
+
+/* Packs output positions [pc, pc + nc) of one image/group into a [K][NR]
+ * panel: dst[k * NR + j] = x[c][iy][ix] for tap k = (c, i, jj), 0 in padding
+ * and for lanes j >= nc. */
+static void pack_panel(const conv_geom *g, const ts_conv2d_params *p, const float *x, int64_t pc,
+                       int64_t nc, float *dst) {
+    seg s[NR];
+    int ns = panel_segments(g, pc, nc, s);
+    const int64_t sw = p->stride_w, hw = g->h * g->w;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t c = 0; c < g->cg; c++) {
+        const float *xc = x + c * hw;
+        for (int64_t i = 0; i < g->kh; i++) {
+            for (int64_t jj = 0; jj < g->kw; jj++, dst += NR) {
+                _mm512_storeu_ps(dst, zero);
+                _mm512_storeu_ps(dst + 16, zero);
+                const int64_t xoff = jj * p->dil_w - p->pad_l;
+                for (int t = 0; t < ns; t++) {
+                    int64_t iy = s[t].oy * p->stride_h - p->pad_t + i * p->dil_h;
+                    if (iy < 0 || iy >= g->h) continue;
+                    const float *row = xc + iy * g->w;
+                    int64_t ix0 = s[t].ox * sw + xoff; /* input column of lane s[t].j */
+                    int64_t lo, hi;                    /* valid lanes of the segment */
+                    if (sw == 1) {
+                        lo = ix0 < 0 ? -ix0 : 0;
+                        hi = g->w - ix0 < s[t].len ? g->w - ix0 : s[t].len;
+                        if (hi > lo) copy_short(dst + s[t].j + lo, row + ix0 + lo, hi - lo);
+                    } else {
+                        lo = ix0 < 0 ? (-ix0 + sw - 1) / sw : 0;
+                        hi = g->w - ix0 <= 0 ? 0 : (g->w - ix0 - 1) / sw + 1;
+                        if (hi > s[t].len) hi = s[t].len;
+                        float *d = dst + s[t].j;
+                        for (int64_t l = lo; l < hi; l++)
+                            d[l] = row[ix0 + l * sw];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Packs rows [0, mc) x cols [0, kc) of A (row stride lda) into
+ * [ceil(mc/MR)][kc][MR], zero-filling rows past mc. */
+static void pack_a(const float *a, int64_t lda, int64_t mc, int64_t kc, float *dst) {
+    for (int64_t r0 = 0; r0 < mc; r0 += MR) {
+        int64_t rows = mc - r0 < MR ? mc - r0 : MR;
+        for (int64_t k = 0; k < kc; k++, dst += MR) {
+            int64_t r = 0;
+            for (; r < rows; r++)
+                dst[r] = a[(r0 + r) * lda + k];
+            for (; r < MR; r++)
+                dst[r] = 0.0f;
+        }
+    }
+}
+
+/* ---- micro-kernel ------------------------------------------------------- */
+
+/* Y[0..mr)[0..32) (row stride ldy, lanes masked by m0/m1) =
+ *   (first ? bias : Y) + A[mr x kc] * B[kc x 32]. */
+static inline __attribute__((always_inline)) void
+micro_tile(const int mr, int64_t kc, const float *a, const float *b, float *y, int64_t ldy,
+           __mmask16 m0, __mmask16 m1, int first, const float *bias) {
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; i++)
+        c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++, a += MR, b += NR) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < mr; i++) {
+            __m512 av = _mm512_set1_ps(a[i]);
+            c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; i++) {
+        float *yr = y + i * ldy;
+        __m512 base0, base1;
+        if (first) {
+            base0 = base1 = bias ? _mm512_set1_ps(bias[i]) : _mm512_setzero_ps();
+        } else {
+            base0 = _mm512_maskz_loadu_ps(m0, yr);
+            base1 = _mm512_maskz_loadu_ps(m1, yr + 16);
+        }
+        _mm512_mask_storeu_ps(yr, m0, _mm512_add_ps(c0[i], base0));
+        _mm512_mask_storeu_ps(yr + 16, m1, _mm512_add_ps(c1[i], base1));
+    }
+}
+
+#define TILE_CASE(R)                                                                               \
+    case R: micro_tile(R, kc, a, b, y, ldy, m0, m1, first, bias); break;
+
+static void micro_tile_any(int mr, int64_t kc, const float *a, const float *b, float *y,
+                           int64_t ldy, __mmask16 m0, __mmask16 m1, int first, const float *bias) {
+    switch (mr) {
+        TILE_CASE(12)
+        TILE_CASE(11)
+        TILE_CASE(10)
+        TILE_CASE(9)
+        TILE_CASE(8)
+        TILE_CASE(7)
+        TILE_CASE(6)
+        TILE_CASE(5)
+        TILE_CASE(4)
+        TILE_CASE(3)
+        TILE_CASE(2)
+        TILE_CASE(1)
+    default: break;
+    }
+}
+
+/* ---- driver ------------------------------------------------------------- */
+
+typedef struct {
+    const conv_geom *g;
+    const ts_conv2d_params *p;
+    const float *x, *w, *b;
+    float *y, *bpack, *apack;
+    int64_t ch;   /* chunk columns */
+    int nthreads; /* team size, fixed before the gate opens */
+    pthread_barrier_t barrier;
+    /* Start gate: workers wait here until the team size is known, so a
+     * thread that fails to start just shrinks the team. */
+    pthread_mutex_t gate_mu;
+    pthread_cond_t gate_cv;
+    int gate_open;
+} fwd_job;
+
+typedef struct {
+    fwd_job *job;
+    int tid;
+} fwd_arg;
+
+static void barrier_wait(fwd_job *j) {
+    if (j->nthreads > 1) pthread_barrier_wait(&j->barrier);
+}
+
+/* The tile block [m_lo, m_hi) x panels [q_lo, q_hi) of one chunk. */
+static void compute_block(fwd_job *j, float *apack, const float *wg, const float *bg,
+                          float *yg, int64_t p0, int64_t ncols, int64_t m_lo, int64_t m_hi,
+                          int64_t q_lo, int64_t q_hi) {
+    const conv_geom *g = j->g;
+    const int64_t K = g->k, P = g->p;
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        int64_t kc = K - k0 < KC ? K - k0 : KC;
+        int first = k0 == 0;
+        for (int64_t mc0 = m_lo; mc0 < m_hi; mc0 += MC) {
+            int64_t mc = m_hi - mc0 < MC ? m_hi - mc0 : MC;
+            pack_a(wg + mc0 * K + k0, K, mc, kc, apack);
+            for (int64_t q = q_lo; q < q_hi; q++) {
+                int64_t qc = ncols - q * NR < NR ? ncols - q * NR : NR;
+                __mmask16 m0 = lanes(0, qc), m1 = lanes(0, qc - 16);
+                const float *bp = j->bpack + q * K * NR + k0 * NR;
+                float *yt = yg + mc0 * P + p0 + q * NR;
+                for (int64_t r0 = 0; r0 < mc; r0 += MR) {
+                    int mr = (int)(mc - r0 < MR ? mc - r0 : MR);
+                    micro_tile_any(mr, kc, apack + r0 * kc, bp, yt + r0 * P, P, m0, m1, first,
+                                   bg ? bg + mc0 + r0 : NULL);
+                }
+            }
+        }
+    }
+}
+
+static void *fwd_worker(void *arg) {
+    const fwd_arg *fa = arg;
+    fwd_job *j = fa->job;
+    if (fa->tid > 0) {
+        pthread_mutex_lock(&j->gate_mu);
+        while (!j->gate_open)
+            pthread_cond_wait(&j->gate_cv, &j->gate_mu);
+        pthread_mutex_unlock(&j->gate_mu);
+    }
+    const conv_geom *g = j->g;
+    const int T = j->nthreads, t = fa->tid;
+    float *apack = j->apack + (size_t)t * MC * KC;
+    for (int64_t n = 0; n < g->n; n++) {
+        for (int64_t gi = 0; gi < g->groups; gi++) {
+            const float *xg = j->x + (n * g->c + gi * g->cg) * g->h * g->w;
+            const float *wg = j->w + gi * g->mg * g->k;
+            const float *bg = j->b ? j->b + gi * g->mg : NULL;
+            float *yg = j->y + (n * g->m + gi * g->mg) * g->p;
+            for (int64_t p0 = 0; p0 < g->p; p0 += j->ch) {
+                int64_t ncols = g->p - p0 < j->ch ? g->p - p0 : j->ch;
+                int64_t npan = (ncols + NR - 1) / NR;
+                for (int64_t q = npan * t / T; q < npan * (t + 1) / T; q++) {
+                    int64_t qc = ncols - q * NR < NR ? ncols - q * NR : NR;
+                    pack_panel(g, j->p, xg, p0 + q * NR, qc, j->bpack + q * g->k * NR);
+                }
+                barrier_wait(j);
+                /* Enough panels: split them; otherwise split M in MR blocks. */
+                if (npan >= 2 * T) {
+                    compute_block(j, apack, wg, bg, yg, p0, ncols, 0, g->mg, npan * t / T,
+                                  npan * (t + 1) / T);
+                } else {
+                    int64_t mb = (g->mg + MR - 1) / MR;
+                    int64_t lo = mb * t / T * MR, hi = mb * (t + 1) / T * MR;
+                    if (hi > g->mg) hi = g->mg;
+                    if (lo < hi) compute_block(j, apack, wg, bg, yg, p0, ncols, lo, hi, 0, npan);
+                }
+                barrier_wait(j);
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Below this much work a second thread costs more (create + barriers) than
+ * it saves. */
+#define TS_CONV_MIN_FLOPS_PER_THREAD 4e6
+
+void ts_conv_fast_forward(const conv_geom *g, const ts_conv2d_params *p, const float *x,
+                          const float *w, const float *b, float *y, float *ws, int threads) {
+    double flops = 2.0 * (double)g->n * (double)g->m * (double)g->p * (double)g->k;
+    if (threads > TS_CONV_MAX_THREADS) threads = TS_CONV_MAX_THREADS;
+    while (threads > 1 && flops / threads < TS_CONV_MIN_FLOPS_PER_THREAD)
+        threads--;
+    if (threads < 1) threads = 1;
+    fwd_job job = {.g = g, .p = p, .x = x, .w = w, .b = b, .y = y, .bpack = ws};
+    job.ch = fast_chunk_cols(g);
+    job.apack = ws + g->k * job.ch;
+    fwd_arg args[TS_CONV_MAX_THREADS];
+    pthread_t tids[TS_CONV_MAX_THREADS];
+    int team = 1;
+    if (threads > 1) {
+        pthread_mutex_init(&job.gate_mu, NULL);
+        pthread_cond_init(&job.gate_cv, NULL);
+        for (int t = 1; t < threads; t++) {
+            args[t] = (fwd_arg){&job, t};
+            if (pthread_create(&tids[t], NULL, fwd_worker, &args[t]) != 0) break;
+            team++;
+        }
+        if (team > 1 && pthread_barrier_init(&job.barrier, NULL, (unsigned)team) != 0)
+            TS_ASSERT(!"pthread_barrier_init failed"); /* cannot fail for a valid count */
+    }
+    job.nthreads = team;
+    if (threads > 1) {
+        pthread_mutex_lock(&job.gate_mu);
+        job.gate_open = 1;
+        pthread_cond_broadcast(&job.gate_cv);
+        pthread_mutex_unlock(&job.gate_mu);
+    }
+    args[0] = (fwd_arg){&job, 0};
+    fwd_worker(&args[0]);
+    for (int t = 1; t < team; t++)
+        pthread_join(tids[t], NULL);
+    if (team > 1) pthread_barrier_destroy(&job.barrier);
+    if (threads > 1) {
+        pthread_cond_destroy(&job.gate_cv);
+        pthread_mutex_destroy(&job.gate_mu);
+    }
+}
+
+#else /* !TS_CONV_HAVE_FAST */
+
+void ts_conv_fast_forward(const conv_geom *g, const ts_conv2d_params *p, const float *x,
+                          const float *w, const float *b, float *y, float *ws, int threads) {
+    (void)g, (void)p, (void)x, (void)w, (void)b, (void)y, (void)ws, (void)threads;
+    TS_ASSERT(!"conv_fast_forward called without AVX-512 support");
+}
+
+#endif
