@@ -5,6 +5,8 @@
 #ifndef TS_CLI_H
 #define TS_CLI_H
 
+#include <stdio.h>
+
 #include "tessera/core.h"
 #include "tessera/graph.h"
 
@@ -27,5 +29,41 @@ ts_graph *ts_cli_load_model(const char *spec, ts_err *err);
 int ts_cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
 int ts_cli_parse_double(const char *opt, const char *s, double lo, double hi, double *out);
 const char *ts_cli_human_bytes(double bytes, char *buf, size_t len);
+
+/* ---- coded execution options (cli_coded.c) ------------------------------
+ * `eval` and `infer` accept the same options to run every conv and dense
+ * layer coded across workers:
+ *   --workers N      N worker threads in this process (inproc://), or the
+ *                    number of remote workers to wait for with --listen
+ *   --stragglers S   workers that may fail to answer per layer
+ *   --scheme X       crme | uncoded | replication | mds | polynomial
+ *   --listen URL     bind URL (tcp://host:port, ipc:///path) for workers
+ *                    started elsewhere (`tessera worker --connect URL`)
+ *   --expect N       with --listen: wait for N workers before starting
+ *   --pipeline D     inferences in flight at once
+ *   --deadline S     seconds a layer may take before the run fails
+ * Usage: call ts_cli_coded_arg for each argv[i] the command does not know;
+ * after parsing, if ts_cli_coded_active, ts_cli_coded_begin attaches the
+ * coded executor to the (planned) graph; ts_cli_coded_end detaches it. */
+typedef struct {
+    int workers, stragglers, expect, pipeline;
+    const char *scheme, *listen;
+    double deadline_s;
+    int set; /* any option given */
+} ts_cli_coded;
+
+void ts_cli_coded_init(ts_cli_coded *o);
+/* 1: argv[*i] (and its value) consumed, *i advanced past the value;
+ * 0: not a coded option; -1: bad value (usage error already printed). */
+int ts_cli_coded_arg(ts_cli_coded *o, int argc, char **argv, int *i);
+int ts_cli_coded_active(const ts_cli_coded *o);
+/* One help paragraph for the options above. */
+void ts_cli_coded_usage(FILE *f);
+
+typedef struct ts_cli_coded_session ts_cli_coded_session;
+/* g must already be planned for inference at its batch size. Prints one
+ * line to stderr describing the deployment (workers, scheme, plan). */
+ts_cli_coded_session *ts_cli_coded_begin(ts_graph *g, const ts_cli_coded *o, ts_err *err);
+void ts_cli_coded_end(ts_cli_coded_session *s); /* accepts NULL */
 
 #endif
