@@ -52,21 +52,24 @@ ts_status ts_scheme_parse(const char *name, ts_scheme *out, ts_err *err);
 
 typedef struct {
     /* layer */
-    int64_t batch, c, h, w;       /* input */
-    int64_t n_filters, kh, kw;    /* filters [N, C/groups, KH, KW] */
+    int64_t batch, c, h, w;    /* input */
+    int64_t n_filters, kh, kw; /* filters [N, C/groups, KH, KW] */
     ts_conv2d_params p;
     int64_t h_out, w_out;
     /* APCP */
-    int n_slabs;                  /* nA */
-    int64_t h_o;                  /* output rows per slab */
-    int64_t h_in;                 /* input rows per slab, halo included */
-    int64_t w_pad;                /* padded input width */
-    /* KCCP */
-    int n_groups;                 /* nB */
-    int64_t n_b;                  /* output channels per filter group */
-    int grouped;                  /* conv groups > 1: groups split along conv groups */
-    int64_t groups_per_share;     /* conv groups in one filter group (grouped only) */
-    int64_t c_per_share;          /* input channels one filter group reads */
+    int n_slabs;   /* nA */
+    int64_t h_o;   /* output rows per slab */
+    int64_t h_in;  /* input rows per slab, halo included */
+    int64_t w_pad; /* padded input width */
+    /* KCCP: filter group j holds, for every conv group g, that group's
+     * output channels j*per_group .. (j+1)*per_group-1 (zero filters past
+     * the end). With one conv group this is the plain split of the filters
+     * into consecutive blocks; with several (grouped, depthwise) every
+     * filter group is itself a grouped conv over ALL input channels, so
+     * linear combinations of filter groups stay valid grouped convs. */
+    int n_groups;        /* nB */
+    int64_t per_group;   /* output channels per conv group in one filter group */
+    int64_t n_b;         /* output channels of one filter group: groups * per_group */
 } ts_conv_geometry;
 
 /* Cuts a conv layer: x [B,C,H,W], w [N,C/g,KH,KW] into n_slabs x n_groups.
@@ -79,16 +82,16 @@ ts_status ts_conv_geometry_make(const ts_conv2d_params *p, const ts_shape *x, co
 ts_shape ts_geom_slab_shape(const ts_conv_geometry *g);
 ts_shape ts_geom_filter_shape(const ts_conv_geometry *g);
 ts_shape ts_geom_block_shape(const ts_conv_geometry *g);
-/* The parameters a worker uses on a slab: stride and dilation of the
- * layer, no padding (slabs are pre-padded), groups of one filter group. */
+/* The parameters a worker uses on a slab: stride, dilation and groups of
+ * the layer, no padding (slabs are pre-padded). */
 ts_conv2d_params ts_geom_worker_params(const ts_conv_geometry *g);
 /* Copies slab i of x (with zero padding) into out (slab shape). */
 void ts_geom_extract_slab(const ts_conv_geometry *g, const ts_tensor *x, int i, float *out);
 /* Copies filter group j of w (zero filters past N) into out. */
 void ts_geom_extract_filters(const ts_conv_geometry *g, const ts_tensor *w, int j, float *out);
-/* Adds block (i, j) (block shape, double) into y [B,N,H_out,W_out],
- * cropping padding rows and channels, plus bias (nullable) once. */
-void ts_geom_place_block(const ts_conv_geometry *g, const double *block, int i, int j,
+/* Writes block (i, j) (block shape) into y [B,N,H_out,W_out], cropping
+ * padding rows and channels, plus bias (nullable). */
+void ts_geom_place_block(const ts_conv_geometry *g, const float *block, int i, int j,
                          const ts_tensor *bias, ts_tensor *y);
 
 /* ---- backends ---------------------------------------------------------- */
@@ -135,6 +138,65 @@ typedef struct ts_coded_backend {
     void *ctx;
 } ts_coded_backend;
 
+/* ---- one coded layer (coder.c) ----------------------------------------
+ * The math of one coded conv or dense layer, without workers: cut, encode,
+ * decode, reassemble. The coded model drives one coder per layer through a
+ * backend; tests and benchmarks drive it directly (every responder set,
+ * products computed in-process).
+ *
+ * Dense layers (ONNX Gemm, y = alpha * x * op(W) + beta * c): the filters
+ * are the rows of W as [M, K], split into nB row blocks; the input x [R, K]
+ * is split into nA blocks of rows (batch), padded with zero rows. */
+
+typedef struct ts_layer_coder ts_layer_coder;
+
+/* Scheme to code: uncoded (kA = 1, kB = n), replication (s+1 copies of
+ * n/(s+1) filter groups), mds (kA = 1, kB = k), polynomial and crme
+ * (kA x kB). kA, kB as planned (see planner.c). */
+ts_layer_coder *ts_coder_new_conv(const ts_conv2d_params *p, const ts_shape *x, const ts_shape *w,
+                                  ts_scheme scheme, int n, int stragglers, int kA, int kB,
+                                  ts_err *err);
+ts_layer_coder *ts_coder_new_gemm(int64_t rows, int64_t k, int64_t m, ts_scheme scheme, int n,
+                                  int stragglers, int kA, int kB, ts_err *err);
+void ts_coder_free(ts_layer_coder *c); /* accepts NULL */
+
+int ts_coder_threshold(const ts_layer_coder *c);
+int ts_coder_workers(const ts_layer_coder *c);
+int ts_coder_in_shares(const ts_layer_coder *c);     /* qa */
+int ts_coder_filter_shares(const ts_layer_coder *c); /* qb */
+ts_share_kind ts_coder_kind(const ts_layer_coder *c);
+ts_conv2d_params ts_coder_worker_conv(const ts_layer_coder *c);
+const ts_conv_geometry *ts_coder_geometry(const ts_layer_coder *c); /* conv only, else NULL */
+
+/* Cuts w (conv [N, C/g, KH, KW]; gemm [M, K] when trans_b, else [K, M])
+ * into filter groups and encodes worker `worker`'s filter shares into
+ * out[d], d < qb (tensors of the filter share shape, caller-owned: use
+ * ts_coder_new_filter_share). */
+ts_tensor *ts_coder_new_filter_share(const ts_layer_coder *c, ts_err *err);
+ts_status ts_coder_encode_filters(ts_layer_coder *c, const ts_tensor *w, int trans_b, int worker,
+                                  ts_tensor *const *out, ts_err *err);
+/* Cuts x and encodes every worker's input shares (ts_coder_input). */
+ts_status ts_coder_encode_input(ts_layer_coder *c, const ts_tensor *x, ts_err *err);
+/* Worker j's input share c < qa, and its product slot c*qb + d. */
+const ts_tensor *ts_coder_input(const ts_layer_coder *c, int worker, int share);
+ts_tensor *ts_coder_product(ts_layer_coder *c, int worker, int index);
+/* Computes worker j's products in this process from its filter shares
+ * (filters[d], d < qb) and its input shares: what a worker does. */
+ts_status ts_coder_compute(ts_layer_coder *c, int worker, const ts_tensor *const *filters,
+                           ts_err *err);
+/* Decodes from the products of the responders (at least threshold of
+ * them) and writes y: conv y [B, N, H_out, W_out] plus bias (nullable);
+ * gemm y [R, M] = alpha * (decoded x op(W)) + beta * bias (bias nullable,
+ * [M] or [R, M]). cond receives the condition number of the solve. */
+/* Worst 2-norm condition number of the decoding system over responder
+ * sets of threshold size: all of them when there are at most max_sets,
+ * else max_sets sampled ones (exhaustive says which). */
+ts_status ts_coder_worst_cond(ts_layer_coder *c, int max_sets, double *worst, int *exhaustive,
+                              ts_err *err);
+ts_status ts_coder_decode(ts_layer_coder *c, const int *responders, int n_resp,
+                          const ts_tensor *bias, float alpha, float beta, ts_tensor *y,
+                          double *cond, ts_err *err);
+
 /* ---- coded model (fcdcc.c) ------------------------------------------- */
 
 typedef struct {
@@ -142,6 +204,7 @@ typedef struct {
     int stragglers;    /* workers that may fail to answer per layer */
     ts_scheme scheme;
     double w_comm, w_storage, w_compute; /* planner weights */
+    double deadline_s;                   /* per layer, before the run fails */
 } ts_coded_opts;
 
 ts_coded_opts ts_coded_opts_default(void);
@@ -170,6 +233,10 @@ int ts_coded_model_num_layers(const ts_coded_model *m);
 const ts_layer_plan *ts_coded_model_layer(const ts_coded_model *m, int i);
 /* Largest condition number of a system actually solved so far. */
 double ts_coded_model_max_cond(const ts_coded_model *m);
+/* Workers the current plan is for, and how many times the model planned
+ * and deployed (1 + re-plans after the worker set changed). */
+int ts_coded_model_workers(const ts_coded_model *m);
+uint64_t ts_coded_model_replans(const ts_coded_model *m);
 
 /* Plans a model without a backend (for `tessera plan`). */
 ts_status ts_coded_plan_graph(ts_graph *g, const ts_coded_opts *o, ts_layer_plan **plans,
