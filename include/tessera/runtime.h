@@ -32,6 +32,7 @@
 #ifndef TESSERA_RUNTIME_H
 #define TESSERA_RUNTIME_H
 
+#include "tessera/coded.h"
 #include "tessera/core.h"
 #include "tessera/ops.h"
 
@@ -245,6 +246,85 @@ ts_worker_thread *ts_worker_spawn(const ts_worker_opts *opts, ts_err *err);
 /* Asks the worker to stop and joins it. graceful = 1 sends DISCONNECT first;
  * 0 vanishes without a word (like a crash). Accepts NULL. */
 void ts_worker_stop(ts_worker_thread *w, int graceful);
+/* Makes the worker mute but connected (an emulated fail-stop, now): it reads
+ * and discards everything until ts_worker_stop. Returns at once. */
+void ts_worker_silence(ts_worker_thread *w);
+
+/* ---- the coded-layer backend over a master (coded_backend.c) -------------
+ * Implements coded.h's ts_coded_backend on a ts_master:
+ * - worker slots 0..n-1 are the live worker ids in ascending order, as seen
+ *   by the last num_workers() call (the coded model calls it when it
+ *   re-plans, after noticing the epoch moved); the map stays fixed between
+ *   re-plans, so a worker that dies mid-layer only loses its slot's shard;
+ * - deploy stores share d of layer l on a slot's worker under the blob key
+ *   (model id, l, d);
+ * - run sends one task per used slot (shard = slot): its n_in inputs and
+ *   the n_in * n_shares (input, share) pairs, a conv with job->conv or a
+ *   gemm share x input^T; it collects until job->need results are
+ *   accepted, copying each into job->outputs and marking job->responded;
+ *   a result of the wrong count or shapes is rejected (logged);
+ * - epoch is ts_master_epoch.
+ * Every wait runs the master's poll loop, so heartbeats keep flowing. */
+
+typedef struct ts_master_backend ts_master_backend;
+
+/* model_id names this model's blobs on the workers (several models may
+ * share the workers with different ids). The master is borrowed. */
+ts_master_backend *ts_master_backend_new(ts_master *m, uint32_t model_id, ts_err *err);
+void ts_master_backend_free(ts_master_backend *b); /* accepts NULL */
+/* The interface to hand to ts_coded_model_new (ctx = b). */
+ts_coded_backend ts_master_coded_backend(ts_master_backend *b);
+/* How long deploy_wait may take (default 60 s). */
+void ts_master_backend_set_deploy_timeout(ts_master_backend *b, double seconds);
+/* Worker id behind a slot of the current map, 0 when out of range. */
+uint32_t ts_master_backend_slot_worker(const ts_master_backend *b, int slot);
+
+/* Per-run counters (since creation): for benchmarks and tests. */
+typedef struct {
+    uint64_t runs, runs_failed;
+    uint64_t tasks_sent, results_accepted, results_rejected;
+    double last_run_s;         /* wall time of the last run */
+    double last_max_emulated_s; /* slowest accepted worker's emulated device time */
+} ts_master_backend_stats;
+void ts_master_backend_get_stats(const ts_master_backend *b, ts_master_backend_stats *st);
+
+/* ---- a whole cluster in this process (coded_backend.c) ------------------
+ * A master on its own inproc:// endpoint plus n worker threads: the
+ * embedded default, and a test bed (workers can be failed and restarted). */
+
+typedef struct ts_local_cluster ts_local_cluster;
+
+typedef struct {
+    int n_workers;
+    /* NULL, or [n_workers] options whose emulation fields (gflops, mbps,
+     * latency_ms, straggler, seed, max_blob_bytes, name) apply per worker;
+     * url, zmq_ctx, heartbeat and stop are the cluster's. */
+    const ts_worker_opts *per_worker;
+    int heartbeat_ms, liveness; /* 0: the master defaults (1000 ms, 3) */
+    uint32_t model_id;          /* blob namespace of the backend; 0 -> 1 */
+} ts_local_cluster_opts;
+
+ts_local_cluster *ts_local_cluster_new(int n_workers, const ts_worker_opts *per_worker,
+                                       ts_err *err);
+ts_local_cluster *ts_local_cluster_new_opts(const ts_local_cluster_opts *o, ts_err *err);
+void ts_local_cluster_free(ts_local_cluster *c); /* accepts NULL */
+ts_master *ts_local_cluster_master(ts_local_cluster *c);
+ts_master_backend *ts_local_cluster_master_backend(ts_local_cluster *c);
+ts_coded_backend ts_local_cluster_backend(ts_local_cluster *c);
+int ts_local_cluster_size(const ts_local_cluster *c); /* worker threads, live or not */
+
+typedef enum {
+    TS_FAULT_LEAVE = 1,   /* stops with DISCONNECT: the master knows at once */
+    TS_FAULT_VANISH = 2,  /* stops without a word: found by missed heartbeats */
+    TS_FAULT_SILENCE = 3, /* stays connected but mute: a fail-stop */
+} ts_worker_fault;
+
+/* Test hooks: fail worker thread i, or (re)start it (it joins with a new
+ * id; the epoch moves). Restarting a running worker stops it first. */
+ts_status ts_local_cluster_fail(ts_local_cluster *c, int i, ts_worker_fault how, ts_err *err);
+ts_status ts_local_cluster_restart(ts_local_cluster *c, int i, ts_err *err);
+/* Worker id of thread i once it has joined (0 if not live). */
+uint32_t ts_local_cluster_worker_id(ts_local_cluster *c, int i);
 
 #ifdef __cplusplus
 }

@@ -56,8 +56,16 @@ ts_worker_opts ts_worker_opts_default(void) {
     return o;
 }
 
-static int stop_requested(const worker *w) {
+#define STOP_SILENCE 3 /* stop flag value of ts_worker_silence: mute, not gone */
+
+static int stop_flag(const worker *w) {
     return w->o->stop ? __atomic_load_n(w->o->stop, __ATOMIC_ACQUIRE) : 0;
+}
+
+/* 1 or 2 (see ts_worker_opts.stop); a silenced worker is not stopping. */
+static int stop_requested(const worker *w) {
+    int s = stop_flag(w);
+    return s == STOP_SILENCE ? 0 : s;
 }
 
 /* ---- output queue --------------------------------------------------------- */
@@ -348,7 +356,8 @@ static ts_status serve(worker *w, ts_worker_exit *why, ts_err *err) {
             *why = TS_WORKER_EXIT_CRASH;
             return TS_OK;
         }
-        if (w->o->straggler.kind == TS_STRAGGLER_FAILSTOP && since >= w->o->straggler.a)
+        if ((w->o->straggler.kind == TS_STRAGGLER_FAILSTOP && since >= w->o->straggler.a) ||
+            stop_flag(w) == STOP_SILENCE)
             return fail_stopped(w, why, err);
         flush_due(w, now);
         if (w->registered && now >= w->hb_at) {
@@ -468,6 +477,10 @@ ts_worker_thread *ts_worker_spawn(const ts_worker_opts *opts, ts_err *err) {
         return NULL;
     }
     return t;
+}
+
+void ts_worker_silence(ts_worker_thread *t) {
+    if (t) __atomic_store_n(&t->stop, STOP_SILENCE, __ATOMIC_RELEASE);
 }
 
 void ts_worker_stop(ts_worker_thread *t, int graceful) {
