@@ -218,6 +218,7 @@ typedef struct {
     int64_t bytes_in, bytes_out, bytes_stored; /* per worker */
     double flops_worker, flops_uncoded;
     double worst_cond;   /* worst-case condition number over responder sets */
+    int cond_exhaustive; /* 1: over all responder sets, 0: sampled */
 } ts_layer_plan;
 
 typedef struct ts_coded_model ts_coded_model;

@@ -124,9 +124,9 @@ ts_status ts_coded_plan_graph(ts_graph *g, const ts_coded_opts *o, ts_layer_plan
     ts_status st = p ? TS_OK : ts_errorf(err, TS_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n && st == TS_OK; i++) {
         st = ts_coded_plan_layer(&ls[i], o, &p[i], err);
-        int exhaustive = 0;
         if (st == TS_OK)
-            st = ts_coded_worst_cond(&ls[i], o, &p[i], 2000, &p[i].worst_cond, &exhaustive, err);
+            st = ts_coded_worst_cond(&ls[i], o, &p[i], 2000, &p[i].worst_cond,
+                                     &p[i].cond_exhaustive, err);
     }
     free(ls);
     free(tb);
