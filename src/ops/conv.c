@@ -68,7 +68,6 @@ ts_conv2d_params ts_conv2d_params_default(void) {
     return p;
 }
 
-
 static ts_status conv_params_check(const ts_conv2d_params *p, ts_err *err) {
     if (!p) return ts_errorf(err, TS_ERR_INVALID, "conv2d: params is NULL");
     if (p->stride_h < 1 || p->stride_w < 1 || p->dil_h < 1 || p->dil_w < 1 || p->groups < 1)
@@ -139,12 +138,39 @@ ts_status ts_conv2d_out_shape(const ts_conv2d_params *p, const ts_shape *x, cons
     return TS_OK;
 }
 
+static ts_conv_path default_path(const conv_geom *g, const ts_conv2d_params *p) {
+    if (g->direct) return TS_CONV_PATH_DIRECT;
+    if (ts_conv_winograd_preferred(g, p)) return TS_CONV_PATH_WINOGRAD;
+    if (ts_conv_fast_usable(g)) return TS_CONV_PATH_PACKED;
+    return TS_CONV_PATH_IM2COL;
+}
+
+/* Scratch of one forward path (0 if the path does not apply). */
+static size_t path_workspace_floats(ts_conv_path path, const conv_geom *g,
+                                    const ts_conv2d_params *p) {
+    switch (path) {
+    case TS_CONV_PATH_DIRECT: return 0;
+    case TS_CONV_PATH_IM2COL: return g->direct ? 0 : (size_t)(g->k * g->chunk_rows * g->ow);
+    case TS_CONV_PATH_PACKED: return ts_conv_fast_workspace_floats(g);
+    case TS_CONV_PATH_WINOGRAD: return ts_conv_winograd_workspace_floats(g, p);
+    }
+    return 0;
+}
+
 size_t ts_conv2d_workspace_floats(const ts_conv2d_params *p, const ts_shape *x, const ts_shape *w) {
     conv_geom g;
     if (conv_geom_make(p, x, w, &g, NULL) != TS_OK || g.direct) return 0;
-    size_t band = (size_t)(g.k * g.chunk_rows * g.ow); /* backward and fallback */
-    size_t fast = ts_conv_fast_workspace_floats(&g);
-    return band > fast ? band : fast;
+    /* The im2col band serves backward (and is the fallback forward). */
+    size_t band = path_workspace_floats(TS_CONV_PATH_IM2COL, &g, p);
+    size_t fwd = path_workspace_floats(default_path(&g, p), &g, p);
+    return band > fwd ? band : fwd;
+}
+
+size_t ts_conv_path_workspace_floats(ts_conv_path path, const ts_conv2d_params *p,
+                                     const ts_shape *x, const ts_shape *w) {
+    conv_geom g;
+    if (conv_geom_make(p, x, w, &g, NULL) != TS_OK) return 0;
+    return path_workspace_floats(path, &g, p);
 }
 
 /* ---- im2col / col2im over a band of output rows ------------------------ */
@@ -282,26 +308,69 @@ static void conv_forward_group(const conv_geom *g, const ts_conv2d_params *p, co
     }
 }
 
-ts_status ts_conv2d_forward(const ts_conv2d_params *p, const ts_tensor *x, const ts_tensor *w,
-                            const ts_tensor *b, ts_tensor *y, float *ws, ts_err *err) {
+static int path_applies(ts_conv_path path, const conv_geom *g, const ts_conv2d_params *p) {
+    switch (path) {
+    case TS_CONV_PATH_DIRECT: return g->direct;
+    case TS_CONV_PATH_IM2COL: return 1;
+    case TS_CONV_PATH_PACKED: return ts_conv_fast_usable(g);
+    case TS_CONV_PATH_WINOGRAD: return ts_conv_winograd_usable(g, p);
+    }
+    return 0;
+}
+
+static ts_status conv_forward_on(ts_conv_path path, const ts_conv2d_params *p, const ts_tensor *x,
+                                 const ts_tensor *w, const ts_tensor *b, ts_tensor *y, float *ws,
+                                 ts_err *err) {
     conv_geom g;
     TS_TRY(conv_check_tensors(p, x, w, &g, err));
     TS_TRY(conv_check_bias(&g, b, "bias", err));
     TS_TRY(conv_check_out("y", &g, y, x, w, err));
-    if (!g.direct && !ws)
+    if (!path_applies(path, &g, p))
+        return ts_errorf(err, TS_ERR_UNSUPPORTED,
+                         "conv2d: forward path %d does not apply to x %s "
+                         "and w %s",
+                         (int)path, SHP(&x->s), SHP(&w->s));
+    if (path_workspace_floats(path, &g, p) && !ws)
         return ts_errorf(err, TS_ERR_INVALID, "conv2d: workspace is NULL (need %zu floats)",
-                         ts_conv2d_workspace_floats(p, &x->s, &w->s));
-    if (ts_conv_fast_usable(&g)) {
-        ts_conv_fast_forward(&g, p, x->data, w->data, b ? b->data : NULL, y->data, ws,
-                             ts_threads_get());
+                         path_workspace_floats(path, &g, p));
+    const float *bd = b ? b->data : NULL;
+    switch (path) {
+    case TS_CONV_PATH_WINOGRAD:
+        ts_conv_winograd_forward(&g, p, x->data, w->data, bd, y->data, ws, ts_threads_get());
         return TS_OK;
+    case TS_CONV_PATH_PACKED:
+        ts_conv_fast_forward(&g, p, x->data, w->data, bd, y->data, ws, ts_threads_get());
+        return TS_OK;
+    case TS_CONV_PATH_DIRECT:
+    case TS_CONV_PATH_IM2COL: break;
     }
+    conv_geom band = g;
+    band.direct = path == TS_CONV_PATH_DIRECT; /* im2col also handles 1x1 */
     for (int64_t n = 0; n < g.n; n++)
         for (int64_t gi = 0; gi < g.groups; gi++)
-            conv_forward_group(&g, p, x->data + (n * g.c + gi * g.cg) * g.h * g.w,
-                               w->data + gi * g.mg * g.k, b ? b->data + gi * g.mg : NULL,
+            conv_forward_group(&band, p, x->data + (n * g.c + gi * g.cg) * g.h * g.w,
+                               w->data + gi * g.mg * g.k, bd ? bd + gi * g.mg : NULL,
                                y->data + (n * g.m + gi * g.mg) * g.p, ws);
     return TS_OK;
+}
+
+ts_status ts_conv_forward_path(ts_conv_path path, const ts_conv2d_params *p, const ts_tensor *x,
+                               const ts_tensor *w, const ts_tensor *b, ts_tensor *y, float *ws,
+                               ts_err *err) {
+    return conv_forward_on(path, p, x, w, b, y, ws, err);
+}
+
+ts_status ts_conv2d_forward(const ts_conv2d_params *p, const ts_tensor *x, const ts_tensor *w,
+                            const ts_tensor *b, ts_tensor *y, float *ws, ts_err *err) {
+    conv_geom g;
+    TS_TRY(conv_check_tensors(p, x, w, &g, err));
+    return conv_forward_on(default_path(&g, p), p, x, w, b, y, ws, err);
+}
+
+ts_conv_path ts_conv_default_path(const ts_conv2d_params *p, const ts_shape *x, const ts_shape *w) {
+    conv_geom g;
+    if (conv_geom_make(p, x, w, &g, NULL) != TS_OK) return TS_CONV_PATH_IM2COL;
+    return default_path(&g, p);
 }
 
 /* ---- backward ---------------------------------------------------------- */

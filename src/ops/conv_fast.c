@@ -24,7 +24,6 @@
  */
 #include "conv_internal.h"
 
-#include <pthread.h>
 #include <string.h>
 
 #if defined(__AVX512F__)
@@ -35,11 +34,10 @@
 #endif
 
 enum {
-    MR = 12,  /* rows of Y per micro-tile: 24 accumulators + 2 B + 1 A zmm <= 32 */
-    NR = 32,  /* columns per micro-tile: two zmm */
+    MR = TS_CONV_MR,
+    NR = TS_CONV_NR,
     KC = 256, /* K block: the B micro-panel (KC x NR floats, 32 KiB) fits L1 */
     MC = 144, /* M block: packed A (MC x KC floats, 144 KiB) stays in L2 */
-    TS_CONV_MAX_THREADS = 8,
 };
 
 /* Target floats of the slice of a packed col chunk that one K block uses
@@ -141,9 +139,7 @@ static void pack_panel(const conv_geom *g, const ts_conv2d_params *p, const floa
     }
 }
 
-/* Packs rows [0, mc) x cols [0, kc) of A (row stride lda) into
- * [ceil(mc/MR)][kc][MR], zero-filling rows past mc. */
-static void pack_a(const float *a, int64_t lda, int64_t mc, int64_t kc, float *dst) {
+void ts_conv_pack_a(const float *a, int64_t lda, int64_t mc, int64_t kc, float *dst) {
     for (int64_t r0 = 0; r0 < mc; r0 += MR) {
         int64_t rows = mc - r0 < MR ? mc - r0 : MR;
         for (int64_t k = 0; k < kc; k++, dst += MR) {
@@ -161,17 +157,18 @@ static void pack_a(const float *a, int64_t lda, int64_t mc, int64_t kc, float *d
 /* Y[0..mr)[0..32) (row stride ldy, lanes masked by m0/m1) =
  *   (first ? bias : Y) + A[mr x kc] * B[kc x 32]. */
 static inline __attribute__((always_inline)) void
-micro_tile(const int mr, int64_t kc, const float *a, const float *b, float *y, int64_t ldy,
-           __mmask16 m0, __mmask16 m1, int first, const float *bias) {
+micro_tile(const int mr, int64_t kc, const float *a, const int64_t a_rs, const int64_t a_ks,
+           const float *b, float *y, int64_t ldy, __mmask16 m0, __mmask16 m1, int first,
+           const float *bias) {
     __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
     for (int i = 0; i < mr; i++)
         c0[i] = c1[i] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kc; k++, a += MR, b += NR) {
+    for (int64_t k = 0; k < kc; k++, a += a_ks, b += NR) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < mr; i++) {
-            __m512 av = _mm512_set1_ps(a[i]);
+            __m512 av = _mm512_set1_ps(a[i * a_rs]);
             c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
         }
@@ -192,10 +189,11 @@ micro_tile(const int mr, int64_t kc, const float *a, const float *b, float *y, i
 }
 
 #define TILE_CASE(R)                                                                               \
-    case R: micro_tile(R, kc, a, b, y, ldy, m0, m1, first, bias); break;
+    case R: micro_tile(R, kc, a, 1, MR, b, y, ldy, m0, m1, first, bias); break;
 
-static void micro_tile_any(int mr, int64_t kc, const float *a, const float *b, float *y,
-                           int64_t ldy, __mmask16 m0, __mmask16 m1, int first, const float *bias) {
+void ts_conv_micro_tile(int mr, int64_t kc, const float *a, const float *b, float *y, int64_t ldy,
+                        unsigned m0_bits, unsigned m1_bits, int first, const float *bias) {
+    const __mmask16 m0 = (__mmask16)m0_bits, m1 = (__mmask16)m1_bits;
     switch (mr) {
         TILE_CASE(12)
         TILE_CASE(11)
@@ -213,6 +211,28 @@ static void micro_tile_any(int mr, int64_t kc, const float *a, const float *b, f
     }
 }
 
+#define TILE_ROWS_CASE(R)                                                                          \
+    case R: micro_tile(R, kc, a, lda, 1, b, y, ldy, 0xFFFF, 0xFFFF, first, NULL); break;
+
+void ts_conv_micro_tile_rows(int mr, int64_t kc, const float *a, int64_t lda, const float *b,
+                             float *y, int64_t ldy, int first) {
+    switch (mr) {
+        TILE_ROWS_CASE(12)
+        TILE_ROWS_CASE(11)
+        TILE_ROWS_CASE(10)
+        TILE_ROWS_CASE(9)
+        TILE_ROWS_CASE(8)
+        TILE_ROWS_CASE(7)
+        TILE_ROWS_CASE(6)
+        TILE_ROWS_CASE(5)
+        TILE_ROWS_CASE(4)
+        TILE_ROWS_CASE(3)
+        TILE_ROWS_CASE(2)
+        TILE_ROWS_CASE(1)
+    default: break;
+    }
+}
+
 /* ---- driver ------------------------------------------------------------- */
 
 typedef struct {
@@ -220,27 +240,11 @@ typedef struct {
     const ts_conv2d_params *p;
     const float *x, *w, *b;
     float *y, *bpack, *apack;
-    int64_t ch;   /* chunk columns */
-    int nthreads; /* team size, fixed before the gate opens */
-    pthread_barrier_t barrier;
-    /* Start gate: workers wait here until the team size is known, so a
-     * thread that fails to start just shrinks the team. */
-    pthread_mutex_t gate_mu;
-    pthread_cond_t gate_cv;
-    int gate_open;
+    int64_t ch; /* chunk columns */
 } fwd_job;
 
-typedef struct {
-    fwd_job *job;
-    int tid;
-} fwd_arg;
-
-static void barrier_wait(fwd_job *j) {
-    if (j->nthreads > 1) pthread_barrier_wait(&j->barrier);
-}
-
 /* The tile block [m_lo, m_hi) x panels [q_lo, q_hi) of one chunk. */
-static void compute_block(fwd_job *j, float *apack, const float *wg, const float *bg,
+static void compute_block(const fwd_job *j, float *apack, const float *wg, const float *bg,
                           float *yg, int64_t p0, int64_t ncols, int64_t m_lo, int64_t m_hi,
                           int64_t q_lo, int64_t q_hi) {
     const conv_geom *g = j->g;
@@ -250,7 +254,7 @@ static void compute_block(fwd_job *j, float *apack, const float *wg, const float
         int first = k0 == 0;
         for (int64_t mc0 = m_lo; mc0 < m_hi; mc0 += MC) {
             int64_t mc = m_hi - mc0 < MC ? m_hi - mc0 : MC;
-            pack_a(wg + mc0 * K + k0, K, mc, kc, apack);
+            ts_conv_pack_a(wg + mc0 * K + k0, K, mc, kc, apack);
             for (int64_t q = q_lo; q < q_hi; q++) {
                 int64_t qc = ncols - q * NR < NR ? ncols - q * NR : NR;
                 __mmask16 m0 = lanes(0, qc), m1 = lanes(0, qc - 16);
@@ -258,25 +262,17 @@ static void compute_block(fwd_job *j, float *apack, const float *wg, const float
                 float *yt = yg + mc0 * P + p0 + q * NR;
                 for (int64_t r0 = 0; r0 < mc; r0 += MR) {
                     int mr = (int)(mc - r0 < MR ? mc - r0 : MR);
-                    micro_tile_any(mr, kc, apack + r0 * kc, bp, yt + r0 * P, P, m0, m1, first,
-                                   bg ? bg + mc0 + r0 : NULL);
+                    ts_conv_micro_tile(mr, kc, apack + r0 * kc, bp, yt + r0 * P, P, m0, m1, first,
+                                       bg ? bg + mc0 + r0 : NULL);
                 }
             }
         }
     }
 }
 
-static void *fwd_worker(void *arg) {
-    const fwd_arg *fa = arg;
-    fwd_job *j = fa->job;
-    if (fa->tid > 0) {
-        pthread_mutex_lock(&j->gate_mu);
-        while (!j->gate_open)
-            pthread_cond_wait(&j->gate_cv, &j->gate_mu);
-        pthread_mutex_unlock(&j->gate_mu);
-    }
+static void fwd_member(void *ctx, int t, int T, ts_conv_team *team) {
+    const fwd_job *j = ctx;
     const conv_geom *g = j->g;
-    const int T = j->nthreads, t = fa->tid;
     float *apack = j->apack + (size_t)t * MC * KC;
     for (int64_t n = 0; n < g->n; n++) {
         for (int64_t gi = 0; gi < g->groups; gi++) {
@@ -291,7 +287,7 @@ static void *fwd_worker(void *arg) {
                     int64_t qc = ncols - q * NR < NR ? ncols - q * NR : NR;
                     pack_panel(g, j->p, xg, p0 + q * NR, qc, j->bpack + q * g->k * NR);
                 }
-                barrier_wait(j);
+                ts_conv_team_barrier(team);
                 /* Enough panels: split them; otherwise split M in MR blocks. */
                 if (npan >= 2 * T) {
                     compute_block(j, apack, wg, bg, yg, p0, ncols, 0, g->mg, npan * t / T,
@@ -302,57 +298,19 @@ static void *fwd_worker(void *arg) {
                     if (hi > g->mg) hi = g->mg;
                     if (lo < hi) compute_block(j, apack, wg, bg, yg, p0, ncols, lo, hi, 0, npan);
                 }
-                barrier_wait(j);
+                ts_conv_team_barrier(team);
             }
         }
     }
-    return NULL;
 }
-
-/* Below this much work a second thread costs more (create + barriers) than
- * it saves. */
-#define TS_CONV_MIN_FLOPS_PER_THREAD 4e6
 
 void ts_conv_fast_forward(const conv_geom *g, const ts_conv2d_params *p, const float *x,
                           const float *w, const float *b, float *y, float *ws, int threads) {
     double flops = 2.0 * (double)g->n * (double)g->m * (double)g->p * (double)g->k;
-    if (threads > TS_CONV_MAX_THREADS) threads = TS_CONV_MAX_THREADS;
-    while (threads > 1 && flops / threads < TS_CONV_MIN_FLOPS_PER_THREAD)
-        threads--;
-    if (threads < 1) threads = 1;
     fwd_job job = {.g = g, .p = p, .x = x, .w = w, .b = b, .y = y, .bpack = ws};
     job.ch = fast_chunk_cols(g);
     job.apack = ws + g->k * job.ch;
-    fwd_arg args[TS_CONV_MAX_THREADS];
-    pthread_t tids[TS_CONV_MAX_THREADS];
-    int team = 1;
-    if (threads > 1) {
-        pthread_mutex_init(&job.gate_mu, NULL);
-        pthread_cond_init(&job.gate_cv, NULL);
-        for (int t = 1; t < threads; t++) {
-            args[t] = (fwd_arg){&job, t};
-            if (pthread_create(&tids[t], NULL, fwd_worker, &args[t]) != 0) break;
-            team++;
-        }
-        if (team > 1 && pthread_barrier_init(&job.barrier, NULL, (unsigned)team) != 0)
-            TS_ASSERT(!"pthread_barrier_init failed"); /* cannot fail for a valid count */
-    }
-    job.nthreads = team;
-    if (threads > 1) {
-        pthread_mutex_lock(&job.gate_mu);
-        job.gate_open = 1;
-        pthread_cond_broadcast(&job.gate_cv);
-        pthread_mutex_unlock(&job.gate_mu);
-    }
-    args[0] = (fwd_arg){&job, 0};
-    fwd_worker(&args[0]);
-    for (int t = 1; t < team; t++)
-        pthread_join(tids[t], NULL);
-    if (team > 1) pthread_barrier_destroy(&job.barrier);
-    if (threads > 1) {
-        pthread_cond_destroy(&job.gate_cv);
-        pthread_mutex_destroy(&job.gate_mu);
-    }
+    ts_conv_team_run(ts_conv_team_size(threads, flops), fwd_member, &job);
 }
 
 #else /* !TS_CONV_HAVE_FAST */

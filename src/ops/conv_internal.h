@@ -1,5 +1,7 @@
-/* conv_internal.h: conv geometry shared by conv.c (API, checks, im2col +
- * OpenBLAS paths, backward) and conv_fast.c (packed AVX-512 forward). */
+/* conv_internal.h: conv geometry and helpers shared by conv.c (API, checks,
+ * im2col + OpenBLAS paths, backward), conv_fast.c (packed AVX-512 GEMM
+ * forward), conv_winograd.c (Winograd F(4x4,3x3) forward) and conv_team.c
+ * (threads for one call). */
 #ifndef TS_CONV_INTERNAL_H
 #define TS_CONV_INTERNAL_H
 
@@ -17,6 +19,51 @@ typedef struct {
     int64_t chunk_rows;     /* output rows per im2col chunk (OpenBLAS paths) */
 } conv_geom;
 
+/* Which forward kernel a call uses (ts_conv_forward_path). */
+typedef enum {
+    TS_CONV_PATH_IM2COL,   /* im2col bands + cblas_sgemm (always available) */
+    TS_CONV_PATH_DIRECT,   /* 1x1 stride-1 unpadded: cblas_sgemm on x itself */
+    TS_CONV_PATH_PACKED,   /* conv_fast.c */
+    TS_CONV_PATH_WINOGRAD, /* conv_winograd.c */
+} ts_conv_path;
+
+enum {
+    TS_CONV_MAX_THREADS = 8,
+    TS_CONV_MR = 12, /* micro-tile rows: 24 accumulators + 2 B + 1 A zmm <= 32 */
+    TS_CONV_NR = 32, /* micro-tile columns: two zmm */
+};
+
+/* Below this much work per thread a second thread costs more (create +
+ * barriers) than it saves. */
+#define TS_CONV_MIN_FLOPS_PER_THREAD 4e6
+
+/* ---- forward paths (conv.c) -------------------------------------------- */
+
+/* The path ts_conv2d_forward takes for these shapes (IM2COL if invalid). */
+ts_conv_path ts_conv_default_path(const ts_conv2d_params *p, const ts_shape *x, const ts_shape *w);
+/* Forward on a chosen path (tests compare every path with IM2COL);
+ * TS_ERR_UNSUPPORTED when the path does not apply to the shapes. */
+ts_status ts_conv_forward_path(ts_conv_path path, const ts_conv2d_params *p, const ts_tensor *x,
+                               const ts_tensor *w, const ts_tensor *b, ts_tensor *y, float *ws,
+                               ts_err *err);
+/* Scratch floats of that path (0 when it needs none or does not apply). */
+size_t ts_conv_path_workspace_floats(ts_conv_path path, const ts_conv2d_params *p,
+                                     const ts_shape *x, const ts_shape *w);
+
+/* ---- threads (conv_team.c) ---------------------------------------------- */
+
+typedef struct ts_conv_team ts_conv_team;
+/* Body run by every member: tid in [0, size). */
+typedef void (*ts_conv_team_fn)(void *ctx, int tid, int size, ts_conv_team *team);
+/* Runs fn on up to `threads` threads (the caller is member 0) and returns
+ * when all are done. */
+void ts_conv_team_run(int threads, ts_conv_team_fn fn, void *ctx);
+void ts_conv_team_barrier(ts_conv_team *team);
+/* Threads worth using for `flops` of work, at most `threads`. */
+int ts_conv_team_size(int threads, double flops);
+
+/* ---- packed GEMM forward (conv_fast.c) ---------------------------------- */
+
 /* 1 when the packed AVX-512 forward applies (compiled in, not direct). */
 int ts_conv_fast_usable(const conv_geom *g);
 /* Floats of scratch the packed forward needs (independent of threads). */
@@ -25,5 +72,27 @@ size_t ts_conv_fast_workspace_floats(const conv_geom *g);
  * threads; ws holds ts_conv_fast_workspace_floats floats. */
 void ts_conv_fast_forward(const conv_geom *g, const ts_conv2d_params *p, const float *x,
                           const float *w, const float *b, float *y, float *ws, int threads);
+/* Packs rows [0, mc) x cols [0, kc) of A (row stride lda) into
+ * [ceil(mc/MR)][kc][MR], zero-filling rows past mc. */
+void ts_conv_pack_a(const float *a, int64_t lda, int64_t mc, int64_t kc, float *dst);
+/* The micro-kernel: Y[0..mr)[0..32) (row stride ldy, columns masked by the
+ * 16-bit lane masks m0 / m1) = (first ? bias-or-0 : Y) + A * B, with A
+ * packed [kc][MR] and B packed [kc][NR]. */
+void ts_conv_micro_tile(int mr, int64_t kc, const float *a, const float *b, float *y, int64_t ldy,
+                        unsigned m0, unsigned m1, int first, const float *bias);
+
+/* The same with A unpacked, row-major (row stride lda), all 32 columns. */
+void ts_conv_micro_tile_rows(int mr, int64_t kc, const float *a, int64_t lda, const float *b,
+                             float *y, int64_t ldy, int first);
+
+/* ---- Winograd F(4x4, 3x3) forward (conv_winograd.c) --------------------- */
+
+/* 1 when Winograd can compute this conv (3x3, stride 1, dilation 1, AVX-512). */
+int ts_conv_winograd_usable(const conv_geom *g, const ts_conv2d_params *p);
+/* 1 when it is also expected to be faster than the packed GEMM. */
+int ts_conv_winograd_preferred(const conv_geom *g, const ts_conv2d_params *p);
+size_t ts_conv_winograd_workspace_floats(const conv_geom *g, const ts_conv2d_params *p);
+void ts_conv_winograd_forward(const conv_geom *g, const ts_conv2d_params *p, const float *x,
+                              const float *w, const float *b, float *y, float *ws, int threads);
 
 #endif
