@@ -22,6 +22,40 @@
  * Decoding works from ANY threshold-sized set of responders, in double, with
  * the factorization cached per responder set inside the code (so a ts_code
  * is used from one thread at a time).
+ *
+ * Layouts (nA x nB blocks, qa x qb shares, targets, threshold):
+ *   uncoded      nA = 1, nB = n, qa = qb = 1; worker j gets A_0 and B_j;
+ *                targets A_0 (*) B_l; threshold n.
+ *   replication  T = n / replicas distinct tasks laid out as nA = 1, nB = T;
+ *                worker j holds task j mod T (the first T workers are the
+ *                uncoded split); targets A_0 (*) B_t. Threshold is the worst
+ *                case n - floor(n/T) + 1, but decode accepts ANY responder
+ *                set that holds every task.
+ *   vandermonde, chebyshev, random (1-D MDS, k = kB)
+ *                nA = 1, nB = k, qa = qb = 1; B~_j = sum_l g_jl B_l with
+ *                g_jl = x_j^l (x_j = -1 + 2j/(n-1)), T_l(cos((2j+1)pi/2n))
+ *                (Chebyshev polynomials at Chebyshev nodes), or N(0,1) from
+ *                seed; systematic = 1 makes workers 0..k-1 hold B_0..B_{k-1}.
+ *                Targets A_0 (*) B_l; threshold k.
+ *   polynomial   nA = kA, nB = kB, qa = qb = 1, A~_j = sum_i x_j^(kB i) A_i,
+ *                B~_j = sum_l x_j^l B_l (x_j as vandermonde); threshold kA*kB.
+ *   crme         nA = 2kA, nB = 2kB, qa = qb = 2 (4 products per worker),
+ *                A~[j][c] = sum_i sum_a (R^(kB i j))[a][c] A_{2i+a},
+ *                B~[j][d] = sum_l sum_b (R^(l j))[b][d] B_{2l+b}, R the
+ *                rotation by 2pi/n; threshold kA*kB.
+ *   complex      complex Vandermonde on the n-th roots of unity w^j, run over
+ *                the reals: nA = kA, nB = kB, share 0 = Re, share 1 = Im of
+ *                sum_i w^(kB i j) A_i (qa = 2 when kA > 1, else 1; same for
+ *                B with w^(l j)); threshold kA*kB.
+ *   matdot, polydot, gpolydot
+ *                A is kA x m blocks (A_{i,q} at index i*m + q, q the inner
+ *                index), B is m x kB blocks (B_{q,l} at q*kB + l), qa = qb = 1;
+ *                num_targets = kA*kB, target i*kB + l is
+ *                C_{i,l} = sum_q A_{i,q} (*) B_{q,l}. Real Chebyshev nodes.
+ *                MatDot (kA = kB = 1) threshold 2m-1; PolyDot (2m-1)kA kB;
+ *                Generalized PolyDot kA*m*kB + m - 1 (mat-vec: kB = 1).
+ *                In the paper's letters: m_paper = kA, n_paper = m,
+ *                d_paper = kB. The field d is unused (0).
  */
 #ifndef TESSERA_CODE_H
 #define TESSERA_CODE_H
@@ -99,6 +133,19 @@ ts_status ts_code_encode_b(const ts_code *c, int worker, const float *const *blo
 ts_status ts_code_decode(ts_code *c, const int *responders, int n_resp,
                          const float *const *products, size_t len, float *const *targets,
                          double *cond, ts_err *err);
+
+/* ---- additions -------------------------------------------------------- */
+
+/* The (validated, defaults filled in) parameters the code was built with. */
+const ts_code_params *ts_code_params_of(const ts_code *c);
+
+/* Like ts_code_decode, but always through the generic real system (for
+ * CRME the 4k x 4k solve of digest 1.2.7 instead of the two complex k x k
+ * solves). For cross-checks and benchmarks; the complex Vandermonde code,
+ * whose real system is not square, is refused (TS_ERR_UNSUPPORTED). */
+ts_status ts_code_decode_dense(ts_code *c, const int *responders, int n_resp,
+                               const float *const *products, size_t len, float *const *targets,
+                               double *cond, ts_err *err);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,71 @@
+/* code_internal.h: the inside of a ts_code, shared by the files of code/.
+ *
+ * Every code is described by one real "product map": responder j's product
+ * (c, d) is a fixed linear combination of U unknown vectors X_u,
+ *     P[j][c*qb+d] = sum_u W[j][c*qb+d][u] X_u,
+ * and each target is one of the unknowns (tsel). For the product codes the
+ * unknowns are the targets A_i (*) B_l themselves and W[j] is the Kronecker
+ * product of the generator rows; for MatDot / (Generalized) PolyDot they are
+ * the coefficients of the product polynomial, of which only some are wanted.
+ * A threshold-sized responder set gives a square system (threshold*qa*qb ==
+ * U), solved once per set in double and cached as the rows of its inverse
+ * that yield the targets. Codes over the complex numbers (complex
+ * Vandermonde, CRME's fast path, circulant) have their own decoders. */
+#ifndef TS_CODE_INTERNAL_H
+#define TS_CODE_INTERNAL_H
+
+#include <complex.h>
+
+#include "tessera/code.h"
+
+#define TS_CODE_MAX_WORKERS 1024
+#define TS_CODE_CACHE 8
+
+typedef struct {
+    int *ids;       /* threshold sorted worker ids; NULL when the slot is empty */
+    double *dec;    /* real path: ntargets x N rows of the inverse (N = threshold*qa*qb) */
+    double complex *zdec; /* complex paths: their own decoding matrices */
+    double cond;    /* < 0: not computed yet */
+    int mode;       /* TS_CODE_MODE_* the matrices were built for */
+    uint64_t used;  /* LRU stamp */
+} ts_code_cache_entry;
+
+struct ts_code {
+    ts_code_params p;
+    int n, threshold, na, nb, qa, qb, ntargets, nunk;
+    double *ga, *gb; /* [n][qa][na], [n][qb][nb] */
+    double *w;       /* [n][qa*qb][nunk] */
+    int *tsel;       /* [ntargets] unknown index of each target */
+    int *task_of;    /* replication: task held by each worker */
+    double complex *nodes; /* complex codes: evaluation node of each worker */
+    ts_code_cache_entry cache[TS_CODE_CACHE];
+    uint64_t clock;
+    /* decode scratch, grown on demand */
+    double *buf;
+    size_t buf_len;
+};
+
+/* generators (gen.c) */
+ts_status ts_code_build(ts_code *c, ts_err *err);
+
+/* linear algebra in double (linalg.c) */
+/* Inverts the n x n row-major matrix a in place; TS_ERR_NUMERIC if singular. */
+ts_status ts_la_inverse(double *a, int n, ts_err *err);
+ts_status ts_la_zinverse(double complex *a, int n, ts_err *err);
+/* 2-norm condition number sigma_max / sigma_min (inf when singular). */
+double ts_la_cond(const double *a, int rows, int cols);
+double ts_la_zcond(const double complex *a, int rows, int cols);
+
+/* decoding (decode.c) */
+enum { TS_CODE_MODE_FAST = 0, TS_CODE_MODE_DENSE = 1 };
+void ts_code_cache_clear(ts_code *c);
+/* Checks ids (range, duplicates) and that there are at least need of them. */
+ts_status ts_code_check_responders(const ts_code *c, const int *resp, int n_resp, int need,
+                                   ts_err *err);
+/* Condition number of the system of the sorted set ids[nset]. */
+double ts_code_set_cond(const ts_code *c, const int *ids, int nset, int mode);
+ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const float *const *prod,
+                              size_t len, float *const *targets, double *cond, int mode,
+                              ts_err *err);
+
+#endif

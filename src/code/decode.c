@@ -1,0 +1,357 @@
+/* decode.c: decoding from any threshold-sized responder set, in double, with
+ * the decoding matrix of each set cached (LRU, TS_CODE_CACHE sets).
+ *
+ * Real path (every code whose product map is square): the rows of
+ * inv(M_S) that give the targets, applied to the products with DGEMM over
+ * column chunks. Complex Vandermonde: one k x k complex solve on the
+ * combined products y_j = sum_{c,d} i^(c+d) P[j][c][d]. CRME (digest 1.2.8,
+ * "option B"): two k x k complex Vandermonde solves, half the flops of the
+ * 4k x 4k real solve and the same condition number. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "code_internal.h"
+
+#define DEC_CHUNK 256
+
+
+void ts_code_cache_clear(ts_code *c) {
+    for (int s = 0; s < TS_CODE_CACHE; s++) {
+        free(c->cache[s].ids);
+        free(c->cache[s].dec);
+        free(c->cache[s].zdec);
+        memset(&c->cache[s], 0, sizeof c->cache[s]);
+    }
+}
+
+/* ---- responder checks --------------------------------------------------- */
+
+ts_status ts_code_check_responders(const ts_code *c, const int *resp, int n_resp, int need,
+                                   ts_err *err) {
+    if (!resp || n_resp < 1)
+        return ts_errorf(err, TS_ERR_INVALID, "no responders given (need at least %d of %d)", need,
+                         c->n);
+    if (n_resp > c->n)
+        return ts_errorf(err, TS_ERR_INVALID, "%d responders given but the code has %d workers",
+                         n_resp, c->n);
+    unsigned char seen[TS_CODE_MAX_WORKERS] = {0};
+    for (int r = 0; r < n_resp; r++) {
+        if (resp[r] < 0 || resp[r] >= c->n)
+            return ts_errorf(err, TS_ERR_INVALID, "responder %d is not a worker id (0..%d)",
+                             resp[r], c->n - 1);
+        if (seen[resp[r]])
+            return ts_errorf(err, TS_ERR_INVALID, "worker %d is listed twice among the responders",
+                             resp[r]);
+        seen[resp[r]] = 1;
+    }
+    if (n_resp < need)
+        return ts_errorf(err, TS_ERR_INVALID,
+                         "%d responders are too few: the %s code needs any %d of its %d workers",
+                         n_resp, ts_code_kind_name(c->p.kind), need, c->n);
+    return TS_OK;
+}
+
+/* ---- decoding matrices -------------------------------------------------- */
+
+/* Rows of the square product map for the sorted set ids (N x nunk). */
+static double *product_system(const ts_code *c, const int *ids, int nset) {
+    int per = c->qa * c->qb, N = nset * per;
+    double *m = malloc((size_t)N * c->nunk * sizeof *m);
+    if (!m) return NULL;
+    for (int r = 0; r < nset; r++)
+        memcpy(m + (size_t)r * per * c->nunk, c->w + (size_t)ids[r] * per * c->nunk,
+               (size_t)per * c->nunk * sizeof *m);
+    return m;
+}
+
+/* Complex Vandermonde on the unit circle: V[r][e] = node(ids[r])^(sign*e),
+ * with e = kB*i + sign2*l for the (i, l) column i*kB + l. */
+static double complex *unit_vandermonde(const ts_code *c, const int *ids, int nset, int lsign) {
+    int kA = c->p.kA, kB = c->p.kB, k = kA * kB;
+    double complex *v = malloc((size_t)nset * k * sizeof *v);
+    if (!v) return NULL;
+    for (int r = 0; r < nset; r++)
+        for (int i = 0; i < kA; i++)
+            for (int l = 0; l < kB; l++) {
+                long long e = ((long long)kB * i + lsign * l) * ids[r];
+                long long m = e % c->n;
+                if (m < 0) m += c->n;
+                v[(size_t)r * k + i * kB + l] = cexp(I * 6.283185307179586 * (double)m / c->n);
+            }
+    return v;
+}
+
+static int uses_complex(const ts_code *c, int mode) {
+    return mode == TS_CODE_MODE_FAST && (c->p.kind == TS_CODE_CRME || c->p.kind == TS_CODE_COMPLEX);
+}
+
+double ts_code_set_cond(const ts_code *c, const int *ids, int nset, int mode) {
+    if (c->p.kind == TS_CODE_COMPLEX || (c->p.kind == TS_CODE_CRME && mode == TS_CODE_MODE_FAST)) {
+        double complex *v = unit_vandermonde(c, ids, nset, 1);
+        double k = v ? ts_la_zcond(v, nset, nset) : NAN;
+        free(v);
+        return k;
+    }
+    double *m = product_system(c, ids, nset);
+    int N = nset * c->qa * c->qb;
+    double k = m ? ts_la_cond(m, N, c->nunk) : NAN;
+    free(m);
+    return k;
+}
+
+static ts_status build_entry(ts_code *c, ts_code_cache_entry *e, int nset, int mode, ts_err *err) {
+    if (uses_complex(c, mode)) {
+        int k = nset, nmat = c->p.kind == TS_CODE_CRME ? 2 : 1;
+        e->zdec = malloc((size_t)nmat * k * k * sizeof *e->zdec);
+        if (!e->zdec) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for a decoding matrix");
+        for (int q = 0; q < nmat; q++) {
+            double complex *v = unit_vandermonde(c, e->ids, nset, q == 0 ? 1 : -1);
+            if (!v) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for a decoding matrix");
+            memcpy(e->zdec + (size_t)q * k * k, v, (size_t)k * k * sizeof *v);
+            free(v);
+            TS_TRY(ts_la_zinverse(e->zdec + (size_t)q * k * k, k, err));
+        }
+        return TS_OK;
+    }
+    int N = nset * c->qa * c->qb;
+    if (N != c->nunk)
+        return ts_errorf(err, TS_ERR_UNSUPPORTED,
+                         "the %s code has no square real decoding system (%d equations, %d "
+                         "unknowns)",
+                         ts_code_kind_name(c->p.kind), N, c->nunk);
+    double *m = product_system(c, e->ids, nset);
+    if (!m) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for a decoding matrix");
+    ts_status st = ts_la_inverse(m, N, err);
+    if (st == TS_OK) {
+        e->dec = malloc((size_t)c->ntargets * N * sizeof *e->dec);
+        if (!e->dec)
+            st = ts_errorf(err, TS_ERR_NOMEM, "out of memory for a decoding matrix");
+        else
+            for (int t = 0; t < c->ntargets; t++)
+                memcpy(e->dec + (size_t)t * N, m + (size_t)c->tsel[t] * N, (size_t)N * sizeof *m);
+    }
+    free(m);
+    return st;
+}
+
+/* Finds or builds the cache entry of the sorted set ids[nset]. */
+static ts_code_cache_entry *lookup(ts_code *c, const int *ids, int nset, int mode, ts_err *err) {
+    ts_code_cache_entry *victim = &c->cache[0];
+    c->clock++;
+    for (int s = 0; s < TS_CODE_CACHE; s++) {
+        ts_code_cache_entry *e = &c->cache[s];
+        if (e->ids && e->mode == mode && !memcmp(e->ids, ids, (size_t)nset * sizeof *ids)) {
+            e->used = c->clock;
+            return e;
+        }
+        if (e->used < victim->used) victim = e; /* empty slots have used == 0 */
+    }
+    free(victim->ids);
+    free(victim->dec);
+    free(victim->zdec);
+    memset(victim, 0, sizeof *victim);
+    victim->ids = malloc((size_t)nset * sizeof *ids);
+    if (!victim->ids) {
+        ts_errorf(err, TS_ERR_NOMEM, "out of memory for the decoding cache");
+        return NULL;
+    }
+    memcpy(victim->ids, ids, (size_t)nset * sizeof *ids);
+    victim->cond = -1;
+    victim->mode = mode;
+    victim->used = c->clock;
+    if (build_entry(c, victim, nset, mode, err) != TS_OK) {
+        free(victim->ids);
+        free(victim->dec);
+        free(victim->zdec);
+        memset(victim, 0, sizeof *victim);
+        return NULL;
+    }
+    return victim;
+}
+
+/* ---- applying the decoding matrices ------------------------------------ */
+
+static ts_status grow(ts_code *c, size_t doubles, ts_err *err) {
+    if (c->buf_len >= doubles) return TS_OK;
+    double *b = realloc(c->buf, doubles * sizeof *b);
+    if (!b) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for decoding scratch");
+    c->buf = b, c->buf_len = doubles;
+    return TS_OK;
+}
+
+static ts_status apply_real(ts_code *c, const ts_code_cache_entry *e, const float *const *rows,
+                            int N, size_t len, float *const *targets, ts_err *err) {
+    int T = c->ntargets;
+    TS_TRY(grow(c, (size_t)(N + T) * DEC_CHUNK, err));
+    double *in = c->buf, *out = c->buf + (size_t)N * DEC_CHUNK;
+    for (size_t x0 = 0; x0 < len; x0 += DEC_CHUNK) {
+        int nx = (int)(len - x0 < DEC_CHUNK ? len - x0 : DEC_CHUNK);
+        for (int r = 0; r < N; r++)
+            for (int x = 0; x < nx; x++) in[(size_t)r * DEC_CHUNK + x] = rows[r][x0 + x];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, nx, N, 1.0, e->dec, N, in,
+                    DEC_CHUNK, 0.0, out, DEC_CHUNK);
+        for (int t = 0; t < T; t++)
+            for (int x = 0; x < nx; x++) targets[t][x0 + x] = (float)out[(size_t)t * DEC_CHUNK + x];
+    }
+    return TS_OK;
+}
+
+/* Complex Vandermonde: y_r = sum_{c,d} i^(c+d) P[r][c][d]; T = Re(inv(V) y). */
+static ts_status apply_complex(ts_code *c, const ts_code_cache_entry *e, const float *const *prod,
+                               int k, size_t len, float *const *targets, ts_err *err) {
+    int per = c->qa * c->qb;
+    TS_TRY(grow(c, (size_t)4 * k * DEC_CHUNK, err));
+    double complex *y = (double complex *)c->buf, *z = y + (size_t)k * DEC_CHUNK;
+    static const double complex IPOW[3] = {1, I, -1};
+    const double complex one = 1, zero = 0;
+    for (size_t x0 = 0; x0 < len; x0 += DEC_CHUNK) {
+        int nx = (int)(len - x0 < DEC_CHUNK ? len - x0 : DEC_CHUNK);
+        for (int r = 0; r < k; r++) {
+            double complex *yr = y + (size_t)r * DEC_CHUNK;
+            for (int x = 0; x < nx; x++) yr[x] = 0;
+            for (int a = 0; a < c->qa; a++)
+                for (int b = 0; b < c->qb; b++) {
+                    const float *p = prod[r * per + a * c->qb + b] + x0;
+                    double complex f = IPOW[a + b];
+                    for (int x = 0; x < nx; x++) yr[x] += f * p[x];
+                }
+        }
+        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, y,
+                    DEC_CHUNK, &zero, z, DEC_CHUNK);
+        for (int t = 0; t < k; t++)
+            for (int x = 0; x < nx; x++) targets[t][x0 + x] = (float)creal(z[(size_t)t * DEC_CHUNK + x]);
+    }
+    return TS_OK;
+}
+
+/* CRME option B (digest 1.2.8). From worker j's outputs o_cd:
+ *   P_j = (o00 - o11 - i(o01 + o10)) / 2,  Q_j = (o00 + o11 + i(o01 - o10)) / 2,
+ * ZP = inv(V_P) P, ZQ = inv(V_Q) Q (column (i,l) = i*kB + l), then
+ *   Y_{2i,2l} = Re ZP + Re ZQ,    Y_{2i+1,2l+1} = Re ZQ - Re ZP,
+ *   Y_{2i,2l+1} = Im ZQ - Im ZP,  Y_{2i+1,2l} = -Im ZP - Im ZQ. */
+static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const float *const *prod,
+                            int k, size_t len, float *const *targets, ts_err *err) {
+    int kB = c->p.kB, nb = c->nb;
+    TS_TRY(grow(c, (size_t)8 * k * DEC_CHUNK, err));
+    double complex *p = (double complex *)c->buf, *q = p + (size_t)k * DEC_CHUNK;
+    double complex *zp = q + (size_t)k * DEC_CHUNK, *zq = zp + (size_t)k * DEC_CHUNK;
+    const double complex one = 1, zero = 0;
+    for (size_t x0 = 0; x0 < len; x0 += DEC_CHUNK) {
+        int nx = (int)(len - x0 < DEC_CHUNK ? len - x0 : DEC_CHUNK);
+        for (int r = 0; r < k; r++) {
+            const float *o00 = prod[4 * r] + x0, *o01 = prod[4 * r + 1] + x0;
+            const float *o10 = prod[4 * r + 2] + x0, *o11 = prod[4 * r + 3] + x0;
+            double complex *pr = p + (size_t)r * DEC_CHUNK, *qr = q + (size_t)r * DEC_CHUNK;
+            for (int x = 0; x < nx; x++) {
+                double a = o00[x], b = o01[x], cc = o10[x], d = o11[x];
+                pr[x] = CMPLX(0.5 * (a - d), -0.5 * (b + cc));
+                qr[x] = CMPLX(0.5 * (a + d), 0.5 * (b - cc));
+            }
+        }
+        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, p,
+                    DEC_CHUNK, &zero, zp, DEC_CHUNK);
+        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one,
+                    e->zdec + (size_t)k * k, k, q, DEC_CHUNK, &zero, zq, DEC_CHUNK);
+        for (int u = 0; u < k; u++) {
+            int i = u / kB, l = u % kB;
+            const double complex *a = zp + (size_t)u * DEC_CHUNK, *b = zq + (size_t)u * DEC_CHUNK;
+            float *y00 = targets[(2 * i) * nb + 2 * l] + x0;
+            float *y01 = targets[(2 * i) * nb + 2 * l + 1] + x0;
+            float *y10 = targets[(2 * i + 1) * nb + 2 * l] + x0;
+            float *y11 = targets[(2 * i + 1) * nb + 2 * l + 1] + x0;
+            for (int x = 0; x < nx; x++) {
+                double rp = creal(a[x]), ip = cimag(a[x]), rq = creal(b[x]), iq = cimag(b[x]);
+                y00[x] = (float)(rp + rq);
+                y11[x] = (float)(rq - rp);
+                y01[x] = (float)(iq - ip);
+                y10[x] = (float)(-ip - iq);
+            }
+        }
+    }
+    return TS_OK;
+}
+
+/* Replication: any responder set that holds every task decodes (by copy). */
+static ts_status decode_replication(ts_code *c, const int *resp, int n_resp,
+                                    const float *const *prod, size_t len, float *const *targets,
+                                    double *cond, ts_err *err) {
+    int T = c->nb;
+    for (int t = 0; t < T; t++) {
+        int r = 0;
+        while (r < n_resp && c->task_of[resp[r]] != t) r++;
+        if (r == n_resp)
+            return ts_errorf(err, TS_ERR_INVALID,
+                             "too few responders: no responder holds task %d (workers %d, %d, ... "
+                             "hold it)",
+                             t, t, t + T);
+        if (!prod[r] || !targets[t])
+            return ts_errorf(err, TS_ERR_INVALID, "decode: a product or target pointer is NULL");
+        memcpy(targets[t], prod[r], len * sizeof(float));
+    }
+    if (cond) *cond = 1.0;
+    return TS_OK;
+}
+
+static void sort_set(const int *resp, int k, int *ids, int *pos) {
+    for (int r = 0; r < k; r++) ids[r] = resp[r], pos[r] = r;
+    for (int a = 1; a < k; a++)
+        for (int b = a; b > 0 && ids[b - 1] > ids[b]; b--) {
+            int t = ids[b];
+            ids[b] = ids[b - 1], ids[b - 1] = t;
+            t = pos[b], pos[b] = pos[b - 1], pos[b - 1] = t;
+        }
+}
+
+ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const float *const *prod,
+                              size_t len, float *const *targets, double *cond, int mode,
+                              ts_err *err) {
+    if (!c) return ts_errorf(err, TS_ERR_INVALID, "decode needs a code");
+    if (!prod || !targets) return ts_errorf(err, TS_ERR_INVALID, "decode needs products and targets");
+    if (len == 0) return ts_errorf(err, TS_ERR_INVALID, "cannot decode zero-length products");
+    int need = c->p.kind == TS_CODE_REPLICATION ? 1 : c->threshold;
+    TS_TRY(ts_code_check_responders(c, resp, n_resp, need, err));
+    if (c->p.kind == TS_CODE_REPLICATION)
+        return decode_replication(c, resp, n_resp, prod, len, targets, cond, err);
+    for (int t = 0; t < c->ntargets; t++)
+        if (!targets[t]) return ts_errorf(err, TS_ERR_INVALID, "decode: target %d is NULL", t);
+    int k = c->threshold, per = c->qa * c->qb;
+    for (int r = 0; r < k * per; r++)
+        if (!prod[r]) return ts_errorf(err, TS_ERR_INVALID, "decode: product %d is NULL", r);
+    int ids[TS_CODE_MAX_WORKERS], pos[TS_CODE_MAX_WORKERS];
+    sort_set(resp, k, ids, pos);
+    ts_code_cache_entry *e = lookup(c, ids, k, mode, err);
+    if (!e) return err ? err->status : TS_ERR_NOMEM;
+    if (cond) {
+        if (e->cond < 0) e->cond = ts_code_set_cond(c, ids, k, mode);
+        *cond = e->cond;
+    }
+    const float **rows = (const float **)malloc((size_t)k * per * sizeof *rows);
+    if (!rows) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for decoding");
+    for (int r = 0; r < k; r++)
+        for (int q = 0; q < per; q++) rows[r * per + q] = prod[pos[r] * per + q];
+    ts_status st;
+    if (!uses_complex(c, mode))
+        st = apply_real(c, e, rows, k * per, len, targets, err);
+    else if (c->p.kind == TS_CODE_CRME)
+        st = apply_crme(c, e, rows, k, len, targets, err);
+    else
+        st = apply_complex(c, e, rows, k, len, targets, err);
+    free(rows);
+    return st;
+}
+
+ts_status ts_code_decode(ts_code *c, const int *responders, int n_resp,
+                         const float *const *products, size_t len, float *const *targets,
+                         double *cond, ts_err *err) {
+    return ts_code_decode_mode(c, responders, n_resp, products, len, targets, cond, TS_CODE_MODE_FAST,
+                               err);
+}
+
+ts_status ts_code_decode_dense(ts_code *c, const int *responders, int n_resp,
+                               const float *const *products, size_t len, float *const *targets,
+                               double *cond, ts_err *err) {
+    return ts_code_decode_mode(c, responders, n_resp, products, len, targets, cond, TS_CODE_MODE_DENSE,
+                               err);
+}

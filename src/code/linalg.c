@@ -1,0 +1,135 @@
+/* linalg.c: the few dense double-precision kernels the decoders need, on top
+ * of the LAPACK that OpenBLAS ships. Matrices are row-major; LAPACK sees the
+ * transpose, which changes neither an inverse (inv(A^T) = inv(A)^T, read back
+ * row-major) nor singular values. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "code_internal.h"
+
+/* LAPACK (Fortran ABI: every argument by pointer, hidden string lengths). */
+void dgetrf_(const int *m, const int *n, double *a, const int *lda, int *ipiv, int *info);
+void dgetri_(const int *n, double *a, const int *lda, const int *ipiv, double *work,
+             const int *lwork, int *info);
+void zgetrf_(const int *m, const int *n, double complex *a, const int *lda, int *ipiv,
+             int *info);
+void zgetri_(const int *n, double complex *a, const int *lda, const int *ipiv,
+             double complex *work, const int *lwork, int *info);
+void dgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, double *a,
+             const int *lda, double *s, double *u, const int *ldu, double *vt, const int *ldvt,
+             double *work, const int *lwork, int *info, size_t l1, size_t l2);
+void zgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, double complex *a,
+             const int *lda, double *s, double complex *u, const int *ldu, double complex *vt,
+             const int *ldvt, double complex *work, const int *lwork, double *rwork, int *info,
+             size_t l1, size_t l2);
+
+ts_status ts_la_inverse(double *a, int n, ts_err *err) {
+    int info = 0, lwork = n * 64 > 1 ? n * 64 : 1;
+    int *ipiv = malloc((size_t)n * sizeof *ipiv);
+    double *work = malloc((size_t)lwork * sizeof *work);
+    if (!ipiv || !work) {
+        free(ipiv);
+        free(work);
+        return ts_errorf(err, TS_ERR_NOMEM, "out of memory inverting a %dx%d decoding matrix", n,
+                         n);
+    }
+    dgetrf_(&n, &n, a, &n, ipiv, &info);
+    if (info == 0) dgetri_(&n, a, &n, ipiv, work, &lwork, &info);
+    free(ipiv);
+    free(work);
+    if (info != 0)
+        return ts_errorf(err, TS_ERR_NUMERIC,
+                         "the %dx%d decoding matrix of this responder set is singular", n, n);
+    for (int i = 0; i < n * n; i++)
+        if (!isfinite(a[i]))
+            return ts_errorf(err, TS_ERR_NUMERIC,
+                             "the %dx%d decoding matrix of this responder set is numerically "
+                             "singular",
+                             n, n);
+    return TS_OK;
+}
+
+ts_status ts_la_zinverse(double complex *a, int n, ts_err *err) {
+    int info = 0, lwork = n * 64 > 1 ? n * 64 : 1;
+    int *ipiv = malloc((size_t)n * sizeof *ipiv);
+    double complex *work = malloc((size_t)lwork * sizeof *work);
+    if (!ipiv || !work) {
+        free(ipiv);
+        free(work);
+        return ts_errorf(err, TS_ERR_NOMEM, "out of memory inverting a %dx%d decoding matrix", n,
+                         n);
+    }
+    zgetrf_(&n, &n, a, &n, ipiv, &info);
+    if (info == 0) zgetri_(&n, a, &n, ipiv, work, &lwork, &info);
+    free(ipiv);
+    free(work);
+    if (info != 0)
+        return ts_errorf(err, TS_ERR_NUMERIC,
+                         "the %dx%d complex decoding matrix of this responder set is singular", n,
+                         n);
+    for (int i = 0; i < n * n; i++)
+        if (!isfinite(creal(a[i])) || !isfinite(cimag(a[i])))
+            return ts_errorf(err, TS_ERR_NUMERIC,
+                             "the %dx%d complex decoding matrix is numerically singular", n, n);
+    return TS_OK;
+}
+
+static double cond_from_sv(const double *s, int k) {
+    if (k < 1) return 1.0;
+    double lo = s[k - 1], hi = s[0];
+    if (!(lo > 0) || !isfinite(hi)) return INFINITY;
+    return hi / lo;
+}
+
+double ts_la_cond(const double *a, int rows, int cols) {
+    int m = cols, n = rows; /* LAPACK sees the transpose */
+    int k = m < n ? m : n, info = 0, lwork = -1, one = 1;
+    double q = 0, du = 0;
+    double *cp = malloc((size_t)rows * cols * sizeof *cp);
+    double *s = malloc((size_t)(k > 0 ? k : 1) * sizeof *s);
+    if (!cp || !s) {
+        free(cp);
+        free(s);
+        return NAN;
+    }
+    memcpy(cp, a, (size_t)rows * cols * sizeof *cp);
+    dgesvd_("N", "N", &m, &n, cp, &m, s, &du, &one, &du, &one, &q, &lwork, &info, 1, 1);
+    lwork = (int)q + 1;
+    double *work = malloc((size_t)lwork * sizeof *work);
+    double c = NAN;
+    if (work) {
+        dgesvd_("N", "N", &m, &n, cp, &m, s, &du, &one, &du, &one, work, &lwork, &info, 1, 1);
+        c = info == 0 ? cond_from_sv(s, k) : INFINITY;
+    }
+    free(work);
+    free(cp);
+    free(s);
+    return c;
+}
+
+double ts_la_zcond(const double complex *a, int rows, int cols) {
+    int m = cols, n = rows;
+    int k = m < n ? m : n, info = 0, lwork = -1, one = 1;
+    double complex q = 0, du = 0;
+    double complex *cp = malloc((size_t)rows * cols * sizeof *cp);
+    double *s = malloc((size_t)(k > 0 ? k : 1) * sizeof *s);
+    double *rwork = malloc((size_t)(5 * k + 1) * sizeof *rwork);
+    double c = NAN;
+    if (!cp || !s || !rwork) goto done;
+    memcpy(cp, a, (size_t)rows * cols * sizeof *cp);
+    zgesvd_("N", "N", &m, &n, cp, &m, s, &du, &one, &du, &one, &q, &lwork, rwork, &info, 1, 1);
+    lwork = (int)creal(q) + 1;
+    double complex *work = malloc((size_t)lwork * sizeof *work);
+    if (work) {
+        zgesvd_("N", "N", &m, &n, cp, &m, s, &du, &one, &du, &one, work, &lwork, rwork, &info, 1,
+                1);
+        c = info == 0 ? cond_from_sv(s, k) : INFINITY;
+    }
+    free(work);
+done:
+    free(cp);
+    free(s);
+    free(rwork);
+    return c;
+}
