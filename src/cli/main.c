@@ -7,6 +7,9 @@
 /* One declaration and one table row per command (src/cli/cmd_<name>.c). */
 int ts_cmd_inspect(int argc, char **argv);
 int ts_cmd_bench(int argc, char **argv);
+int ts_cmd_worker(int argc, char **argv);
+int ts_cmd_cluster(int argc, char **argv);
+int ts_cmd_probe(int argc, char **argv);
 
 static int ts_cmd_version(int argc, char **argv) {
     (void)argc;
@@ -18,6 +21,9 @@ static int ts_cmd_version(int argc, char **argv) {
 static const ts_cli_command COMMANDS[] = {
     {"inspect", "list a model's layers, shapes, parameters, MACs and memory", ts_cmd_inspect},
     {"bench", "time a model's forward pass layer by layer", ts_cmd_bench},
+    {"worker", "serve a master's tasks (tessera worker --connect URL)", ts_cmd_worker},
+    {"cluster", "run a command against N local worker processes", ts_cmd_cluster},
+    {"probe", "check workers end to end with verified conv tasks", ts_cmd_probe},
     {"version", "print the version", ts_cmd_version},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
