@@ -147,6 +147,12 @@ ts_status ts_code_decode_dense(ts_code *c, const int *responders, int n_resp,
                                const float *const *products, size_t len, float *const *targets,
                                double *cond, ts_err *err);
 
+/* ts_code_decode with float64 products and targets (same layout), for
+ * accuracy studies where the workers' arithmetic is exact to double. */
+ts_status ts_code_decode_f64(ts_code *c, const int *responders, int n_resp,
+                             const double *const *products, size_t len, double *const *targets,
+                             double *cond, ts_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -64,8 +64,8 @@ ts_status ts_code_check_responders(const ts_code *c, const int *resp, int n_resp
                                    ts_err *err);
 /* Condition number of the system of the sorted set ids[nset]. */
 double ts_code_set_cond(const ts_code *c, const int *ids, int nset, int mode);
-ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const float *const *prod,
-                              size_t len, float *const *targets, double *cond, int mode,
+ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const void *const *prod,
+                              size_t len, void *const *targets, int f64, double *cond, int mode,
                               ts_err *err);
 
 #endif

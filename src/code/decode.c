@@ -173,6 +173,26 @@ static ts_code_cache_entry *lookup(ts_code *c, const int *ids, int nset, int mod
 
 /* ---- applying the decoding matrices ------------------------------------ */
 
+/* Products and targets are float32 (the workers' arithmetic) or float64
+ * (ts_code_decode_f64); the decoding itself is always in double. */
+static void load(const void *src, int f64, size_t x0, int nx, double *dst) {
+    if (f64) {
+        memcpy(dst, (const double *)src + x0, (size_t)nx * sizeof *dst);
+    } else {
+        const float *f = (const float *)src + x0;
+        for (int x = 0; x < nx; x++) dst[x] = f[x];
+    }
+}
+
+static void store(void *dst, int f64, size_t x0, int nx, const double *src) {
+    if (f64) {
+        memcpy((double *)dst + x0, src, (size_t)nx * sizeof *src);
+    } else {
+        float *f = (float *)dst + x0;
+        for (int x = 0; x < nx; x++) f[x] = (float)src[x];
+    }
+}
+
 static ts_status grow(ts_code *c, size_t doubles, ts_err *err) {
     if (c->buf_len >= doubles) return TS_OK;
     double *b = realloc(c->buf, doubles * sizeof *b);
@@ -181,29 +201,28 @@ static ts_status grow(ts_code *c, size_t doubles, ts_err *err) {
     return TS_OK;
 }
 
-static ts_status apply_real(ts_code *c, const ts_code_cache_entry *e, const float *const *rows,
-                            int N, size_t len, float *const *targets, ts_err *err) {
+static ts_status apply_real(ts_code *c, const ts_code_cache_entry *e, const void *const *rows,
+                            int N, size_t len, void *const *targets, int f64, ts_err *err) {
     int T = c->ntargets;
     TS_TRY(grow(c, (size_t)(N + T) * DEC_CHUNK, err));
     double *in = c->buf, *out = c->buf + (size_t)N * DEC_CHUNK;
     for (size_t x0 = 0; x0 < len; x0 += DEC_CHUNK) {
         int nx = (int)(len - x0 < DEC_CHUNK ? len - x0 : DEC_CHUNK);
-        for (int r = 0; r < N; r++)
-            for (int x = 0; x < nx; x++) in[(size_t)r * DEC_CHUNK + x] = rows[r][x0 + x];
+        for (int r = 0; r < N; r++) load(rows[r], f64, x0, nx, in + (size_t)r * DEC_CHUNK);
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, nx, N, 1.0, e->dec, N, in,
                     DEC_CHUNK, 0.0, out, DEC_CHUNK);
-        for (int t = 0; t < T; t++)
-            for (int x = 0; x < nx; x++) targets[t][x0 + x] = (float)out[(size_t)t * DEC_CHUNK + x];
+        for (int t = 0; t < T; t++) store(targets[t], f64, x0, nx, out + (size_t)t * DEC_CHUNK);
     }
     return TS_OK;
 }
 
 /* Complex Vandermonde: y_r = sum_{c,d} i^(c+d) P[r][c][d]; T = Re(inv(V) y). */
-static ts_status apply_complex(ts_code *c, const ts_code_cache_entry *e, const float *const *prod,
-                               int k, size_t len, float *const *targets, ts_err *err) {
+static ts_status apply_complex(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
+                               int k, size_t len, void *const *targets, int f64, ts_err *err) {
     int per = c->qa * c->qb;
-    TS_TRY(grow(c, (size_t)4 * k * DEC_CHUNK, err));
+    TS_TRY(grow(c, (size_t)5 * k * DEC_CHUNK, err));
     double complex *y = (double complex *)c->buf, *z = y + (size_t)k * DEC_CHUNK;
+    double *tmp = (double *)(z + (size_t)k * DEC_CHUNK);
     static const double complex IPOW[3] = {1, I, -1};
     const double complex one = 1, zero = 0;
     for (size_t x0 = 0; x0 < len; x0 += DEC_CHUNK) {
@@ -213,15 +232,17 @@ static ts_status apply_complex(ts_code *c, const ts_code_cache_entry *e, const f
             for (int x = 0; x < nx; x++) yr[x] = 0;
             for (int a = 0; a < c->qa; a++)
                 for (int b = 0; b < c->qb; b++) {
-                    const float *p = prod[r * per + a * c->qb + b] + x0;
+                    load(prod[r * per + a * c->qb + b], f64, x0, nx, tmp);
                     double complex f = IPOW[a + b];
-                    for (int x = 0; x < nx; x++) yr[x] += f * p[x];
+                    for (int x = 0; x < nx; x++) yr[x] += f * tmp[x];
                 }
         }
         cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, y,
                     DEC_CHUNK, &zero, z, DEC_CHUNK);
-        for (int t = 0; t < k; t++)
-            for (int x = 0; x < nx; x++) targets[t][x0 + x] = (float)creal(z[(size_t)t * DEC_CHUNK + x]);
+        for (int t = 0; t < k; t++) {
+            for (int x = 0; x < nx; x++) tmp[x] = creal(z[(size_t)t * DEC_CHUNK + x]);
+            store(targets[t], f64, x0, nx, tmp);
+        }
     }
     return TS_OK;
 }
@@ -231,18 +252,20 @@ static ts_status apply_complex(ts_code *c, const ts_code_cache_entry *e, const f
  * ZP = inv(V_P) P, ZQ = inv(V_Q) Q (column (i,l) = i*kB + l), then
  *   Y_{2i,2l} = Re ZP + Re ZQ,    Y_{2i+1,2l+1} = Re ZQ - Re ZP,
  *   Y_{2i,2l+1} = Im ZQ - Im ZP,  Y_{2i+1,2l} = -Im ZP - Im ZQ. */
-static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const float *const *prod,
-                            int k, size_t len, float *const *targets, ts_err *err) {
+static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
+                            int k, size_t len, void *const *targets, int f64, ts_err *err) {
     int kB = c->p.kB, nb = c->nb;
-    TS_TRY(grow(c, (size_t)8 * k * DEC_CHUNK, err));
+    TS_TRY(grow(c, (size_t)8 * k * DEC_CHUNK + 4 * DEC_CHUNK, err));
+    double *o = c->buf + (size_t)8 * k * DEC_CHUNK; /* 4 rows of one worker, then 4 targets */
     double complex *p = (double complex *)c->buf, *q = p + (size_t)k * DEC_CHUNK;
     double complex *zp = q + (size_t)k * DEC_CHUNK, *zq = zp + (size_t)k * DEC_CHUNK;
     const double complex one = 1, zero = 0;
     for (size_t x0 = 0; x0 < len; x0 += DEC_CHUNK) {
         int nx = (int)(len - x0 < DEC_CHUNK ? len - x0 : DEC_CHUNK);
         for (int r = 0; r < k; r++) {
-            const float *o00 = prod[4 * r] + x0, *o01 = prod[4 * r + 1] + x0;
-            const float *o10 = prod[4 * r + 2] + x0, *o11 = prod[4 * r + 3] + x0;
+            for (int q = 0; q < 4; q++) load(prod[4 * r + q], f64, x0, nx, o + q * DEC_CHUNK);
+            const double *o00 = o, *o01 = o + DEC_CHUNK, *o10 = o + 2 * DEC_CHUNK,
+                         *o11 = o + 3 * DEC_CHUNK;
             double complex *pr = p + (size_t)r * DEC_CHUNK, *qr = q + (size_t)r * DEC_CHUNK;
             for (int x = 0; x < nx; x++) {
                 double a = o00[x], b = o01[x], cc = o10[x], d = o11[x];
@@ -257,17 +280,19 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const floa
         for (int u = 0; u < k; u++) {
             int i = u / kB, l = u % kB;
             const double complex *a = zp + (size_t)u * DEC_CHUNK, *b = zq + (size_t)u * DEC_CHUNK;
-            float *y00 = targets[(2 * i) * nb + 2 * l] + x0;
-            float *y01 = targets[(2 * i) * nb + 2 * l + 1] + x0;
-            float *y10 = targets[(2 * i + 1) * nb + 2 * l] + x0;
-            float *y11 = targets[(2 * i + 1) * nb + 2 * l + 1] + x0;
+            double *y00 = o, *y01 = o + DEC_CHUNK, *y10 = o + 2 * DEC_CHUNK,
+                   *y11 = o + 3 * DEC_CHUNK;
             for (int x = 0; x < nx; x++) {
                 double rp = creal(a[x]), ip = cimag(a[x]), rq = creal(b[x]), iq = cimag(b[x]);
-                y00[x] = (float)(rp + rq);
-                y11[x] = (float)(rq - rp);
-                y01[x] = (float)(iq - ip);
-                y10[x] = (float)(-ip - iq);
+                y00[x] = rp + rq;
+                y11[x] = rq - rp;
+                y01[x] = iq - ip;
+                y10[x] = -ip - iq;
             }
+            store(targets[(2 * i) * nb + 2 * l], f64, x0, nx, y00);
+            store(targets[(2 * i) * nb + 2 * l + 1], f64, x0, nx, y01);
+            store(targets[(2 * i + 1) * nb + 2 * l], f64, x0, nx, y10);
+            store(targets[(2 * i + 1) * nb + 2 * l + 1], f64, x0, nx, y11);
         }
     }
     return TS_OK;
@@ -275,8 +300,8 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const floa
 
 /* Replication: any responder set that holds every task decodes (by copy). */
 static ts_status decode_replication(ts_code *c, const int *resp, int n_resp,
-                                    const float *const *prod, size_t len, float *const *targets,
-                                    double *cond, ts_err *err) {
+                                    const void *const *prod, size_t len, void *const *targets,
+                                    int f64, double *cond, ts_err *err) {
     int T = c->nb;
     for (int t = 0; t < T; t++) {
         int r = 0;
@@ -288,7 +313,7 @@ static ts_status decode_replication(ts_code *c, const int *resp, int n_resp,
                              t, t, t + T);
         if (!prod[r] || !targets[t])
             return ts_errorf(err, TS_ERR_INVALID, "decode: a product or target pointer is NULL");
-        memcpy(targets[t], prod[r], len * sizeof(float));
+        memcpy(targets[t], prod[r], len * (f64 ? sizeof(double) : sizeof(float)));
     }
     if (cond) *cond = 1.0;
     return TS_OK;
@@ -304,8 +329,8 @@ static void sort_set(const int *resp, int k, int *ids, int *pos) {
         }
 }
 
-ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const float *const *prod,
-                              size_t len, float *const *targets, double *cond, int mode,
+ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const void *const *prod,
+                              size_t len, void *const *targets, int f64, double *cond, int mode,
                               ts_err *err) {
     if (!c) return ts_errorf(err, TS_ERR_INVALID, "decode needs a code");
     if (!prod || !targets) return ts_errorf(err, TS_ERR_INVALID, "decode needs products and targets");
@@ -313,7 +338,7 @@ ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const flo
     int need = c->p.kind == TS_CODE_REPLICATION ? 1 : c->threshold;
     TS_TRY(ts_code_check_responders(c, resp, n_resp, need, err));
     if (c->p.kind == TS_CODE_REPLICATION)
-        return decode_replication(c, resp, n_resp, prod, len, targets, cond, err);
+        return decode_replication(c, resp, n_resp, prod, len, targets, f64, cond, err);
     for (int t = 0; t < c->ntargets; t++)
         if (!targets[t]) return ts_errorf(err, TS_ERR_INVALID, "decode: target %d is NULL", t);
     int k = c->threshold, per = c->qa * c->qb;
@@ -327,17 +352,17 @@ ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const flo
         if (e->cond < 0) e->cond = ts_code_set_cond(c, ids, k, mode);
         *cond = e->cond;
     }
-    const float **rows = (const float **)malloc((size_t)k * per * sizeof *rows);
+    const void **rows = malloc((size_t)k * per * sizeof *rows);
     if (!rows) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for decoding");
     for (int r = 0; r < k; r++)
         for (int q = 0; q < per; q++) rows[r * per + q] = prod[pos[r] * per + q];
     ts_status st;
     if (!uses_complex(c, mode))
-        st = apply_real(c, e, rows, k * per, len, targets, err);
+        st = apply_real(c, e, rows, k * per, len, targets, f64, err);
     else if (c->p.kind == TS_CODE_CRME)
-        st = apply_crme(c, e, rows, k, len, targets, err);
+        st = apply_crme(c, e, rows, k, len, targets, f64, err);
     else
-        st = apply_complex(c, e, rows, k, len, targets, err);
+        st = apply_complex(c, e, rows, k, len, targets, f64, err);
     free(rows);
     return st;
 }
@@ -345,13 +370,20 @@ ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const flo
 ts_status ts_code_decode(ts_code *c, const int *responders, int n_resp,
                          const float *const *products, size_t len, float *const *targets,
                          double *cond, ts_err *err) {
-    return ts_code_decode_mode(c, responders, n_resp, products, len, targets, cond, TS_CODE_MODE_FAST,
-                               err);
+    return ts_code_decode_mode(c, responders, n_resp, (const void *const *)products, len,
+                               (void *const *)targets, 0, cond, TS_CODE_MODE_FAST, err);
 }
 
 ts_status ts_code_decode_dense(ts_code *c, const int *responders, int n_resp,
                                const float *const *products, size_t len, float *const *targets,
                                double *cond, ts_err *err) {
-    return ts_code_decode_mode(c, responders, n_resp, products, len, targets, cond, TS_CODE_MODE_DENSE,
-                               err);
+    return ts_code_decode_mode(c, responders, n_resp, (const void *const *)products, len,
+                               (void *const *)targets, 0, cond, TS_CODE_MODE_DENSE, err);
+}
+
+ts_status ts_code_decode_f64(ts_code *c, const int *responders, int n_resp,
+                             const double *const *products, size_t len, double *const *targets,
+                             double *cond, ts_err *err) {
+    return ts_code_decode_mode(c, responders, n_resp, (const void *const *)products, len,
+                               (void *const *)targets, 1, cond, TS_CODE_MODE_FAST, err);
 }
