@@ -42,7 +42,10 @@
  *   crme         nA = 2kA, nB = 2kB, qa = qb = 2 (4 products per worker),
  *                A~[j][c] = sum_i sum_a (R^(kB i j))[a][c] A_{2i+a},
  *                B~[j][d] = sum_l sum_b (R^(l j))[b][d] B_{2l+b}, R the
- *                rotation by 2pi/n; threshold kA*kB.
+ *                rotation by 2pi/n; threshold kA*kB. With matvec = 1 (kA = 1)
+ *                A is sent whole: nA = 1, qa = 1, 2 products per worker,
+ *                targets A_0 (*) B_J, J < 2kB (the paper's matrix-vector
+ *                scheme).
  *   complex      complex Vandermonde on the n-th roots of unity w^j, run over
  *                the reals: nA = kA, nB = kB, share 0 = Re, share 1 = Im of
  *                sum_i w^(kB i j) A_i (qa = 2 when kA > 1, else 1; same for
@@ -89,6 +92,8 @@ typedef struct {
     int replicas;   /* replication only */
     int systematic; /* 1-D MDS: first k workers hold plain blocks */
     uint64_t seed;  /* random codes */
+    int matvec;     /* crme only: 1 = A is not split (matrix-vector, kA = 1): nA = qa = 1,
+                     * nB = 2kB, 2 products per worker, threshold kB */
 } ts_code_params;
 
 typedef struct ts_code ts_code;
@@ -146,6 +151,45 @@ const ts_code_params *ts_code_params_of(const ts_code *c);
 ts_status ts_code_decode_dense(ts_code *c, const int *responders, int n_resp,
                                const float *const *products, size_t len, float *const *targets,
                                double *cond, ts_err *err);
+
+/* ---- analysis ---------------------------------------------------------- */
+
+/* Number of k-subsets of n, or cap + 1 when it exceeds cap. */
+long ts_code_num_sets(int n, int k, long cap);
+/* 2-norm condition number of the system solved for one responder set
+ * (threshold distinct ids, any order). */
+double ts_code_cond_of_set(const ts_code *c, const int *set);
+
+typedef struct {
+    long max_exhaustive; /* enumerate every set when C(n, threshold) <= this (0: 1e5) */
+    long samples;        /* otherwise this many random sets, worst kept (0: 3000) */
+    uint64_t seed;       /* for the sampled case */
+} ts_code_search;
+
+typedef struct {
+    double worst, mean; /* over the sets examined */
+    long sets;          /* how many were examined */
+    int exhaustive;     /* 1: all C(n, threshold) sets */
+} ts_code_cond_report;
+
+/* Worst-case condition number over responder sets (opt may be NULL for the
+ * defaults); worst_set (nullable, threshold ints) receives the worst set,
+ * sorted. */
+ts_status ts_code_worst_cond(const ts_code *c, const ts_code_search *opt, ts_code_cond_report *out,
+                             int *worst_set, ts_err *err);
+
+/* The CRME paper's noise experiment (digest 3.4): A blocks t x ba and B
+ * blocks t x bb with integer entries in [-50, 50), the bilinear product
+ * A~^T B~, every share of the workers in set perturbed by Gaussian noise of
+ * power 10^(-snr_db/10), decoded in double from set (threshold ids);
+ * nmse = ||C - C^||^2 / ||C||^2 over all targets. */
+typedef struct {
+    double snr_db;
+    int t, ba, bb;
+    uint64_t seed;
+} ts_code_noise_opts;
+ts_status ts_code_noise_mse(ts_code *c, const int *set, const ts_code_noise_opts *o, double *nmse,
+                            ts_err *err);
 
 /* ts_code_decode with float64 products and targets (same layout), for
  * accuracy studies where the workers' arithmetic is exact to double. */

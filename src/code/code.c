@@ -48,6 +48,13 @@ static ts_status check_params(ts_code_params *p, ts_err *err) {
                          "only the 1-D MDS codes (vandermonde, chebyshev, random) have a "
                          "systematic form, not %s",
                          name);
+    if (p->matvec && p->kind != TS_CODE_CRME)
+        return ts_errorf(err, TS_ERR_INVALID,
+                         "matvec applies to the crme code only (the %s code is asked for)", name);
+    if (p->matvec && p->kA > 1)
+        return ts_errorf(err, TS_ERR_INVALID,
+                         "matrix-vector CRME does not split A: set kA = 1 (not %d)", p->kA);
+    if (p->matvec) p->kA = 1, p->matvec = 1;
     if (p->kA < 0 || p->kB < 0 || p->m < 0 || p->d < 0 || p->replicas < 0)
         return ts_errorf(err, TS_ERR_INVALID, "the %s code got a negative split", name);
     switch (p->kind) {

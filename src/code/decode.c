@@ -103,7 +103,7 @@ double ts_code_set_cond(const ts_code *c, const int *ids, int nset, int mode) {
 
 static ts_status build_entry(ts_code *c, ts_code_cache_entry *e, int nset, int mode, ts_err *err) {
     if (uses_complex(c, mode)) {
-        int k = nset, nmat = c->p.kind == TS_CODE_CRME ? 2 : 1;
+        int k = nset, nmat = c->p.kind == TS_CODE_CRME && !c->p.matvec ? 2 : 1;
         e->zdec = malloc((size_t)nmat * k * k * sizeof *e->zdec);
         if (!e->zdec) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for a decoding matrix");
         for (int q = 0; q < nmat; q++) {
@@ -298,6 +298,34 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void
     return TS_OK;
 }
 
+/* Matrix-vector CRME: p_j = o_0 - i o_1 = sum_l w^(l j) (Y_{2l} - i Y_{2l+1}),
+ * so one k x k complex solve gives Y_{2l} = Re z_l, Y_{2l+1} = -Im z_l. */
+static ts_status apply_crme_mv(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
+                               int k, size_t len, void *const *targets, int f64, ts_err *err) {
+    TS_TRY(grow(c, (size_t)4 * k * DEC_CHUNK + 2 * DEC_CHUNK, err));
+    double complex *p = (double complex *)c->buf, *z = p + (size_t)k * DEC_CHUNK;
+    double *o = c->buf + (size_t)4 * k * DEC_CHUNK;
+    const double complex one = 1, zero = 0;
+    for (size_t x0 = 0; x0 < len; x0 += DEC_CHUNK) {
+        int nx = (int)(len - x0 < DEC_CHUNK ? len - x0 : DEC_CHUNK);
+        for (int r = 0; r < k; r++) {
+            load(prod[2 * r], f64, x0, nx, o);
+            load(prod[2 * r + 1], f64, x0, nx, o + DEC_CHUNK);
+            double complex *pr = p + (size_t)r * DEC_CHUNK;
+            for (int x = 0; x < nx; x++) pr[x] = CMPLX(o[x], -o[DEC_CHUNK + x]);
+        }
+        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, p,
+                    DEC_CHUNK, &zero, z, DEC_CHUNK);
+        for (int l = 0; l < k; l++) {
+            const double complex *zl = z + (size_t)l * DEC_CHUNK;
+            for (int x = 0; x < nx; x++) o[x] = creal(zl[x]), o[DEC_CHUNK + x] = -cimag(zl[x]);
+            store(targets[2 * l], f64, x0, nx, o);
+            store(targets[2 * l + 1], f64, x0, nx, o + DEC_CHUNK);
+        }
+    }
+    return TS_OK;
+}
+
 /* Replication: any responder set that holds every task decodes (by copy). */
 static ts_status decode_replication(ts_code *c, const int *resp, int n_resp,
                                     const void *const *prod, size_t len, void *const *targets,
@@ -359,6 +387,8 @@ ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const voi
     ts_status st;
     if (!uses_complex(c, mode))
         st = apply_real(c, e, rows, k * per, len, targets, f64, err);
+    else if (c->p.kind == TS_CODE_CRME && c->p.matvec)
+        st = apply_crme_mv(c, e, rows, k, len, targets, f64, err);
     else if (c->p.kind == TS_CODE_CRME)
         st = apply_crme(c, e, rows, k, len, targets, f64, err);
     else

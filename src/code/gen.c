@@ -153,14 +153,19 @@ static ts_status build_polynomial(ts_code *c, ts_err *err) {
  * R the rotation by theta = 2pi/n; share c of worker j is column c of its
  * block column: A~[j][c] = sum_i sum_a (R^{kB i j})[a][c] A_{2i+a}. */
 static ts_status build_crme(ts_code *c, ts_err *err) {
-    int kA = c->p.kA, kB = c->p.kB;
-    set_product_shape(c, 2 * kA, 2 * kB, 2, 2, kA * kB);
+    int kA = c->p.kA, kB = c->p.kB, mv = c->p.matvec;
+    if (mv)
+        set_product_shape(c, 1, 2 * kB, 1, 2, kB);
+    else
+        set_product_shape(c, 2 * kA, 2 * kB, 2, 2, kA * kB);
     TS_TRY(alloc_gens(c, err));
     c->nodes = calloc((size_t)c->n, sizeof *c->nodes);
     if (!c->nodes) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for a CRME code");
+    if (mv)
+        for (int j = 0; j < c->n; j++) ga_at(c, j, 0)[0] = 1.0;
     for (int j = 0; j < c->n; j++) {
         c->nodes[j] = cexp(I * root_angle(j, c->n));
-        for (int i = 0; i < kA; i++) {
+        for (int i = 0; i < kA && !mv; i++) {
             double t = root_angle((long long)kB * i * j, c->n), co = cos(t), si = sin(t);
             ga_at(c, j, 0)[2 * i] = co, ga_at(c, j, 0)[2 * i + 1] = si;
             ga_at(c, j, 1)[2 * i] = -si, ga_at(c, j, 1)[2 * i + 1] = co;
