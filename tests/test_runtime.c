@@ -1123,6 +1123,109 @@ static void test_deploy_cap(void) {
     cluster_stop(&c);
 }
 
+/* CURVE: a worker whose public key is listed joins and computes over the
+ * encrypted link; one with an unlisted key is refused in the handshake and
+ * never appears in the worker table. */
+static int copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "r"), *b = fopen(to, "w");
+    char buf[256];
+    size_t n = a ? fread(buf, 1, sizeof buf, a) : 0;
+    int ok = a && b && n > 0 && fwrite(buf, 1, n, b) == n;
+    if (a) fclose(a);
+    if (b) fclose(b);
+    return ok;
+}
+
+static int refused_some(ts_master *m, void *arg) {
+    (void)arg;
+    ts_master_stats st;
+    ts_master_get_stats(m, &st);
+    return st.auth_refused > 0;
+}
+
+static void test_curve(void) {
+    if (!ts_curve_available()) {
+        printf("(CURVE not available in this libzmq: skipped)\n");
+        return;
+    }
+    char root[] = "/tmp/ts-curve-XXXXXX";
+    TS_CHECK(mkdtemp(root) != NULL);
+    char mdir[64], good[64], bad[64], path[128], path2[128];
+    snprintf(mdir, sizeof mdir, "%s/master", root);
+    snprintf(good, sizeof good, "%s/good", root);
+    snprintf(bad, sizeof bad, "%s/bad", root);
+    ts_err err = {0};
+    char pub[41];
+    TS_CHECK_OK(ts_curve_keygen(mdir, "master", NULL, &err), &err);
+    TS_CHECK_OK(ts_curve_keygen(good, "worker", pub, &err), &err);
+    TS_CHECK_OK(ts_curve_authorize(mdir, pub, &err), &err);
+    TS_CHECK_OK(ts_curve_keygen(bad, "worker", NULL, &err), &err);
+    snprintf(path, sizeof path, "%s/master.pub", mdir);
+    snprintf(path2, sizeof path2, "%s/master.pub", good);
+    TS_CHECK(copy_file(path, path2));
+    snprintf(path2, sizeof path2, "%s/master.pub", bad);
+    TS_CHECK(copy_file(path, path2));
+    /* refusals of bad input: a bad key line, inproc, a missing directory */
+    TS_CHECK(ts_curve_authorize(mdir, "not-a-key", &err) == TS_ERR_INVALID);
+    ts_master_opts mo = ts_master_opts_default();
+    mo.url = "inproc://curve";
+    mo.curve_dir = mdir;
+    TS_CHECK(ts_master_new(&mo, &err) == NULL && err.status == TS_ERR_INVALID);
+    mo.url = "tcp://127.0.0.1:0";
+    mo.curve_dir = root; /* no master.secret there */
+    TS_CHECK(ts_master_new(&mo, &err) == NULL && err.status == TS_ERR_IO);
+
+    mo.curve_dir = mdir;
+    mo.heartbeat_ms = HB_MS;
+    mo.liveness = LIVENESS;
+    cluster c;
+    memset(&c, 0, sizeof c);
+    c.m = ts_master_new(&mo, &err);
+    TS_CHECK_MSG(c.m != NULL, "%s", err.msg);
+    if (c.m) {
+        ts_worker_opts o = worker_opts(&c, "good");
+        o.curve_dir = good;
+        c.w[0] = ts_worker_spawn(&o, &err);
+        o = worker_opts(&c, "bad");
+        o.curve_dir = bad;
+        c.w[1] = ts_worker_spawn(&o, &err);
+        c.nw = 2;
+        TS_CHECK_OK(ts_master_wait_workers(c.m, 1, DEADLINE, &err), &err);
+        TS_CHECK(poll_until(c.m, refused_some, NULL));
+        uint32_t ids[4];
+        TS_CHECK(ts_master_workers(c.m, ids, 4) == 1);
+        ts_worker_info info;
+        TS_CHECK_OK(ts_master_worker_info(c.m, ids[0], &info, &err), &err);
+        TS_CHECK(!strcmp(info.name, "good"));
+        /* and it computes over the encrypted link */
+        ts_rng rng;
+        ts_rng_seed(&rng, 8);
+        ts_shape s = ts_shape2(3, 4);
+        ts_tensor *in = random_tensor(&s, &rng);
+        collect_log log = {.reject_shard = -1};
+        log.expect[0] = in;
+        c.ids[0] = ids[0];
+        ts_job *job = submit_echo(&c, 1, &in, ids, NULL, 1);
+        TS_CHECK_OK(ts_master_collect(c.m, job, 1, DEADLINE, echo_cb, &log, &err), &err);
+        TS_CHECK(log.calls == 1 && log.bad == 0);
+        ts_master_job_free(c.m, job);
+        ts_tensor_free(in);
+        TS_CHECK(ts_master_workers(c.m, NULL, 0) == 1);
+        cluster_stop(&c);
+    }
+    const char *files[] = {"master/master.pub", "master/master.secret", "master/authorized_workers",
+                           "good/worker.pub", "good/worker.secret", "good/master.pub",
+                           "bad/worker.pub", "bad/worker.secret", "bad/master.pub"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", root, files[i]);
+        unlink(path);
+    }
+    rmdir(mdir);
+    rmdir(good);
+    rmdir(bad);
+    rmdir(root);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     TS_RUN(test_proto_roundtrip);
@@ -1141,5 +1244,6 @@ int main(void) {
     TS_RUN(test_duplicate_results);
     TS_RUN(test_master_arguments);
     TS_RUN(test_deploy_cap);
+    TS_RUN(test_curve);
     return ts_test_summary();
 }

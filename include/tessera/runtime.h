@@ -93,6 +93,10 @@ typedef struct {
     int liveness;        /* missed heartbeats before a worker is dead; default 3 */
     size_t max_frame_bytes; /* cap on any received frame; default 1 GiB */
     int max_workers;     /* live worker slots; default 256 */
+    /* Non-NULL: CURVE-encrypt and authenticate (DIR/master.secret, and
+     * DIR/authorized_workers listing the worker public keys let in). Not
+     * for inproc://, which has no security mechanism. */
+    const char *curve_dir;
 } ts_master_opts;
 
 ts_master_opts ts_master_opts_default(void);
@@ -185,6 +189,7 @@ typedef struct {
     uint64_t dropped_unknown;   /* from unregistered peers */
     uint64_t workers_joined, workers_lost;
     uint64_t task_errors;
+    uint64_t auth_refused; /* CURVE handshakes refused (key not listed) */
 } ts_master_stats;
 void ts_master_get_stats(const ts_master *m, ts_master_stats *st);
 
@@ -227,6 +232,8 @@ typedef struct {
     /* Non-NULL: read atomically; 1 = send DISCONNECT and return, 2 = return
      * without a word (the master finds out by missed heartbeats). */
     const int *stop;
+    /* Non-NULL: CURVE (DIR/master.pub, DIR/worker.pub, DIR/worker.secret). */
+    const char *curve_dir;
 } ts_worker_opts;
 
 ts_worker_opts ts_worker_opts_default(void);
@@ -249,6 +256,19 @@ void ts_worker_stop(ts_worker_thread *w, int graceful);
 /* Makes the worker mute but connected (an emulated fail-stop, now): it reads
  * and discards everything until ts_worker_stop. Returns at once. */
 void ts_worker_silence(ts_worker_thread *w);
+
+/* ---- CURVE keys (curve.c) ------------------------------------------------
+ * Key files are Z85 text (40 characters): DIR/<role>.pub and
+ * DIR/<role>.secret (mode 0600); the master's DIR/authorized_workers lists
+ * one worker public key per line ('#' starts a comment). */
+
+/* 1 when this libzmq supports CURVE (built with libsodium). */
+int ts_curve_available(void);
+/* Writes a fresh keypair for role "master" or "worker" into dir (created
+ * if missing); public_z85 (nullable, 41 bytes) receives the public key. */
+ts_status ts_curve_keygen(const char *dir, const char *role, char public_z85[41], ts_err *err);
+/* Appends a worker public key to dir/authorized_workers. */
+ts_status ts_curve_authorize(const char *dir, const char *worker_public_z85, ts_err *err);
 
 /* ---- the coded-layer backend over a master (coded_backend.c) -------------
  * Implements coded.h's ts_coded_backend on a ts_master:

@@ -17,7 +17,7 @@
 #define MAX_SLOTS 256
 
 typedef struct {
-    const char *listen;
+    const char *listen, *curve_dir;
     long expect, stragglers, rounds, interval_ms, heartbeat_ms, liveness;
     double deadline_s, wait_s;
     int verbose;
@@ -27,7 +27,8 @@ static void probe_usage(FILE *f) {
     fprintf(f,
             "usage: tessera probe --listen URL --expect N [--stragglers S] [--rounds R]\n"
             "                     [--interval-ms MS] [--deadline SEC] [--wait SEC]\n"
-            "                     [--heartbeat-ms MS] [--liveness N] [--verbose]\n\n"
+            "                     [--heartbeat-ms MS] [--liveness N] [--curve-keys DIR]\n"
+            "                     [--verbose]\n\n"
             "Binds URL, waits up to --wait seconds (default 60) for N workers\n"
             "(`tessera worker --connect URL`), deploys random filter shares to each and\n"
             "runs R rounds (default 100) of conv tasks on every live worker, each round\n"
@@ -35,7 +36,8 @@ static void probe_usage(FILE *f) {
             "30). Every accepted product is checked against the local kernel. A changed\n"
             "worker set is re-mapped and re-deployed; fewer than S + 1 live workers is an\n"
             "error. Prints a summary line per change and at the end; exit status 0 only\n"
-            "when every round finished with correct products.\n");
+            "when every round finished with correct products. --curve-keys DIR: CURVE with\n"
+            "DIR/master.secret, admitting only the keys in DIR/authorized_workers.\n");
 }
 
 static volatile sig_atomic_t g_interrupted; /* set by the signal handler only */
@@ -60,6 +62,8 @@ static int parse(int argc, char **argv, probe_opts *o) {
         int ok = 1;
         if (!strcmp(a, "--listen"))
             o->listen = v;
+        else if (!strcmp(a, "--curve-keys"))
+            o->curve_dir = v;
         else if (!strcmp(a, "--expect"))
             ok = ts_cli_parse_int(a, v, 1, MAX_SLOTS, &o->expect);
         else if (!strcmp(a, "--stragglers"))
@@ -283,6 +287,7 @@ int ts_cmd_probe(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     ts_master_opts mo = ts_master_opts_default();
     mo.url = o.listen;
+    mo.curve_dir = o.curve_dir;
     if (o.heartbeat_ms) mo.heartbeat_ms = (int)o.heartbeat_ms;
     if (o.liveness) mo.liveness = (int)o.liveness;
     ts_err err = {0};

@@ -15,7 +15,7 @@ static void worker_usage(FILE *f) {
             "usage: tessera worker --connect URL [--name NAME] [--gflops G] [--mbps M]\n"
             "                      [--latency-ms L] [--straggler MODEL] [--seed S]\n"
             "                      [--heartbeat-ms MS] [--liveness N] [--threads T] [--once]\n"
-            "                      [--verbose]\n\n"
+            "                      [--curve-keys DIR] [--verbose]\n\n"
             "Connects to a master (ipc:///path or tcp://host:port), registers, and runs the\n"
             "tasks it is sent. Emulation: --gflops runs the real kernel, then waits until a\n"
             "device of G GFLOP/s would be done; --mbps and --latency-ms delay every frame by\n"
@@ -23,7 +23,9 @@ static void worker_usage(FILE *f) {
             "--seed): none, fixed:F (every task F times slower), shiftexp:A (1 + A*Exp(1)),\n"
             "pareto:A (tail index A), failstop:T (mute after T s), crash:T (the process\n"
             "exits after T s). --once exits when the master shuts down instead of waiting\n"
-            "for a new one.\n");
+            "for a new one. --curve-keys DIR encrypts and authenticates with CURVE: DIR\n"
+            "holds master.pub (the master's public key) and this worker's worker.pub and\n"
+            "worker.secret (made by `tessera keygen --dir DIR --role worker`).\n");
 }
 
 static volatile sig_atomic_t g_stop; /* set by the signal handler only */
@@ -62,6 +64,8 @@ static int parse_args(int argc, char **argv, ts_worker_opts *o, long *threads, i
             o->url = v;
         } else if (!strcmp(a, "--name")) {
             o->name = v;
+        } else if (!strcmp(a, "--curve-keys")) {
+            o->curve_dir = v;
         } else if (!strcmp(a, "--gflops")) {
             if (!ts_cli_parse_double(a, v, 0, 1e6, &o->gflops)) return 0;
         } else if (!strcmp(a, "--mbps")) {
@@ -138,5 +142,45 @@ int ts_cmd_worker(int argc, char **argv) {
     }
     printf("worker %s: %s\n", o.name ? o.name : "",
            why == TS_WORKER_EXIT_SHUTDOWN ? "master shut down" : "stopped");
+    return TS_EXIT_OK;
+}
+
+/* ---- tessera keygen ---------------------------------------------------- */
+
+static void keygen_usage(FILE *f) {
+    fprintf(f,
+            "usage: tessera keygen --dir DIR --role master|worker\n"
+            "       tessera keygen --dir DIR --authorize WORKER_PUBLIC_KEY\n\n"
+            "Makes a CURVE keypair (DIR/<role>.pub, DIR/<role>.secret with mode 0600)\n"
+            "and prints the public key; or appends a worker's public key to the master's\n"
+            "DIR/authorized_workers. A worker directory also needs a copy of the\n"
+            "master's master.pub. Use the directories with --curve-keys.\n");
+}
+
+int ts_cmd_keygen(int argc, char **argv) {
+    const char *dir = NULL, *role = NULL, *key = NULL;
+    if (ts_cli_wants_help(argc, argv)) {
+        keygen_usage(stdout);
+        return TS_EXIT_OK;
+    }
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--dir"))
+            dir = argv[i + 1];
+        else if (!strcmp(argv[i], "--role"))
+            role = argv[i + 1];
+        else if (!strcmp(argv[i], "--authorize"))
+            key = argv[i + 1];
+        else
+            break;
+    }
+    if (!dir || (!role == !key) || argc % 2 == 0) {
+        keygen_usage(stderr);
+        return TS_EXIT_USAGE;
+    }
+    ts_err err = {0};
+    if (key) return ts_curve_authorize(dir, key, &err) == TS_OK ? TS_EXIT_OK : ts_cli_fail(&err);
+    char pub[41];
+    if (ts_curve_keygen(dir, role, pub, &err) != TS_OK) return ts_cli_fail(&err);
+    printf("%s\n", pub);
     return TS_EXIT_OK;
 }

@@ -10,6 +10,7 @@ int ts_cmd_bench(int argc, char **argv);
 int ts_cmd_worker(int argc, char **argv);
 int ts_cmd_cluster(int argc, char **argv);
 int ts_cmd_probe(int argc, char **argv);
+int ts_cmd_keygen(int argc, char **argv);
 int ts_cmd_train(int argc, char **argv);
 int ts_cmd_eval(int argc, char **argv);
 int ts_cmd_infer(int argc, char **argv);
@@ -27,6 +28,7 @@ static const ts_cli_command COMMANDS[] = {
     {"worker", "serve a master's tasks (tessera worker --connect URL)", ts_cmd_worker},
     {"cluster", "run a command against N local worker processes", ts_cmd_cluster},
     {"probe", "check workers end to end with verified conv tasks", ts_cmd_probe},
+    {"keygen", "make CURVE keys for --curve-keys, or authorize a worker", ts_cmd_keygen},
     {"train", "train a model on Fashion-MNIST with checkpoints and resume", ts_cmd_train},
     {"eval", "accuracy and confusion matrix of a model on Fashion-MNIST", ts_cmd_eval},
     {"infer", "classify PGM/PPM images or IDX files, top-k with class names", ts_cmd_infer},

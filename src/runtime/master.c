@@ -4,6 +4,7 @@
  * a worker refreshes its expiry; a worker past its expiry is removed and the
  * shards it held are marked lost; a peer that breaks the protocol is logged,
  * told DISCONNECT and forgotten, and the loop goes on serving the others. */
+#include "runtime/curve.h"
 #include "runtime/proto.h"
 
 #include <errno.h>
@@ -68,6 +69,7 @@ struct ts_master {
     int n_deploys, cap_deploys;
     ts_err deploy_err; /* first deploy failure since the last deploy_wait */
     ts_master_stats st;
+    ts_curve_server curve; /* zap == NULL: no CURVE */
 };
 
 ts_master_opts ts_master_opts_default(void) {
@@ -461,9 +463,14 @@ static ts_status pump(ts_master *m, double timeout_s, const collector *c, pump_c
         }
         double wait = next_timer(m, deadline) - now;
         long ms = wait <= 0 ? 0 : (long)(wait * 1e3) + 1;
-        zmq_pollitem_t item = {.socket = m->sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&item, 1, ms) < 0 && errno != EINTR)
+        /* The CURVE handshake of a connecting worker waits for our answer
+         * on the ZAP socket, so it is served by this same loop. */
+        zmq_pollitem_t items[2] = {{.socket = m->sock, .events = ZMQ_POLLIN},
+                                   {.socket = m->curve.zap, .events = ZMQ_POLLIN}};
+        if (zmq_poll(items, m->curve.zap ? 2 : 1, ms) < 0 && errno != EINTR)
             return ts_errorf(err, TS_ERR_IO, "master poll failed: %s", zmq_strerror(errno));
+        if (m->curve.zap)
+            while (ts_curve_server_handle(&m->curve) > 0) m->st.auth_refused = m->curve.refused;
     }
 }
 
@@ -487,6 +494,12 @@ static ts_status open_socket(ts_master *m, ts_err *err) {
     TS_TRY(setsockopt_int(m->sock, ZMQ_LINGER, 200, err));
     TS_TRY(setsockopt_int(m->sock, ZMQ_SNDHWM, 100000, err));
     TS_TRY(setsockopt_int(m->sock, ZMQ_RCVHWM, 100000, err));
+    if (m->opts.curve_dir) {
+        if (!strncmp(m->opts.url, "inproc://", 9))
+            return ts_errorf(err, TS_ERR_INVALID,
+                             "CURVE needs ipc:// or tcp://; inproc:// has no security mechanism");
+        TS_TRY(ts_curve_server_open(&m->curve, m->ctx, m->sock, m->opts.curve_dir, err));
+    }
     if (zmq_bind(m->sock, m->opts.url) != 0)
         return ts_errorf(err, TS_ERR_IO, "cannot bind %s: %s", m->opts.url,
                          zmq_strerror(errno));
@@ -541,6 +554,7 @@ void ts_master_free(ts_master *m) {
                             TS_DISC_SHUTDOWN);
         zmq_close(m->sock);
     }
+    ts_curve_server_close(&m->curve);
     while (m->jobs) ts_master_job_free(m, m->jobs);
     if (m->owns_ctx && m->ctx) zmq_ctx_term(m->ctx);
     free(m->deploys);

@@ -8,6 +8,7 @@
  * emulated slow device still looks alive. A master silent for `liveness`
  * heartbeats is presumed gone: the worker reconnects with a fresh socket and
  * exponential back-off and says HELLO again. */
+#include "runtime/curve.h"
 #include "runtime/emul.h"
 #include "runtime/tasks.h"
 
@@ -140,6 +141,11 @@ static ts_status open_socket(worker *w, ts_err *err) {
     zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(w->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(w->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (w->o->curve_dir && ts_curve_client_setup(w->sock, w->o->curve_dir, err) != TS_OK) {
+        zmq_close(w->sock);
+        w->sock = NULL;
+        return err ? err->status : TS_ERR_IO;
+    }
     if (zmq_connect(w->sock, w->o->url) != 0) {
         ts_status s = ts_errorf(err, TS_ERR_IO, "cannot connect to %s: %s", w->o->url,
                                 zmq_strerror(errno));
@@ -441,7 +447,7 @@ ts_status ts_worker_run(const ts_worker_opts *opts, ts_worker_exit *why, ts_err 
 struct ts_worker_thread {
     pthread_t th;
     ts_worker_opts opts;
-    char *url, *name;
+    char *url, *name, *curve_dir;
     int stop;
     ts_status status;
     ts_err err;
@@ -466,12 +472,16 @@ ts_worker_thread *ts_worker_spawn(const ts_worker_opts *opts, ts_err *err) {
     t->opts = *opts;
     t->url = strdup(opts->url);
     t->name = opts->name ? strdup(opts->name) : NULL;
+    t->curve_dir = opts->curve_dir ? strdup(opts->curve_dir) : NULL;
     t->opts.url = t->url;
     t->opts.name = t->name;
+    t->opts.curve_dir = t->curve_dir;
     t->opts.stop = &t->stop;
-    if (!t->url || (opts->name && !t->name) || pthread_create(&t->th, NULL, worker_main, t) != 0) {
+    if (!t->url || (opts->name && !t->name) || (opts->curve_dir && !t->curve_dir) ||
+        pthread_create(&t->th, NULL, worker_main, t) != 0) {
         free(t->url);
         free(t->name);
+        free(t->curve_dir);
         free(t);
         ts_errorf(err, TS_ERR_IO, "cannot start a worker thread");
         return NULL;
@@ -489,5 +499,6 @@ void ts_worker_stop(ts_worker_thread *t, int graceful) {
     pthread_join(t->th, NULL);
     free(t->url);
     free(t->name);
+    free(t->curve_dir);
     free(t);
 }
