@@ -1,94 +1,175 @@
-/* bench_conv.c: per-layer conv forward throughput of Tessera's CPU kernel.
+/* bench_conv.c: per-layer conv forward throughput, Tessera against PyTorch
+ * in the same run.
  *
- * Every distinct conv layer of AlexNet, VGG-16 and ResNet-18 at 3x224x224,
- * for each batch size and thread count asked for. Each point is timed
- * `repeats` times after one warm-up run; repeats adapt to the layer size
- * (at least 3, at most 30, and enough to fill ~0.4 s) so that a full run
- * stays in a few minutes. Prints one CSV row per point:
- *   net,layer,batch,threads,gflop,median_ms,p95_ms,gflops
- * bench/torch_conv.py prints the same rows for PyTorch; run_conv_bench.sh
- * joins them.
+ * The layers are the distinct conv layers of the zoo's AlexNet, VGG-16 and
+ * ResNet-18 at 3x224x224 (src/graph/zoo.c builds the graphs; the planner's
+ * shapes give each layer's input), deduplicated per network (a count says
+ * how often a layer occurs). For every (threads, batch, layer) point the
+ * Tessera kernel is timed, then PyTorch's F.conv2d on the same shapes via
+ * bench/torch_conv.py running as a co-process, so both engines see the same
+ * machine load. Each engine: one warm-up run, then at least 3 and at most 30
+ * timed runs until `-s` seconds are filled; the table gives p10/p50/p90 of
+ * those runs and GFLOP/s at the median. ratio = PyTorch median time /
+ * Tessera median time (> 1: Tessera is faster). Per (threads, batch): the
+ * geometric mean of the ratios and the slowest layer. The load average
+ * (/proc/loadavg) is printed at the start and end of each block: the
+ * machine is shared, so numbers are only comparable within one run.
  *
- * usage: bench_conv [-b 1,8] [-t 1,2] [-n alexnet,vgg16,resnet18] [-s seconds]
+ * usage: bench_conv [-b 1,8] [-t 1,2] [-n alexnet,vgg16,resnet18] [-s 0.3]
+ *                   [--path auto|im2col|packed|winograd] [--csv FILE]
+ *                   [--torch SCRIPT | --no-torch] [--python PYTHON]
  */
-#include "tessera/ops.h"
+#include "ops/conv_internal.h"
+#include "tessera/graph.h"
+#include "tessera/zoo.h"
 
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum { MAX_LAYERS = 64, MIN_REPS = 3, MAX_REPS = 30, MAX_LIST = 8 };
 
 typedef struct {
-    const char *net, *name;
-    int c, h, m, k, stride, pad, bias;
+    char net[16], name[32];
+    ts_shape x1, w; /* x at batch 1 */
+    ts_conv2d_params p;
+    int bias, count;
 } layer;
 
-/* Input spatial size is square (h = w), kernels square, pads symmetric. */
-static const layer k_layers[] = {
-    {"alexnet", "conv1", 3, 224, 64, 11, 4, 2, 1},
-    {"alexnet", "conv2", 64, 27, 192, 5, 1, 2, 1},
-    {"alexnet", "conv3", 192, 13, 384, 3, 1, 1, 1},
-    {"alexnet", "conv4", 384, 13, 256, 3, 1, 1, 1},
-    {"alexnet", "conv5", 256, 13, 256, 3, 1, 1, 1},
-    {"vgg16", "conv1_1", 3, 224, 64, 3, 1, 1, 1},
-    {"vgg16", "conv1_2", 64, 224, 64, 3, 1, 1, 1},
-    {"vgg16", "conv2_1", 64, 112, 128, 3, 1, 1, 1},
-    {"vgg16", "conv2_2", 128, 112, 128, 3, 1, 1, 1},
-    {"vgg16", "conv3_1", 128, 56, 256, 3, 1, 1, 1},
-    {"vgg16", "conv3_2", 256, 56, 256, 3, 1, 1, 1},
-    {"vgg16", "conv4_1", 256, 28, 512, 3, 1, 1, 1},
-    {"vgg16", "conv4_2", 512, 28, 512, 3, 1, 1, 1},
-    {"vgg16", "conv5_1", 512, 14, 512, 3, 1, 1, 1},
-    {"resnet18", "conv1", 3, 224, 64, 7, 2, 3, 0},
-    {"resnet18", "layer1_conv", 64, 56, 64, 3, 1, 1, 0},
-    {"resnet18", "layer2_conv1", 64, 56, 128, 3, 2, 1, 0},
-    {"resnet18", "layer2_conv2", 128, 28, 128, 3, 1, 1, 0},
-    {"resnet18", "layer2_down", 64, 56, 128, 1, 2, 0, 0},
-    {"resnet18", "layer3_conv1", 128, 28, 256, 3, 2, 1, 0},
-    {"resnet18", "layer3_conv2", 256, 14, 256, 3, 1, 1, 0},
-    {"resnet18", "layer3_down", 128, 28, 256, 1, 2, 0, 0},
-    {"resnet18", "layer4_conv1", 256, 14, 512, 3, 2, 1, 0},
-    {"resnet18", "layer4_conv2", 512, 7, 512, 3, 1, 1, 0},
-    {"resnet18", "layer4_down", 256, 14, 512, 1, 2, 0, 0},
-};
+typedef struct {
+    FILE *to, *from;
+    pid_t pid;
+    char version[64];
+} torch_proc;
 
-static int parse_list(const char *s, int *out, int max) {
+typedef struct {
+    double p10, p50, p90;
+} stats;
+
+/* ---- layers from the zoo ------------------------------------------------ */
+
+static int same_layer(const layer *a, const ts_shape *x, const ts_shape *w,
+                      const ts_conv2d_params *p, int bias) {
+    return ts_shape_eq(&a->x1, x) && ts_shape_eq(&a->w, w) && !memcmp(&a->p, p, sizeof *p) &&
+           a->bias == bias;
+}
+
+static int collect_layers(const char *net, layer *out, int n, ts_err *err) {
+    ts_graph *g = ts_zoo_build(net, 1, err);
+    if (!g) return -1;
+    if (ts_graph_plan(g, 1, 0, err) != TS_OK) {
+        ts_graph_free(g);
+        return -1;
+    }
+    for (int i = 0; i < ts_graph_num_nodes(g); i++) {
+        ts_node_view nv = ts_graph_node(g, i);
+        if (nv.op != TS_OP_CONV) continue;
+        ts_shape x = ts_graph_value(g, nv.inputs[0]).shape;
+        ts_shape w = ts_graph_value(g, nv.inputs[1]).shape;
+        int bias = nv.n_in >= 3, j;
+        for (j = 0; j < n; j++)
+            if (!strcmp(out[j].net, net) && same_layer(&out[j], &x, &w, &nv.attrs->conv, bias))
+                break;
+        if (j < n) {
+            out[j].count++;
+            continue;
+        }
+        if (n == MAX_LAYERS) break;
+        layer *l = &out[n++];
+        memset(l, 0, sizeof *l);
+        snprintf(l->net, sizeof l->net, "%s", net);
+        snprintf(l->name, sizeof l->name, "%s", nv.name);
+        l->x1 = x, l->w = w, l->p = nv.attrs->conv, l->bias = bias, l->count = 1;
+    }
+    ts_graph_free(g);
+    return n;
+}
+
+/* ---- the PyTorch co-process --------------------------------------------- */
+
+static int torch_start(torch_proc *tp, const char *python, const char *script) {
+    int in[2], out[2];
+    if (pipe(in) || pipe(out)) return -1;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+        execl(python, python, script, "--serve", (char *)NULL);
+        printf("unavailable cannot run %s %s\n", python, script);
+        fflush(stdout);
+        _exit(127);
+    }
+    close(in[0]), close(out[1]);
+    tp->pid = pid;
+    tp->to = fdopen(in[1], "w");
+    tp->from = fdopen(out[0], "r");
+    char line[256];
+    if (!tp->to || !tp->from || !fgets(line, sizeof line, tp->from)) return -1;
+    line[strcspn(line, "\n")] = 0;
+    if (strncmp(line, "ready ", 6)) {
+        fprintf(stderr, "bench_conv: PyTorch not measured: %s\n", line);
+        return -1;
+    }
+    snprintf(tp->version, sizeof tp->version, "%.60s", line + 6);
+    return 0;
+}
+
+static void torch_stop(torch_proc *tp) {
+    if (tp->to) fclose(tp->to);
+    if (tp->from) fclose(tp->from);
+    if (tp->pid > 0) waitpid(tp->pid, NULL, 0);
+    memset(tp, 0, sizeof *tp);
+}
+
+/* Times one point in PyTorch; returns the number of runs (0 on error). */
+static int torch_time(torch_proc *tp, const layer *l, int batch, int threads, double min_s,
+                      double *t) {
+    const ts_conv2d_params *p = &l->p;
+    fprintf(tp->to, "%lld %lld %lld %lld %lld %lld %d %d %d %d %d %d %d %d %d %d %g\n",
+            (long long)l->x1.shape[1], (long long)l->x1.shape[2], (long long)l->x1.shape[3],
+            (long long)l->w.shape[0], (long long)l->w.shape[2], (long long)l->w.shape[3],
+            p->stride_h, p->stride_w, p->pad_t, p->pad_l, p->pad_b, p->pad_r, p->groups, l->bias,
+            batch, threads, min_s);
+    if (fflush(tp->to)) return 0;
+    static char line[8192];
+    if (!fgets(line, sizeof line, tp->from)) return 0;
+    if (strncmp(line, "ok ", 3)) {
+        fprintf(stderr, "bench_conv: PyTorch failed on %s/%s: %s", l->net, l->name, line);
+        return 0;
+    }
     int n = 0;
-    while (*s && n < max) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 1024) return -1;
-        out[n++] = (int)v;
-        s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return -1;
+    for (char *s = line + 3, *end; n < MAX_REPS; s = end) {
+        double v = strtod(s, &end);
+        if (end == s) break;
+        t[n++] = v;
     }
     return n;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+/* ---- Tessera ------------------------------------------------------------ */
 
-static int bench_layer(const layer *L, int batch, int threads, double min_seconds) {
-    ts_err err;
-    ts_conv2d_params p = ts_conv2d_params_default();
-    p.stride_h = p.stride_w = L->stride;
-    p.pad_t = p.pad_l = p.pad_b = p.pad_r = L->pad;
-    ts_tensor *x = ts_tensor_new4(batch, L->c, L->h, L->h, &err);
-    ts_tensor *w = ts_tensor_new4(L->m, L->c, L->k, L->k, &err);
-    int64_t bd[1] = {L->m};
-    ts_shape bs = ts_shape_make(1, bd), ys;
-    ts_tensor *b = ts_tensor_new(&bs, &err);
-    if (!x || !w || !b || ts_conv2d_out_shape(&p, &x->s, &w->s, &ys, &err) != TS_OK) {
-        fprintf(stderr, "bench_conv: %s\n", err.msg);
-        return 1;
-    }
-    ts_tensor *y = ts_tensor_new(&ys, &err);
-    size_t wsn = ts_conv2d_workspace_floats(&p, &x->s, &w->s);
-    float *ws = wsn ? ts_alloc(wsn * sizeof(float)) : NULL;
-    if (!y || (wsn && !ws)) {
-        fprintf(stderr, "bench_conv: out of memory\n");
-        return 1;
+static int tessera_time(const layer *l, int batch, int threads, double min_s, int path, double *t,
+                        ts_err *err) {
+    ts_shape xs = l->x1, ys;
+    xs.shape[0] = batch;
+    ts_tensor *x = ts_tensor_new(&xs, err), *w = ts_tensor_new(&l->w, err), *b = NULL, *y = NULL;
+    float *ws = NULL;
+    int n = 0;
+    if (!x || !w || ts_conv2d_out_shape(&l->p, &xs, &l->w, &ys, err) != TS_OK) goto done;
+    int64_t bd[1] = {l->w.shape[0]};
+    ts_shape bs = ts_shape_make(1, bd);
+    if (!(y = ts_tensor_new(&ys, err)) || !(b = ts_tensor_new(&bs, err))) goto done;
+    size_t wsn = path < 0 ? ts_conv2d_workspace_floats(&l->p, &xs, &l->w)
+                          : ts_conv_path_workspace_floats((ts_conv_path)path, &l->p, &xs, &l->w);
+    if (wsn && !(ws = ts_alloc(wsn * sizeof(float)))) {
+        ts_errorf(err, TS_ERR_NOMEM, "workspace of %zu floats", wsn);
+        goto done;
     }
     ts_rng rng;
     ts_rng_seed(&rng, 1);
@@ -96,74 +177,242 @@ static int bench_layer(const layer *L, int batch, int threads, double min_second
     ts_rng_fill_uniform(&rng, w->data, w->size, -0.1f, 0.1f);
     ts_rng_fill_uniform(&rng, b->data, b->size, -0.1f, 0.1f);
     ts_threads_set(threads);
-    const ts_tensor *bias = L->bias ? b : NULL;
-    double gflop = 2.0 * (double)ys.shape[0] * (double)ys.shape[1] * (double)ys.shape[2] *
-                   (double)ys.shape[3] * L->c * L->k * L->k / 1e9;
-    enum { MAX_REPS = 30, MIN_REPS = 3 };
-    double t[MAX_REPS];
-    int reps = 0;
+    const ts_tensor *bias = l->bias ? b : NULL;
     double total = 0;
-    if (ts_conv2d_forward(&p, x, w, bias, y, ws, &err) != TS_OK) { /* warm-up */
-        fprintf(stderr, "bench_conv: %s\n", err.msg);
-        return 1;
-    }
-    while (reps < MAX_REPS && (reps < MIN_REPS || total < min_seconds)) {
+    for (int rep = -1; rep < MAX_REPS && (n < MIN_REPS || total < min_s); rep++) {
         double t0 = ts_now();
-        ts_conv2d_forward(&p, x, w, bias, y, ws, &err);
-        t[reps] = ts_now() - t0;
-        total += t[reps++];
+        ts_status s = path < 0
+                          ? ts_conv2d_forward(&l->p, x, w, bias, y, ws, err)
+                          : ts_conv_forward_path((ts_conv_path)path, &l->p, x, w, bias, y, ws, err);
+        double dt = ts_now() - t0;
+        if (s != TS_OK) {
+            n = 0;
+            break;
+        }
+        if (rep >= 0) t[n++] = dt, total += dt; /* rep -1 is the warm-up */
     }
-    qsort(t, (size_t)reps, sizeof t[0], cmp_double);
-    double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
-    int i95 = (int)(0.95 * (reps - 1) + 0.999);
-    double p95 = t[i95 < reps ? i95 : reps - 1];
-    printf("%s,%s,%d,%d,%.4f,%.3f,%.3f,%.2f\n", L->net, L->name, batch, threads, gflop, med * 1e3,
-           p95 * 1e3, gflop / med);
-    fflush(stdout);
-    ts_tensor_free(x);
-    ts_tensor_free(w);
-    ts_tensor_free(b);
-    ts_tensor_free(y);
+done:
+    ts_tensor_free(x), ts_tensor_free(w), ts_tensor_free(b), ts_tensor_free(y);
     ts_free(ws);
-    return 0;
+    return n;
+}
+
+/* ---- statistics and output ---------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double quantile(const double *s, int n, double q) { /* s sorted, linear */
+    double pos = q * (n - 1);
+    int i = (int)pos;
+    return i + 1 < n ? s[i] + (pos - i) * (s[i + 1] - s[i]) : s[n - 1];
+}
+
+static stats stats_of(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return (stats){quantile(t, n, 0.1), quantile(t, n, 0.5), quantile(t, n, 0.9)};
+}
+
+static void print_load(const char *when) {
+    double a = 0, b = 0, c = 0;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3) a = b = c = -1;
+        fclose(f);
+    }
+    printf("# load average %s: %.2f %.2f %.2f\n", when, a, b, c);
+}
+
+static int parse_list(const char *s, int *out, int max) {
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 1024 || n == max || (*end && *end != ',')) return -1;
+        out[n++] = (int)v;
+        s = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+static const char *const k_paths[] = {"im2col", "direct", "packed", "winograd"};
+
+static int parse_path(const char *s) {
+    if (!strcmp(s, "auto")) return -1;
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, k_paths[i])) return i;
+    return -2;
+}
+
+static const char *path_name(const layer *l, int batch, int path) {
+    ts_shape xs = l->x1;
+    xs.shape[0] = batch;
+    return k_paths[path >= 0 ? path : (int)ts_conv_default_path(&l->p, &xs, &l->w)];
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: bench_conv [-b 1,8] [-t 1,2] [-n alexnet,vgg16,resnet18] [-s 0.3]\n"
+                    "                  [--path auto|im2col|packed|winograd] [--csv FILE]\n"
+                    "                  [--torch SCRIPT | --no-torch] [--python PYTHON]\n");
+}
+
+/* The script sits next to this source file unless --torch says otherwise. */
+static void default_script(char *buf, size_t len) {
+    const char *src = __FILE__, *slash = strrchr(src, '/');
+    if (slash)
+        snprintf(buf, len, "%.*s/torch_conv.py", (int)(slash - src), src);
+    else
+        snprintf(buf, len, "bench/torch_conv.py");
 }
 
 int main(int argc, char **argv) {
-    int batches[8] = {1, 8}, threads[8] = {1, 2};
-    int nb = 2, nt = 2;
-    const char *nets = "alexnet,vgg16,resnet18";
-    double min_seconds = 0.4;
+    int batches[MAX_LIST] = {1, 8}, threads[MAX_LIST] = {1, 2}, nb = 2, nt = 2, path = -1;
+    int use_torch = 1;
+    const char *nets = "alexnet,vgg16,resnet18", *csv_path = NULL, *python = "/usr/bin/python3";
+    char script[1024];
+    default_script(script, sizeof script);
+    double min_s = 0.3;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i];
+        if (!strcmp(a, "--no-torch")) {
+            use_torch = 0;
+            continue;
+        }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage();
+            return 0;
+        }
+        const char *v = i + 1 < argc ? argv[++i] : NULL;
         if (!v) {
             fprintf(stderr, "bench_conv: option %s needs a value\n", a);
             return 2;
         }
-        i++;
-        if (!strcmp(a, "-b"))
-            nb = parse_list(v, batches, 8);
-        else if (!strcmp(a, "-t"))
-            nt = parse_list(v, threads, 8);
-        else if (!strcmp(a, "-n"))
+        if (!strcmp(a, "-b") && (nb = parse_list(v, batches, MAX_LIST)) > 0) continue;
+        if (!strcmp(a, "-t") && (nt = parse_list(v, threads, MAX_LIST)) > 0) continue;
+        if (!strcmp(a, "-n")) {
             nets = v;
-        else if (!strcmp(a, "-s"))
-            min_seconds = atof(v);
-        else {
-            fprintf(stderr, "usage: bench_conv [-b 1,8] [-t 1,2] [-n alexnet,vgg16,resnet18] "
-                            "[-s seconds]\n");
+            continue;
+        }
+        if (!strcmp(a, "-s") && (min_s = atof(v)) >= 0 && min_s <= 60) continue;
+        if (!strcmp(a, "--path") && (path = parse_path(v)) >= -1) continue;
+        if (!strcmp(a, "--csv")) {
+            csv_path = v;
+            continue;
+        }
+        if (!strcmp(a, "--torch")) {
+            snprintf(script, sizeof script, "%s", v);
+            continue;
+        }
+        if (!strcmp(a, "--python")) {
+            python = v;
+            continue;
+        }
+        fprintf(stderr, "bench_conv: bad option or value: %s %s\n", a, v);
+        usage();
+        return 2;
+    }
+
+    static layer layers[MAX_LAYERS];
+    int nl = 0;
+    ts_err err;
+    char list[256];
+    snprintf(list, sizeof list, "%s", nets);
+    for (char *save = NULL, *net = strtok_r(list, ",", &save); net;
+         net = strtok_r(NULL, ",", &save)) {
+        int n = collect_layers(net, layers, nl, &err);
+        if (n < 0) {
+            fprintf(stderr, "bench_conv: network %s: %s\n", net, err.msg);
             return 2;
         }
-        if (nb < 1 || nt < 1) {
-            fprintf(stderr, "bench_conv: bad list '%s' (comma-separated integers 1..1024)\n", v);
-            return 2;
+        nl = n;
+    }
+
+    signal(SIGPIPE, SIG_IGN); /* a dead co-process shows up as a failed write */
+    torch_proc tp = {0};
+    if (use_torch && torch_start(&tp, python, script) != 0) {
+        fprintf(stderr, "bench_conv: measuring Tessera alone (PyTorch co-process %s %s failed)\n",
+                python, script);
+        torch_stop(&tp);
+        use_torch = 0;
+    }
+    FILE *csv = csv_path ? fopen(csv_path, "w") : NULL;
+    if (csv_path && !csv) {
+        fprintf(stderr, "bench_conv: cannot write %s\n", csv_path);
+        return 2;
+    }
+    if (csv)
+        fprintf(csv, "threads,batch,net,layer,count,path,gflop,ts_p10_ms,ts_p50_ms,ts_p90_ms,"
+                     "ts_gflops,pt_p10_ms,pt_p50_ms,pt_p90_ms,pt_gflops,ratio\n");
+    printf("# bench_conv: %d distinct conv layers; PyTorch: %s; min %.2f s per point\n", nl,
+           use_torch ? tp.version : "not measured", min_s);
+    double all_log = 0;
+    int all_n = 0, rc = 0;
+    for (int ti = 0; ti < nt; ti++) {
+        for (int bi = 0; bi < nb; bi++) {
+            const int T = threads[ti], B = batches[bi];
+            printf("\n## threads %d, batch %d\n", T, B);
+            print_load("at start");
+            printf("%-9s %-14s %3s %-8s %7s | %8s %8s %8s %8s | %8s %8s %8s %8s | %6s\n", "net",
+                   "layer", "x", "path", "GFLOP", "ts p10", "p50 ms", "p90", "GFLOP/s", "pt p10",
+                   "p50 ms", "p90", "GFLOP/s", "ratio");
+            double sum_log = 0, worst = 1e30;
+            int n = 0;
+            const char *worst_name = "";
+            for (int li = 0; li < nl; li++) {
+                const layer *l = &layers[li];
+                ts_shape xs = l->x1, ys;
+                xs.shape[0] = B;
+                if (ts_conv2d_out_shape(&l->p, &xs, &l->w, &ys, &err) != TS_OK) return 1;
+                double gflop = 2.0 * (double)ts_shape_numel(&ys) * (double)l->w.shape[1] *
+                               (double)l->w.shape[2] * (double)l->w.shape[3] / 1e9;
+                double tt[MAX_REPS], pt[MAX_REPS];
+                int nt_ = tessera_time(l, B, T, min_s, path, tt, &err);
+                if (nt_ == 0) {
+                    fprintf(stderr, "bench_conv: %s/%s: %s\n", l->net, l->name, err.msg);
+                    rc = 1;
+                    continue;
+                }
+                stats ts = stats_of(tt, nt_);
+                int np = use_torch ? torch_time(&tp, l, B, T, min_s, pt) : 0;
+                printf("%-9s %-14s %3d %-8s %7.3f | %8.3f %8.3f %8.3f %8.1f |", l->net, l->name,
+                       l->count, path_name(l, B, path), gflop, ts.p10 * 1e3, ts.p50 * 1e3,
+                       ts.p90 * 1e3, gflop / ts.p50);
+                stats ps = {0, 0, 0};
+                double ratio = 0;
+                if (np > 0) {
+                    ps = stats_of(pt, np);
+                    ratio = ps.p50 / ts.p50;
+                    sum_log += log(ratio), n++;
+                    if (ratio < worst) worst = ratio, worst_name = l->name;
+                    printf(" %8.3f %8.3f %8.3f %8.1f | %6.2f\n", ps.p10 * 1e3, ps.p50 * 1e3,
+                           ps.p90 * 1e3, gflop / ps.p50, ratio);
+                } else {
+                    printf(" %8s %8s %8s %8s | %6s\n", "-", "-", "-", "-", "-");
+                }
+                if (csv)
+                    fprintf(csv,
+                            "%d,%d,%s,%s,%d,%s,%.4f,%.4f,%.4f,%.4f,%.2f,%.4f,%.4f,%.4f,%.2f,"
+                            "%.3f\n",
+                            T, B, l->net, l->name, l->count, path_name(l, B, path), gflop,
+                            ts.p10 * 1e3, ts.p50 * 1e3, ts.p90 * 1e3, gflop / ts.p50, ps.p10 * 1e3,
+                            ps.p50 * 1e3, ps.p90 * 1e3, np > 0 ? gflop / ps.p50 : 0.0, ratio);
+                fflush(stdout);
+            }
+            print_load("at end");
+            if (n > 0) {
+                printf("geomean ratio (threads %d, batch %d): %.3f over %d layers; lowest %.3f "
+                       "(%s)\n",
+                       T, B, exp(sum_log / n), n, worst, worst_name);
+                all_log += sum_log, all_n += n;
+            }
         }
     }
-    printf("net,layer,batch,threads,gflop,median_ms,p95_ms,gflops\n");
-    for (int ti = 0; ti < nt; ti++)
-        for (int bi = 0; bi < nb; bi++)
-            for (size_t li = 0; li < sizeof k_layers / sizeof k_layers[0]; li++) {
-                if (!strstr(nets, k_layers[li].net)) continue;
-                if (bench_layer(&k_layers[li], batches[bi], threads[ti], min_seconds)) return 1;
-            }
-    return 0;
+    if (all_n > 0)
+        printf("\ngeomean ratio over all points: %.3f (%d layer points)\n", exp(all_log / all_n),
+               all_n);
+    if (csv) fclose(csv);
+    if (use_torch) torch_stop(&tp);
+    return rc;
 }

@@ -40,6 +40,12 @@ enum {
     MC = 144, /* M block: packed A (MC x KC floats, 144 KiB) stays in L2 */
 };
 
+#define TS_CONV_GATHER_MAX_STRIDE (1 << 24)
+
+#ifndef TS_CONV_PACK_A_MIN_PANELS
+#define TS_CONV_PACK_A_MIN_PANELS 8
+#endif
+
 /* Target floats of the slice of a packed col chunk that one K block uses
  * (min(K, KC) x CH): ~384 KiB, so it stays in L2 while the MC blocks of W
  * sweep over it. A chunk is K x CH floats in all. */
@@ -108,6 +114,11 @@ static void pack_panel(const conv_geom *g, const ts_conv2d_params *p, const floa
     int ns = panel_segments(g, pc, nc, s);
     const int64_t sw = p->stride_w, hw = g->h * g->w;
     const __m512 zero = _mm512_setzero_ps();
+    const __m512i sidx =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32((int)(sw < TS_CONV_GATHER_MAX_STRIDE ? sw : 1)));
+    const __m512i even =
+        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     for (int64_t c = 0; c < g->cg; c++) {
         const float *xc = x + c * hw;
         for (int64_t i = 0; i < g->kh; i++) {
@@ -129,9 +140,31 @@ static void pack_panel(const conv_geom *g, const ts_conv2d_params *p, const floa
                         lo = ix0 < 0 ? (-ix0 + sw - 1) / sw : 0;
                         hi = g->w - ix0 <= 0 ? 0 : (g->w - ix0 - 1) / sw + 1;
                         if (hi > s[t].len) hi = s[t].len;
+                        /* Strided lanes: masked gathers, 16 lanes at a time
+                         * (lane offsets are int32: scalar for huge strides). */
                         float *d = dst + s[t].j;
-                        for (int64_t l = lo; l < hi; l++)
-                            d[l] = row[ix0 + l * sw];
+                        if (sw == 2) { /* even lanes of two loads: no gather */
+                            for (int64_t l = lo; l < hi; l += 16) {
+                                int64_t n = hi - l < 16 ? hi - l : 16, span = 2 * n - 1;
+                                const float *src = row + ix0 + l * 2;
+                                __m512 a = _mm512_maskz_loadu_ps(lanes(0, span), src);
+                                __m512 b = _mm512_maskz_loadu_ps(lanes(0, span - 16), src + 16);
+                                _mm512_mask_storeu_ps(d + l, lanes(0, n),
+                                                      _mm512_permutex2var_ps(a, even, b));
+                            }
+                            continue;
+                        }
+                        if (sw > TS_CONV_GATHER_MAX_STRIDE) {
+                            for (int64_t l = lo; l < hi; l++)
+                                d[l] = row[ix0 + l * sw];
+                            continue;
+                        }
+                        for (int64_t l = lo; l < hi; l += 16) {
+                            __mmask16 m = lanes(0, hi - l);
+                            __m512 v =
+                                _mm512_mask_i32gather_ps(zero, m, sidx, row + ix0 + l * sw, 4);
+                            _mm512_mask_storeu_ps(d + l, m, v);
+                        }
                     }
                 }
             }
@@ -212,10 +245,12 @@ void ts_conv_micro_tile(int mr, int64_t kc, const float *a, const float *b, floa
 }
 
 #define TILE_ROWS_CASE(R)                                                                          \
-    case R: micro_tile(R, kc, a, lda, 1, b, y, ldy, 0xFFFF, 0xFFFF, first, NULL); break;
+    case R: micro_tile(R, kc, a, lda, 1, b, y, ldy, m0, m1, first, bias); break;
 
 void ts_conv_micro_tile_rows(int mr, int64_t kc, const float *a, int64_t lda, const float *b,
-                             float *y, int64_t ldy, int first) {
+                             float *y, int64_t ldy, unsigned m0_bits, unsigned m1_bits, int first,
+                             const float *bias) {
+    const __mmask16 m0 = (__mmask16)m0_bits, m1 = (__mmask16)m1_bits;
     switch (mr) {
         TILE_ROWS_CASE(12)
         TILE_ROWS_CASE(11)
@@ -252,6 +287,23 @@ static void compute_block(const fwd_job *j, float *apack, const float *wg, const
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
         int64_t kc = K - k0 < KC ? K - k0 : KC;
         int first = k0 == 0;
+        /* Few panels per A block: packing A would cost as much as the
+         * multiply (each A element meets only q_hi - q_lo panels), so the
+         * micro-kernel reads W's rows in place instead. */
+        if (q_hi - q_lo < TS_CONV_PACK_A_MIN_PANELS) {
+            for (int64_t r0 = m_lo; r0 < m_hi; r0 += MR) {
+                int mr = (int)(m_hi - r0 < MR ? m_hi - r0 : MR);
+                for (int64_t q = q_lo; q < q_hi; q++) {
+                    int64_t qc = ncols - q * NR < NR ? ncols - q * NR : NR;
+                    __mmask16 m0 = lanes(0, qc), m1 = lanes(0, qc - 16);
+                    const float *bp = j->bpack + q * K * NR + k0 * NR;
+                    ts_conv_micro_tile_rows(mr, kc, wg + r0 * K + k0, K, bp,
+                                            yg + r0 * P + p0 + q * NR, P, m0, m1, first,
+                                            bg ? bg + r0 : NULL);
+                }
+            }
+            continue;
+        }
         for (int64_t mc0 = m_lo; mc0 < m_hi; mc0 += MC) {
             int64_t mc = m_hi - mc0 < MC ? m_hi - mc0 : MC;
             ts_conv_pack_a(wg + mc0 * K + k0, K, mc, kc, apack);

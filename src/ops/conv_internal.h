@@ -81,9 +81,10 @@ void ts_conv_pack_a(const float *a, int64_t lda, int64_t mc, int64_t kc, float *
 void ts_conv_micro_tile(int mr, int64_t kc, const float *a, const float *b, float *y, int64_t ldy,
                         unsigned m0, unsigned m1, int first, const float *bias);
 
-/* The same with A unpacked, row-major (row stride lda), all 32 columns. */
+/* The same with A unpacked, row-major (row stride lda). */
 void ts_conv_micro_tile_rows(int mr, int64_t kc, const float *a, int64_t lda, const float *b,
-                             float *y, int64_t ldy, int first);
+                             float *y, int64_t ldy, unsigned m0, unsigned m1, int first,
+                             const float *bias);
 
 /* ---- Winograd F(4x4, 3x3) forward (conv_winograd.c) --------------------- */
 

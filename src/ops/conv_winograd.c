@@ -360,7 +360,7 @@ static void run_tile_group(const wino_job *j, int64_t gi, int64_t t0, int tid, i
                 float *mp = j->mb + (pos * g->mg + m0) * tg;
                 for (int64_t q = 0; q < npan; q++)
                     ts_conv_micro_tile_rows(mr, kc, ub + pos * MR * kc, kc, vp + q * g->cg * NR,
-                                            mp + q * NR, tg, k0 == 0);
+                                            mp + q * NR, tg, 0xFFFFu, 0xFFFFu, k0 == 0, NULL);
             }
         }
         for (int64_t h = 0; h < halves; h++) {
