@@ -62,6 +62,10 @@ static ts_status code_params_for(ts_scheme scheme, int n, int s, int kA, int kB,
     case TS_SCHEME_CRME:
         cp->kind = TS_CODE_CRME;
         cp->kA = kA, cp->kB = kB;
+        /* kA = 1: the matrix-vector form sends the input whole (2 products
+         * per worker instead of 4 on half-inputs): no halo, and no zero
+         * rows for a dense layer at batch 1. */
+        cp->matvec = kA == 1;
         break;
     default: return ts_errorf(err, TS_ERR_INVALID, "unknown scheme %d", (int)scheme);
     }
