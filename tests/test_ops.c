@@ -4,6 +4,7 @@
  * buffers start with random contents and the test subtracts them. */
 #include "tessera/ops.h"
 
+#include "ops/conv_internal.h"
 #include "ts_test.h"
 
 #include <math.h>
@@ -393,6 +394,150 @@ static void test_conv_backward_chunked_vs_naive(void) {
         ts_tensor_free(dw);
         conv_fixture_free(&f);
     }
+}
+
+/* ---- conv forward paths ------------------------------------------------ */
+
+static const char *const k_path_names[] = {"im2col", "direct", "packed", "winograd"};
+
+/* Runs every forward path that applies to cc at `threads` threads and checks
+ * each against the double reference. Float32 GEMM paths agree to ~1e-6 of
+ * the output scale; Winograd F(4x4,3x3) rounds in its transforms (points up
+ * to +-2 and 1/24 weights) and measures ~1e-5, so it gets 1e-4: a wrong
+ * tile, lane or border is off by O(1). Returns the paths that ran as bits. */
+static unsigned check_conv_paths(const conv_case *cc, int threads, const char *label) {
+    conv_fixture f;
+    TS_ASSERT(conv_fixture_make(&f, cc));
+    double *ref = malloc((size_t)f.y->size * sizeof *ref);
+    ref_conv(cc, f.x->data, f.w->data, f.b->data, ref, f.y->s.shape[2], f.y->s.shape[3]);
+    ts_threads_set(threads);
+    unsigned ran = 0;
+    for (int path = 0; path < 4; path++) {
+        ts_err err;
+        size_t wsn = ts_conv_path_workspace_floats((ts_conv_path)path, &cc->p, &f.x->s, &f.w->s);
+        float *ws = wsn ? ts_alloc(wsn * sizeof(float)) : NULL;
+        ts_tensor_fill(f.y, NAN); /* every output must be written */
+        ts_status s =
+            ts_conv_forward_path((ts_conv_path)path, &cc->p, f.x, f.w, f.b, f.y, ws, &err);
+        ts_free(ws);
+        if (s == TS_ERR_UNSUPPORTED) continue; /* path does not apply to these shapes */
+        TS_CHECK_OK(s, &err);
+        ran |= 1u << path;
+        double e = max_err(f.y->data, ref, f.y->size), tol = path == 3 ? 1e-4 : 1e-5;
+        int finite = 1;
+        for (int64_t i = 0; i < f.y->size; i++)
+            finite &= isfinite(f.y->data[i]);
+        TS_CHECK_MSG(finite && e < tol,
+                     "%s: %s path, %d threads: x[%lld,%lld,%lld,%lld] w[%lld,%lld,%lld,%lld] "
+                     "s(%d,%d) d(%d,%d) pads(%d,%d,%d,%d) g%d: err %.3g (finite %d)",
+                     label, k_path_names[path], threads, (long long)cc->n, (long long)cc->c,
+                     (long long)cc->h, (long long)cc->w, (long long)cc->m,
+                     (long long)(cc->c / cc->p.groups), (long long)cc->kh, (long long)cc->kw,
+                     cc->p.stride_h, cc->p.stride_w, cc->p.dil_h, cc->p.dil_w, cc->p.pad_t,
+                     cc->p.pad_l, cc->p.pad_b, cc->p.pad_r, cc->p.groups, e, finite);
+    }
+    ts_threads_set(1);
+    free(ref);
+    conv_fixture_free(&f);
+    return ran;
+}
+
+static conv_case make_case(int64_t n, int64_t c, int64_t h, int64_t w, int64_t m, int64_t k,
+                           int stride, int groups) {
+    conv_case cc;
+    memset(&cc, 0, sizeof cc);
+    cc.p = ts_conv2d_params_default();
+    cc.p.stride_h = cc.p.stride_w = stride;
+    cc.p.groups = groups;
+    cc.n = n, cc.c = c, cc.h = h, cc.w = w, cc.m = m, cc.kh = cc.kw = k;
+    return cc;
+}
+
+static void set_pads(conv_case *cc, int t, int l, int b, int r) {
+    cc->p.pad_t = t, cc->p.pad_l = l, cc->p.pad_b = b, cc->p.pad_r = r;
+}
+
+/* Winograd: odd output sizes (partial 4x4 tiles), asymmetric pads, groups,
+ * channel counts around the micro-tile (12 rows) and K block (256), tile
+ * groups that span images and a partial last tile group, 1 and 2 threads. */
+static void test_conv_winograd_vs_reference(void) {
+    unsigned ran = 0;
+    for (int t = 0; t < 24; t++) {
+        static const int64_t cs[] = {1, 5, 17, 64}, ms[] = {1, 7, 13, 30};
+        int groups = irand(1, 3);
+        conv_case cc = make_case(irand(1, 3), cs[irand(0, 3)] * groups, irand(3, 13), irand(3, 13),
+                                 ms[irand(0, 3)] * groups, 3, 1, groups);
+        set_pads(&cc, irand(0, 2), irand(0, 2), irand(0, 2), irand(0, 2));
+        ran |= check_conv_paths(&cc, irand(1, 2), "winograd random");
+    }
+    conv_case big = make_case(1, 300, 12, 9, 13, 3, 1, 1); /* C > K block */
+    set_pads(&big, 1, 0, 2, 1);
+    ran |= check_conv_paths(&big, 2, "winograd C=300");
+    conv_case many = make_case(2, 8, 66, 70, 13, 3, 1, 1); /* 3 tile groups, last partial */
+    set_pads(&many, 1, 1, 1, 1);
+    ran |= check_conv_paths(&many, 1, "winograd many tiles");
+    ran |= check_conv_paths(&many, 2, "winograd many tiles");
+    conv_case tiny = make_case(1, 2, 3, 3, 3, 3, 1, 1); /* one output pixel */
+    ran |= check_conv_paths(&tiny, 1, "winograd 1x1 output");
+    if (!(ran & (1u << TS_CONV_PATH_WINOGRAD)))
+        printf("  (winograd path not compiled in: no AVX-512 at build time)\n");
+}
+
+/* The packed GEMM path: stride 1, 2 (permute packing) and 3 (gathers),
+ * dilation, few panels (W read in place) and many (W packed), K and M above
+ * their blocks (256, 144), both thread splits (panels, and M when a chunk
+ * has few panels). */
+static void test_conv_packed_vs_reference(void) {
+    for (int t = 0; t < 30; t++) {
+        int groups = irand(1, 2);
+        conv_case cc = make_case(irand(1, 2), irand(1, 9) * groups, irand(5, 30), irand(5, 30),
+                                 irand(1, 20) * groups, irand(1, 5), irand(1, 3), groups);
+        cc.kw = irand(1, 5);
+        cc.p.stride_w = irand(1, 3);
+        cc.p.dil_h = irand(1, 2), cc.p.dil_w = irand(1, 2);
+        set_pads(&cc, irand(0, 2), irand(0, 2), irand(0, 2), irand(0, 2));
+        int64_t oh, ow;
+        if (!ref_conv_out(&cc, &oh, &ow)) continue;
+        check_conv_paths(&cc, irand(1, 2), "packed random");
+    }
+    conv_case deep = make_case(1, 40, 9, 9, 150, 3, 1, 1); /* K = 360, M = 150 */
+    set_pads(&deep, 1, 1, 1, 1);
+    check_conv_paths(&deep, 1, "packed deep");
+    check_conv_paths(&deep, 2, "packed deep");
+    conv_case wide = make_case(2, 3, 64, 61, 17, 7, 2, 1); /* resnet-like stem */
+    set_pads(&wide, 3, 3, 2, 3);
+    check_conv_paths(&wide, 1, "packed 7x7/2");
+    check_conv_paths(&wide, 2, "packed 7x7/2");
+}
+
+static void test_conv_path_dispatch(void) {
+    ts_conv2d_params p = ts_conv2d_params_default();
+    p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
+    ts_shape x = ts_shape4(1, 64, 56, 56), w = ts_shape4(64, 64, 3, 3);
+    ts_conv_path vgg = ts_conv_default_path(&p, &x, &w);
+    p.stride_h = p.stride_w = 2;
+    ts_conv_path s2 = ts_conv_default_path(&p, &x, &w);
+    TS_CHECK(s2 != TS_CONV_PATH_WINOGRAD);
+    if (ts_conv_path_workspace_floats(TS_CONV_PATH_WINOGRAD, &p, &x, &w) == 0 &&
+        vgg != TS_CONV_PATH_WINOGRAD) {
+        printf("  (winograd not available in this build)\n");
+        return;
+    }
+    TS_CHECK(vgg == TS_CONV_PATH_WINOGRAD);
+    /* Winograd's workspace is included in what the planner reserves. */
+    p.stride_h = p.stride_w = 1;
+    TS_CHECK(ts_conv2d_workspace_floats(&p, &x, &w) >=
+             ts_conv_path_workspace_floats(TS_CONV_PATH_WINOGRAD, &p, &x, &w));
+    /* A path that does not apply is refused, not run. */
+    p = ts_conv2d_params_default();
+    ts_err err;
+    ts_tensor *xt = tnew4(1, 2, 6, 6), *wt = tnew4(2, 2, 5, 5), *yt = tnew4(1, 2, 2, 2);
+    float ws[2 * 25 * 4];
+    TS_CHECK(ts_conv_forward_path(TS_CONV_PATH_WINOGRAD, &p, xt, wt, NULL, yt, ws, &err) ==
+             TS_ERR_UNSUPPORTED);
+    TS_CHECK(ts_conv_forward_path(TS_CONV_PATH_DIRECT, &p, xt, wt, NULL, yt, ws, &err) ==
+             TS_ERR_UNSUPPORTED);
+    ts_tensor_free(xt), ts_tensor_free(wt), ts_tensor_free(yt);
 }
 
 static int msg_has(const ts_err *err, const char *needle) {
@@ -1217,6 +1362,9 @@ int main(void) {
     TS_RUN(test_conv_backward_fd);
     TS_RUN(test_conv_backward_chunked_vs_naive);
     TS_RUN(test_conv_shape_errors);
+    TS_RUN(test_conv_winograd_vs_reference);
+    TS_RUN(test_conv_packed_vs_reference);
+    TS_RUN(test_conv_path_dispatch);
     TS_RUN(test_pool_forward_random);
     TS_RUN(test_pool_onnx_ceil_examples);
     TS_RUN(test_pool_backward_fd);
