@@ -23,7 +23,8 @@
 
 typedef struct {
     int *ids;       /* threshold sorted worker ids; NULL when the slot is empty */
-    double *dec;    /* real path: ntargets x N rows of the inverse (N = threshold*qa*qb) */
+    double *dec;    /* real path: N x N LU factors (N = threshold*qa*qb) */
+    int *piv;       /* real path: row pivots of the LU */
     double complex *zdec; /* complex paths: their own decoding matrices */
     double cond;    /* < 0: not computed yet */
     int mode;       /* TS_CODE_MODE_* the matrices were built for */
@@ -51,6 +52,7 @@ ts_status ts_code_build(ts_code *c, ts_err *err);
 /* linear algebra in double (linalg.c) */
 /* Inverts the n x n row-major matrix a in place; TS_ERR_NUMERIC if singular. */
 ts_status ts_la_inverse(double *a, int n, ts_err *err);
+ts_status ts_la_lu(double *a, int n, int *piv, ts_err *err);
 ts_status ts_la_zinverse(double complex *a, int n, ts_err *err);
 /* 2-norm condition number sigma_max / sigma_min (inf when singular). */
 double ts_la_cond(const double *a, int rows, int cols);

@@ -24,7 +24,18 @@ void zgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, do
              const int *ldvt, double complex *work, const int *lwork, double *rwork, int *info,
              size_t l1, size_t l2);
 
+static void transpose(double *a, int n) {
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            double t = a[(size_t)i * n + j];
+            a[(size_t)i * n + j] = a[(size_t)j * n + i], a[(size_t)j * n + i] = t;
+        }
+}
+
+/* Transposed around LAPACK so that its row pivoting acts on the rows of a
+ * (see ts_la_lu). */
 ts_status ts_la_inverse(double *a, int n, ts_err *err) {
+    transpose(a, n);
     int info = 0, lwork = n * 64 > 1 ? n * 64 : 1;
     int *ipiv = malloc((size_t)n * sizeof *ipiv);
     double *work = malloc((size_t)lwork * sizeof *work);
@@ -38,6 +49,7 @@ ts_status ts_la_inverse(double *a, int n, ts_err *err) {
     if (info == 0) dgetri_(&n, a, &n, ipiv, work, &lwork, &info);
     free(ipiv);
     free(work);
+    transpose(a, n);
     if (info != 0)
         return ts_errorf(err, TS_ERR_NUMERIC,
                          "the %dx%d decoding matrix of this responder set is singular", n, n);
@@ -72,6 +84,34 @@ ts_status ts_la_zinverse(double complex *a, int n, ts_err *err) {
         if (!isfinite(creal(a[i])) || !isfinite(cimag(a[i])))
             return ts_errorf(err, TS_ERR_NUMERIC,
                              "the %dx%d complex decoding matrix is numerically singular", n, n);
+    return TS_OK;
+}
+
+/* LU with partial (row) pivoting of the row-major n x n matrix a, in place:
+ * P a = L U with L unit lower. Row-major on purpose: pivoting on the rows of
+ * a Vandermonde matrix (one row per node) is markedly more accurate than on
+ * its transpose, which is what LAPACK would see. */
+ts_status ts_la_lu(double *a, int n, int *piv, ts_err *err) {
+    for (int k = 0; k < n; k++) {
+        int p = k;
+        for (int i = k + 1; i < n; i++)
+            if (fabs(a[(size_t)i * n + k]) > fabs(a[(size_t)p * n + k])) p = i;
+        piv[k] = p;
+        if (!(fabs(a[(size_t)p * n + k]) > 0) || !isfinite(a[(size_t)p * n + k]))
+            return ts_errorf(err, TS_ERR_NUMERIC,
+                             "the %dx%d decoding matrix of this responder set is singular", n, n);
+        if (p != k)
+            for (int j = 0; j < n; j++) {
+                double t = a[(size_t)k * n + j];
+                a[(size_t)k * n + j] = a[(size_t)p * n + j], a[(size_t)p * n + j] = t;
+            }
+        double inv = 1.0 / a[(size_t)k * n + k];
+        for (int i = k + 1; i < n; i++) {
+            double f = a[(size_t)i * n + k] *= inv;
+            if (f != 0)
+                for (int j = k + 1; j < n; j++) a[(size_t)i * n + j] -= f * a[(size_t)k * n + j];
+        }
+    }
     return TS_OK;
 }
 

@@ -1,0 +1,579 @@
+/* test_code.c: the codes library. Every code is checked against the uncoded
+ * product it replaces, over every responder set for small n and random sets
+ * for larger n; bad parameters and bad responder lists must be refused with
+ * a message; the condition numbers and the noise study of the CRME paper
+ * are reproduced. The bilinear product used here is the elementwise product
+ * (any bilinear map exercises the same algebra). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tessera/code.h"
+#include "ts_test.h"
+
+static int sanitized(void) {
+    const char *s = getenv("TS_SANITIZED");
+    return s && *s && strcmp(s, "0") != 0;
+}
+
+static int is_dot(ts_code_kind k) {
+    return k == TS_CODE_MATDOT || k == TS_CODE_POLYDOT || k == TS_CODE_GPOLYDOT;
+}
+
+/* Everything needed to check decodes of one code: double operands, the
+ * exact targets and every worker's products in double and in float. */
+typedef struct {
+    ts_code *c;
+    int n, na, nb, qa, qb, per, k, nt;
+    size_t len;
+    double *A, *B, *T;  /* na x len, nb x len, nt x len */
+    double *P;          /* n x per x len, exact products of double shares */
+    float *Pf;          /* n x per x len, float shares, float products */
+} fixture;
+
+static void encode_row(const double *g, int nblk, const double *blocks, size_t len, double *out) {
+    for (size_t x = 0; x < len; x++) out[x] = 0;
+    for (int i = 0; i < nblk; i++)
+        for (size_t x = 0; x < len; x++) out[x] += g[i] * blocks[(size_t)i * len + x];
+}
+
+static int fixture_make(fixture *f, const ts_code_params *p, size_t len, uint64_t seed) {
+    memset(f, 0, sizeof *f);
+    ts_err e = {0};
+    f->c = ts_code_new(p, &e);
+    TS_CHECK_MSG(f->c != NULL, "%s: %s", ts_code_kind_name(p->kind), e.msg);
+    if (!f->c) return 0;
+    ts_code *c = f->c;
+    f->n = ts_code_n(c), f->na = ts_code_a_blocks(c), f->nb = ts_code_b_blocks(c);
+    f->qa = ts_code_a_shares(c), f->qb = ts_code_b_shares(c), f->per = f->qa * f->qb;
+    f->k = ts_code_threshold(c), f->nt = ts_code_num_targets(c), f->len = len;
+    const ts_code_params *q = ts_code_params_of(c);
+    f->A = malloc(f->na * len * sizeof(double));
+    f->B = malloc(f->nb * len * sizeof(double));
+    f->T = calloc(f->nt * len, sizeof(double));
+    f->P = malloc((size_t)f->n * f->per * len * sizeof(double));
+    f->Pf = malloc((size_t)f->n * f->per * len * sizeof(float));
+    double *ea = malloc(f->qa * len * sizeof(double)), *eb = malloc(f->qb * len * sizeof(double));
+    float *fa = malloc(f->na * len * sizeof(float)), *fb = malloc(f->nb * len * sizeof(float));
+    float *sa = malloc(f->qa * len * sizeof(float)), *sb = malloc(f->qb * len * sizeof(float));
+    ts_rng r;
+    ts_rng_seed(&r, seed);
+    for (size_t x = 0; x < f->na * len; x++) fa[x] = (float)ts_rng_normal(&r), f->A[x] = fa[x];
+    for (size_t x = 0; x < f->nb * len; x++) fb[x] = (float)ts_rng_normal(&r), f->B[x] = fb[x];
+    for (int t = 0; t < f->nt; t++)
+        for (size_t x = 0; x < len; x++) {
+            double s = 0;
+            if (is_dot(q->kind)) {
+                int i = t / q->kB, l = t % q->kB;
+                for (int m = 0; m < q->m; m++)
+                    s += f->A[(i * q->m + m) * len + x] * f->B[(m * q->kB + l) * len + x];
+            } else {
+                s = f->A[(t / f->nb) * len + x] * f->B[(t % f->nb) * len + x];
+            }
+            f->T[t * len + x] = s;
+        }
+    const double *ga = ts_code_a_gen(c), *gb = ts_code_b_gen(c);
+    const float *ap[256], *bp[256];
+    for (int i = 0; i < f->na; i++) ap[i] = fa + i * len;
+    for (int i = 0; i < f->nb; i++) bp[i] = fb + i * len;
+    float *so_a[2] = {sa, sa + len}, *so_b[2] = {sb, sb + len};
+    for (int j = 0; j < f->n; j++) {
+        for (int a = 0; a < f->qa; a++)
+            encode_row(ga + ((size_t)j * f->qa + a) * f->na, f->na, f->A, len, ea + a * len);
+        for (int b = 0; b < f->qb; b++)
+            encode_row(gb + ((size_t)j * f->qb + b) * f->nb, f->nb, f->B, len, eb + b * len);
+        TS_CHECK_OK(ts_code_encode_a(c, j, ap, len, so_a, &e), &e);
+        TS_CHECK_OK(ts_code_encode_b(c, j, bp, len, so_b, &e), &e);
+        for (int a = 0; a < f->qa; a++)
+            for (int b = 0; b < f->qb; b++) {
+                size_t o = ((size_t)j * f->per + a * f->qb + b) * len;
+                for (size_t x = 0; x < len; x++) {
+                    f->P[o + x] = ea[a * len + x] * eb[b * len + x];
+                    f->Pf[o + x] = sa[a * len + x] * sb[b * len + x];
+                }
+            }
+    }
+    free(ea), free(eb), free(fa), free(fb), free(sa), free(sb);
+    return 1;
+}
+
+static void fixture_free(fixture *f) {
+    ts_code_free(f->c);
+    free(f->A), free(f->B), free(f->T), free(f->P), free(f->Pf);
+}
+
+static double rel_err_d(const fixture *f, double *const *out) {
+    double num = 0, den = 0;
+    for (int t = 0; t < f->nt; t++)
+        for (size_t x = 0; x < f->len; x++) {
+            num = fmax(num, fabs(out[t][x] - f->T[t * f->len + x]));
+            den = fmax(den, fabs(f->T[t * f->len + x]));
+        }
+    return num / den;
+}
+
+static double rel_err_f(const fixture *f, float *const *out) {
+    double num = 0, den = 0;
+    for (int t = 0; t < f->nt; t++)
+        for (size_t x = 0; x < f->len; x++) {
+            num = fmax(num, fabs(out[t][x] - f->T[t * f->len + x]));
+            den = fmax(den, fabs(f->T[t * f->len + x]));
+        }
+    return num / den;
+}
+
+/* Decodes from resp (n_resp ids, any order) in double and in float; checks
+ * the error against the condition number; returns the double error. */
+static double check_set(fixture *f, const int *resp, int n_resp, int also_float, double *cond_out) {
+    ts_err e = {0};
+    const double *pp[1024];
+    const float *pf[1024];
+    double *td[256];
+    float *tf[256];
+    double *bufd = malloc(f->nt * f->len * sizeof(double));
+    float *buff = malloc(f->nt * f->len * sizeof(float));
+    for (int r = 0; r < n_resp; r++)
+        for (int q = 0; q < f->per; q++) {
+            pp[r * f->per + q] = f->P + ((size_t)resp[r] * f->per + q) * f->len;
+            pf[r * f->per + q] = f->Pf + ((size_t)resp[r] * f->per + q) * f->len;
+        }
+    for (int t = 0; t < f->nt; t++) td[t] = bufd + t * f->len, tf[t] = buff + t * f->len;
+    double cond = -1, err = INFINITY;
+    ts_status s = ts_code_decode_f64(f->c, resp, n_resp, pp, f->len, td, &cond, &e);
+    TS_CHECK_MSG(s == TS_OK, "%s: %s", ts_code_kind_name(ts_code_params_of(f->c)->kind), e.msg);
+    if (s == TS_OK) {
+        err = rel_err_d(f, td);
+        TS_CHECK(cond >= 1.0 - 1e-9);
+        TS_CHECK_MSG(err <= 1e-13 * fmax(cond, 1.0) * f->k, "%s n=%d: f64 error %.3g, cond %.3g",
+                     ts_code_kind_name(ts_code_params_of(f->c)->kind), f->n, err, cond);
+    }
+    if (also_float && s == TS_OK) {
+        double c2 = -1;
+        s = ts_code_decode(f->c, resp, n_resp, pf, f->len, tf, &c2, &e);
+        TS_CHECK_OK(s, &e);
+        TS_CHECK(c2 == cond); /* same set, same cached system */
+        double ef = rel_err_f(f, tf);
+        TS_CHECK_MSG(ef <= 2e-6 * fmax(cond, 1.0) * f->k, "%s n=%d: float error %.3g, cond %.3g",
+                     ts_code_kind_name(ts_code_params_of(f->c)->kind), f->n, ef, cond);
+    }
+    if (cond_out) *cond_out = cond;
+    free(bufd);
+    free(buff);
+    return err;
+}
+
+static int next_subset(int *set, int k, int n) {
+    int i = k - 1;
+    while (i >= 0 && set[i] == n - k + i) i--;
+    if (i < 0) return 0;
+    set[i]++;
+    for (int j = i + 1; j < k; j++) set[j] = set[j - 1] + 1;
+    return 1;
+}
+
+static void shuffle(int *v, int n, ts_rng *r) {
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)ts_rng_below(r, (uint64_t)i + 1), t = v[i];
+        v[i] = v[j], v[j] = t;
+    }
+}
+
+/* Every threshold-sized set (in a shuffled order, sometimes with an extra
+ * responder appended, which must be ignored). */
+static void exhaustive(const ts_code_params *p, size_t len) {
+    fixture f;
+    if (!fixture_make(&f, p, len, 7 + (uint64_t)p->kind)) return;
+    int set[64], resp[64];
+    ts_rng r;
+    ts_rng_seed(&r, 99);
+    for (int i = 0; i < f.k; i++) set[i] = i;
+    long sets = 0;
+    do {
+        memcpy(resp, set, f.k * sizeof(int));
+        shuffle(resp, f.k, &r);
+        int nr = f.k;
+        if (f.k < f.n && sets % 3 == 0) { /* append one worker not in the set */
+            for (int j = 0; j < f.n; j++) {
+                int in = 0;
+                for (int i = 0; i < f.k; i++) in |= set[i] == j;
+                if (!in) {
+                    resp[nr++] = j;
+                    break;
+                }
+            }
+        }
+        check_set(&f, resp, nr, sets % 4 == 0, NULL);
+        sets++;
+    } while (next_subset(set, f.k, f.n));
+    fixture_free(&f);
+}
+
+static void test_exhaustive_small_n(void) {
+    const ts_code_params cases[] = {
+        {.kind = TS_CODE_UNCODED, .n = 5},
+        {.kind = TS_CODE_VANDERMONDE, .n = 8, .kB = 5},
+        {.kind = TS_CODE_VANDERMONDE, .n = 8, .kB = 5, .systematic = 1},
+        {.kind = TS_CODE_CHEBYSHEV, .n = 9, .kB = 6},
+        {.kind = TS_CODE_CHEBYSHEV, .n = 7, .kB = 4, .systematic = 1},
+        {.kind = TS_CODE_RANDOM, .n = 8, .kB = 4, .seed = 11},
+        {.kind = TS_CODE_RANDOM, .n = 8, .kB = 4, .seed = 11, .systematic = 1},
+        {.kind = TS_CODE_POLYNOMIAL, .n = 8, .kA = 2, .kB = 3},
+        {.kind = TS_CODE_CRME, .n = 8, .kA = 2, .kB = 3},
+        {.kind = TS_CODE_CRME, .n = 9, .kA = 3, .kB = 2},
+        {.kind = TS_CODE_CRME, .n = 6, .kA = 1, .kB = 6},
+        {.kind = TS_CODE_CRME, .n = 7, .kA = 1, .kB = 5, .matvec = 1},
+        {.kind = TS_CODE_COMPLEX, .n = 8, .kA = 2, .kB = 3},
+        {.kind = TS_CODE_COMPLEX, .n = 7, .kA = 1, .kB = 5},
+        {.kind = TS_CODE_MATDOT, .n = 8, .m = 3},
+        {.kind = TS_CODE_POLYDOT, .n = 13, .kA = 2, .kB = 2, .m = 2},
+        {.kind = TS_CODE_GPOLYDOT, .n = 9, .kA = 2, .kB = 1, .m = 3},
+        {.kind = TS_CODE_GPOLYDOT, .n = 10, .kA = 2, .kB = 2, .m = 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) exhaustive(&cases[i], 13);
+}
+
+/* Replication decodes from any set that holds every task, including sets
+ * smaller than the worst-case threshold, and refuses one that does not. */
+static void test_replication(void) {
+    ts_code_params p = {.kind = TS_CODE_REPLICATION, .n = 7, .replicas = 2};
+    fixture f;
+    if (!fixture_make(&f, &p, 9, 3)) return;
+    TS_CHECK(f.nb == 3 && f.na == 1);
+    TS_CHECK(f.k == 7 - 2 + 1); /* task 0 has 3 copies (0, 3, 6), tasks 1, 2 have 2 */
+    int set[7];
+    for (int i = 0; i < f.k; i++) set[i] = i;
+    do check_set(&f, set, f.k, 1, NULL);
+    while (next_subset(set, f.k, f.n));
+    int cover[3] = {4, 6, 2}; /* tasks 1, 0, 2 */
+    check_set(&f, cover, 3, 1, NULL);
+    int miss[4] = {0, 3, 6, 1}; /* nobody holds task 2 */
+    double *td[3], buf[27];
+    const double *pp[4];
+    for (int t = 0; t < 3; t++) td[t] = buf + 9 * t;
+    for (int r = 0; r < 4; r++) pp[r] = f.P + (size_t)miss[r] * 9;
+    ts_err e = {0};
+    TS_CHECK(ts_code_decode_f64(f.c, miss, 4, pp, 9, td, NULL, &e) == TS_ERR_INVALID);
+    TS_CHECK(strstr(e.msg, "task 2") != NULL);
+    fixture_free(&f);
+}
+
+/* Larger n: random codes and random responder sets. */
+static void test_random_properties(void) {
+    ts_rng r;
+    ts_rng_seed(&r, 2024);
+    int rounds = sanitized() ? 8 : 40;
+    for (int it = 0; it < rounds; it++) {
+        ts_code_params p = {0};
+        int n = 12 + (int)ts_rng_below(&r, 21); /* 12..32 */
+        switch (it % 6) {
+        case 0: p.kind = TS_CODE_CRME, p.kA = 1 + (int)ts_rng_below(&r, 4); break;
+        case 1: p.kind = TS_CODE_COMPLEX, p.kA = 1 + (int)ts_rng_below(&r, 3); break;
+        case 2: p.kind = TS_CODE_CHEBYSHEV, p.kA = 1; break;
+        case 3: p.kind = TS_CODE_RANDOM, p.kA = 1, p.seed = it; break;
+        case 4: p.kind = TS_CODE_CRME, p.kA = 1, p.matvec = 1; break;
+        default: p.kind = TS_CODE_GPOLYDOT, p.kA = 2, p.m = 2; break;
+        }
+        p.n = n;
+        int s = 1 + (int)ts_rng_below(&r, 3);
+        if (p.kind == TS_CODE_GPOLYDOT)
+            p.kB = (n - s - 1) / 4 > 0 ? (n - s - 1) / 4 : 1;
+        else
+            p.kB = (n - s) / p.kA;
+        fixture f;
+        if (!fixture_make(&f, &p, 11, (uint64_t)it)) continue;
+        int perm[64];
+        for (int j = 0; j < f.n; j++) perm[j] = j;
+        for (int t = 0; t < 3; t++) {
+            shuffle(perm, f.n, &r);
+            check_set(&f, perm, f.k + (int)ts_rng_below(&r, (uint64_t)(f.n - f.k + 1)), t == 0,
+                      NULL);
+        }
+        fixture_free(&f);
+    }
+}
+
+/* CRME in float64 at n <= 32: relative error <= 1e-10 on every tested set,
+ * for every (kA, kB) split of a few thresholds; real Vandermonde reported. */
+static void test_crme_f64_accuracy(void) {
+    int ns[] = {8, 16, 20, 31, 32};
+    double worst_crme = 0, worst_vand = 0;
+    ts_rng r;
+    ts_rng_seed(&r, 5);
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++) {
+        int n = ns[a];
+        for (int kA = 1; kA <= 4; kA++) {
+            int kB = (n - 2) / kA;
+            if (kB < 1) continue;
+            ts_code_params p = {.kind = TS_CODE_CRME, .n = n, .kA = kA, .kB = kB};
+            fixture f;
+            if (!fixture_make(&f, &p, 7, (uint64_t)n * 10 + kA)) continue;
+            int perm[64];
+            for (int j = 0; j < n; j++) perm[j] = j;
+            for (int t = 0; t < (sanitized() ? 2 : 6); t++) {
+                shuffle(perm, n, &r);
+                double err = check_set(&f, perm, f.k, 0, NULL);
+                TS_CHECK_MSG(err <= 1e-10, "CRME n=%d kA=%d kB=%d: %.3g", n, kA, kB, err);
+                worst_crme = fmax(worst_crme, err);
+            }
+            fixture_free(&f);
+        }
+        ts_code_params v = {.kind = TS_CODE_VANDERMONDE, .n = n, .kB = n - 2};
+        fixture f;
+        if (!fixture_make(&f, &v, 7, 77)) continue;
+        int perm[64];
+        for (int j = 0; j < n; j++) perm[j] = j;
+        shuffle(perm, n, &r);
+        double cond;
+        worst_vand = fmax(worst_vand, check_set(&f, perm, f.k, 0, &cond));
+        fixture_free(&f);
+    }
+    printf("  float64 decode, n <= 32, k = n-2: CRME worst rel. error %.2e; real Vandermonde "
+           "%.2e\n",
+           worst_crme, worst_vand);
+}
+
+/* CRME's two complex k x k solves agree with the 4k x 4k real solve, and
+ * the condition numbers coincide (digest 1.2.8). */
+static void test_crme_fast_equals_dense(void) {
+    ts_code_params p = {.kind = TS_CODE_CRME, .n = 13, .kA = 2, .kB = 5};
+    fixture f;
+    if (!fixture_make(&f, &p, 300, 9)) return;
+    ts_rng r;
+    ts_rng_seed(&r, 8);
+    int perm[13];
+    for (int j = 0; j < 13; j++) perm[j] = j;
+    for (int t = 0; t < 5; t++) {
+        shuffle(perm, 13, &r);
+        const float *pf[64];
+        for (int q = 0; q < f.k * 4; q++) pf[q] = f.Pf + ((size_t)perm[q / 4] * 4 + q % 4) * f.len;
+        float *a[40], *b[40];
+        float *ba = malloc(40 * f.len * sizeof(float)), *bb = malloc(40 * f.len * sizeof(float));
+        for (int u = 0; u < f.nt; u++) a[u] = ba + u * f.len, b[u] = bb + u * f.len;
+        ts_err e = {0};
+        double c1 = 0, c2 = 0;
+        TS_CHECK_OK(ts_code_decode(f.c, perm, f.k, pf, f.len, a, &c1, &e), &e);
+        TS_CHECK_OK(ts_code_decode_dense(f.c, perm, f.k, pf, f.len, b, &c2, &e), &e);
+        TS_CHECK_MSG(fabs(c1 - c2) <= 1e-8 * c2, "cond %.12g vs %.12g", c1, c2);
+        double d = 0;
+        for (size_t x = 0; x < f.nt * f.len; x++) d = fmax(d, fabs(ba[x] - bb[x]));
+        TS_CHECK_MSG(d <= 1e-4, "fast and dense decodes differ by %.3g", d);
+        free(ba), free(bb);
+    }
+    fixture_free(&f);
+}
+
+/* Encoding: float encode matches the generators; systematic workers and
+ * the uncoded split produce exact copies. */
+static void test_encode(void) {
+    ts_code_params p = {.kind = TS_CODE_VANDERMONDE, .n = 6, .kB = 4, .systematic = 1};
+    ts_err e = {0};
+    ts_code *c = ts_code_new(&p, &e);
+    TS_CHECK(c != NULL);
+    if (!c) return;
+    size_t len = 5000; /* more than one encoding chunk, not a multiple of it */
+    float *blk = malloc(4 * len * sizeof(float)), *out = malloc(len * sizeof(float));
+    ts_rng r;
+    ts_rng_seed(&r, 1);
+    ts_rng_fill_normal(&r, blk, 4 * len, 1);
+    const float *bp[4] = {blk, blk + len, blk + 2 * len, blk + 3 * len};
+    for (int j = 0; j < 6; j++) {
+        TS_CHECK_OK(ts_code_encode_b(c, j, bp, len, &out, &e), &e);
+        const double *g = ts_code_b_gen(c) + j * 4;
+        double err = 0;
+        for (size_t x = 0; x < len; x++) {
+            double s = 0;
+            for (int l = 0; l < 4; l++) s += g[l] * bp[l][x];
+            err = fmax(err, fabs(s - out[x]));
+        }
+        if (j < 4)
+            TS_CHECK(memcmp(out, bp[j], len * sizeof(float)) == 0);
+        else
+            TS_CHECK_MSG(err < 1e-4, "worker %d encode error %.3g", j, err);
+    }
+    TS_CHECK(ts_code_encode_b(c, 6, bp, len, &out, &e) == TS_ERR_INVALID);
+    TS_CHECK(ts_code_encode_b(c, -1, bp, len, &out, &e) == TS_ERR_INVALID);
+    TS_CHECK(ts_code_encode_b(c, 0, bp, 0, &out, &e) == TS_ERR_INVALID);
+    TS_CHECK(strstr(e.msg, "zero-length") != NULL);
+    const float *bad[4] = {blk, NULL, blk, blk};
+    TS_CHECK(ts_code_encode_b(c, 0, bad, len, &out, &e) == TS_ERR_INVALID);
+    free(blk), free(out);
+    ts_code_free(c);
+}
+
+static void expect_refused(ts_code_params p, const char *needle) {
+    ts_err e = {0};
+    ts_code *c = ts_code_new(&p, &e);
+    TS_CHECK_MSG(c == NULL, "%s n=%d kA=%d kB=%d m=%d accepted", ts_code_kind_name(p.kind), p.n,
+                 p.kA, p.kB, p.m);
+    ts_code_free(c);
+    TS_CHECK(e.status == TS_ERR_INVALID);
+    TS_CHECK_MSG(strstr(e.msg, needle) != NULL, "message '%s' lacks '%s'", e.msg, needle);
+}
+
+static void test_bad_params(void) {
+    expect_refused((ts_code_params){.kind = TS_CODE_VANDERMONDE, .n = 5, .kB = 6}, "k <= n");
+    expect_refused((ts_code_params){.kind = TS_CODE_CHEBYSHEV, .n = 5, .kB = 0}, "k <= n");
+    expect_refused((ts_code_params){.kind = TS_CODE_RANDOM, .n = 5, .kA = 2, .kB = 2}, "1-D");
+    expect_refused((ts_code_params){.kind = TS_CODE_CRME, .n = 10, .kA = 3, .kB = 4},
+                   "kA*kB <= n");
+    expect_refused((ts_code_params){.kind = TS_CODE_CRME, .n = 10, .kA = 0, .kB = 4}, "kA, kB");
+    expect_refused((ts_code_params){.kind = TS_CODE_POLYNOMIAL, .n = 10, .kA = -1, .kB = 4},
+                   "negative");
+    expect_refused((ts_code_params){.kind = TS_CODE_CRME, .n = 0, .kA = 1, .kB = 1}, "workers");
+    expect_refused((ts_code_params){.kind = TS_CODE_CRME, .n = 100000, .kA = 1, .kB = 1},
+                   "workers");
+    expect_refused((ts_code_params){.kind = TS_CODE_REPLICATION, .n = 4, .replicas = 5},
+                   "replicas");
+    expect_refused((ts_code_params){.kind = TS_CODE_REPLICATION, .n = 4, .replicas = 0},
+                   "replicas");
+    expect_refused((ts_code_params){.kind = TS_CODE_UNCODED, .n = 4, .kB = 3}, "exactly n");
+    expect_refused((ts_code_params){.kind = TS_CODE_MATDOT, .n = 8, .m = 5}, "needs 9");
+    expect_refused((ts_code_params){.kind = TS_CODE_MATDOT, .n = 8, .m = 2, .kA = 2}, "inner");
+    expect_refused((ts_code_params){.kind = TS_CODE_GPOLYDOT, .n = 8, .m = 2, .kA = 2, .kB = 2},
+                   "needs 9");
+    expect_refused((ts_code_params){.kind = TS_CODE_POLYDOT, .n = 8, .m = 0, .kA = 1, .kB = 1},
+                   "m >= 1");
+    expect_refused((ts_code_params){.kind = TS_CODE_CRME, .n = 8, .kA = 1, .kB = 2,
+                                    .systematic = 1},
+                   "systematic");
+    expect_refused((ts_code_params){.kind = TS_CODE_POLYNOMIAL, .n = 8, .kA = 1, .kB = 2,
+                                    .matvec = 1},
+                   "matvec");
+    expect_refused((ts_code_params){.kind = (ts_code_kind)99, .n = 8}, "unknown");
+    ts_err e = {0};
+    TS_CHECK(ts_code_new(NULL, &e) == NULL);
+    ts_code_kind k;
+    TS_CHECK(ts_code_kind_parse("crme", &k, &e) == TS_OK && k == TS_CODE_CRME);
+    TS_CHECK(ts_code_kind_parse("gpolydot", &k, &e) == TS_OK && k == TS_CODE_GPOLYDOT);
+    TS_CHECK(ts_code_kind_parse("reed-solomon", &k, &e) == TS_ERR_INVALID);
+    TS_CHECK(strstr(e.msg, "reed-solomon") != NULL);
+    TS_CHECK(ts_code_kind_parse(NULL, &k, &e) == TS_ERR_INVALID);
+    for (int i = 0; i <= TS_CODE_GPOLYDOT; i++) {
+        TS_CHECK(ts_code_kind_parse(ts_code_kind_name((ts_code_kind)i), &k, &e) == TS_OK);
+        TS_CHECK((int)k == i);
+    }
+    ts_code_free(NULL);
+}
+
+static void test_bad_responders(void) {
+    ts_code_params p = {.kind = TS_CODE_CRME, .n = 8, .kA = 2, .kB = 3};
+    fixture f;
+    if (!fixture_make(&f, &p, 4, 1)) return;
+    const float *pf[32];
+    float *tf[24], buf[96];
+    for (int q = 0; q < 32; q++) pf[q] = f.Pf + q * 4;
+    for (int t = 0; t < 24; t++) tf[t] = buf + 4 * t;
+    ts_err e = {0};
+    int few[5] = {0, 1, 2, 3, 4};
+    TS_CHECK(ts_code_decode(f.c, few, 5, pf, 4, tf, NULL, &e) == TS_ERR_INVALID);
+    TS_CHECK(strstr(e.msg, "too few") != NULL);
+    int dup[6] = {0, 1, 2, 3, 4, 2};
+    TS_CHECK(ts_code_decode(f.c, dup, 6, pf, 4, tf, NULL, &e) == TS_ERR_INVALID);
+    TS_CHECK(strstr(e.msg, "twice") != NULL);
+    int unk[6] = {0, 1, 2, 3, 4, 8};
+    TS_CHECK(ts_code_decode(f.c, unk, 6, pf, 4, tf, NULL, &e) == TS_ERR_INVALID);
+    TS_CHECK(strstr(e.msg, "not a worker") != NULL);
+    int neg[6] = {0, 1, 2, -3, 4, 5};
+    TS_CHECK(ts_code_decode(f.c, neg, 6, pf, 4, tf, NULL, &e) == TS_ERR_INVALID);
+    int ok[6] = {0, 1, 2, 3, 4, 5};
+    TS_CHECK(ts_code_decode(f.c, ok, 6, pf, 0, tf, NULL, &e) == TS_ERR_INVALID);
+    TS_CHECK(strstr(e.msg, "zero-length") != NULL);
+    TS_CHECK(ts_code_decode(f.c, NULL, 6, pf, 4, tf, NULL, &e) == TS_ERR_INVALID);
+    TS_CHECK(ts_code_decode(f.c, ok, 0, pf, 4, tf, NULL, &e) == TS_ERR_INVALID);
+    TS_CHECK(ts_code_decode(f.c, ok, 6, NULL, 4, tf, NULL, &e) == TS_ERR_INVALID);
+    pf[7] = NULL;
+    TS_CHECK(ts_code_decode(f.c, ok, 6, pf, 4, tf, NULL, &e) == TS_ERR_INVALID);
+    int many[9] = {0, 1, 2, 3, 4, 5, 6, 7, 0};
+    TS_CHECK(ts_code_decode(f.c, many, 9, pf, 4, tf, NULL, &e) == TS_ERR_INVALID);
+    fixture_free(&f);
+    /* the complex Vandermonde code has no square real system */
+    ts_code_params q = {.kind = TS_CODE_COMPLEX, .n = 8, .kA = 2, .kB = 3};
+    if (!fixture_make(&f, &q, 4, 1)) return;
+    for (int r = 0; r < 24; r++) pf[r] = f.Pf + r * 4;
+    TS_CHECK(ts_code_decode_dense(f.c, ok, 6, pf, 4, tf, NULL, &e) == TS_ERR_UNSUPPORTED);
+    fixture_free(&f);
+}
+
+/* The must-reproduce table (digest 3.5): worst case over all responder
+ * sets, n = 31, within 5%. */
+static void expect_worst(ts_code_params p, double want) {
+    ts_err e = {0};
+    ts_code *c = ts_code_new(&p, &e);
+    TS_CHECK_MSG(c != NULL, "%s", e.msg);
+    if (!c) return;
+    ts_code_cond_report rep;
+    TS_CHECK_OK(ts_code_worst_cond(c, NULL, &rep, NULL, &e), &e);
+    TS_CHECK(rep.exhaustive);
+    TS_CHECK_MSG(fabs(rep.worst / want - 1) <= 0.05, "%s kA=%d kB=%d: worst %.4g, want %.4g",
+                 ts_code_kind_name(p.kind), p.kA, p.kB, rep.worst, want);
+    printf("  n=31 %-12s kA=%d kB=%-2d worst cond %.4g (paper %.3g) over %ld sets\n",
+           ts_code_kind_name(p.kind), ts_code_params_of(c)->kA, p.kB, rep.worst, want, rep.sets);
+    ts_code_free(c);
+}
+
+static void test_cond_table(void) {
+    expect_worst((ts_code_params){.kind = TS_CODE_VANDERMONDE, .n = 31, .kB = 29}, 2.96e13);
+    expect_worst((ts_code_params){.kind = TS_CODE_CRME, .n = 31, .kA = 1, .kB = 29, .matvec = 1},
+                 55.0);
+    expect_worst((ts_code_params){.kind = TS_CODE_VANDERMONDE, .n = 31, .kB = 28}, 2.29e13);
+    expect_worst((ts_code_params){.kind = TS_CODE_CRME, .n = 31, .kA = 1, .kB = 28, .matvec = 1},
+                 404);
+    expect_worst((ts_code_params){.kind = TS_CODE_POLYNOMIAL, .n = 31, .kA = 4, .kB = 7}, 2.29e13);
+    expect_worst((ts_code_params){.kind = TS_CODE_CRME, .n = 31, .kA = 4, .kB = 7}, 404);
+    expect_worst((ts_code_params){.kind = TS_CODE_COMPLEX, .n = 31, .kA = 4, .kB = 7}, 404);
+    /* sampled search keeps the worst set it saw, and it is a real set */
+    ts_err e = {0};
+    ts_code_params p = {.kind = TS_CODE_CRME, .n = 20, .kA = 3, .kB = 3};
+    ts_code *c = ts_code_new(&p, &e);
+    ts_code_search s = {.max_exhaustive = 1000, .samples = 200, .seed = 3};
+    ts_code_cond_report rep;
+    int worst[9];
+    TS_CHECK_OK(ts_code_worst_cond(c, &s, &rep, worst, &e), &e);
+    TS_CHECK(!rep.exhaustive && rep.sets == 200 && rep.worst >= rep.mean);
+    TS_CHECK_NEAR(ts_code_cond_of_set(c, worst), rep.worst, 1e-9 * rep.worst);
+    ts_code_free(c);
+}
+
+/* The noise study of the CRME paper (digest 3.4), 100 dB, within 2x. */
+static void test_noise_mse(void) {
+    struct {
+        ts_code_params p;
+        int ba;
+        double want;
+    } rows[] = {
+        {{.kind = TS_CODE_CRME, .n = 31, .kA = 4, .kB = 7}, 12, 2.45e-10},
+        {{.kind = TS_CODE_COMPLEX, .n = 31, .kA = 4, .kB = 7}, 12, 2.45e-10},
+        {{.kind = TS_CODE_CRME, .n = 31, .kA = 1, .kB = 29, .matvec = 1}, 1, 4.98e-13},
+        {{.kind = TS_CODE_COMPLEX, .n = 31, .kA = 1, .kB = 29}, 1, 5.36e-13},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        ts_err e = {0};
+        ts_code *c = ts_code_new(&rows[i].p, &e);
+        if (!c) continue;
+        ts_code_cond_report rep;
+        int set[32];
+        TS_CHECK_OK(ts_code_worst_cond(c, NULL, &rep, set, &e), &e);
+        ts_code_noise_opts o = {.snr_db = 100, .t = 60, .ba = rows[i].ba, .bb = 8, .seed = 4};
+        double mse = 0;
+        TS_CHECK_OK(ts_code_noise_mse(c, set, &o, &mse, &e), &e);
+        TS_CHECK_MSG(mse <= 2 * rows[i].want && mse >= rows[i].want / 2, "%s: nmse %.3g want %.3g",
+                     ts_code_kind_name(rows[i].p.kind), mse, rows[i].want);
+        printf("  100 dB %-8s kA=%d kB=%d worst-set nmse %.3g (paper %.3g)\n",
+               ts_code_kind_name(rows[i].p.kind), rows[i].p.kA, rows[i].p.kB, mse, rows[i].want);
+        ts_code_free(c);
+    }
+}
+
+int main(void) {
+    TS_RUN(test_bad_params);
+    TS_RUN(test_bad_responders);
+    TS_RUN(test_encode);
+    TS_RUN(test_exhaustive_small_n);
+    TS_RUN(test_replication);
+    TS_RUN(test_random_properties);
+    TS_RUN(test_crme_f64_accuracy);
+    TS_RUN(test_crme_fast_equals_dense);
+    TS_RUN(test_cond_table);
+    TS_RUN(test_noise_mse);
+    return ts_test_summary();
+}
