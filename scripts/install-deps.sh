@@ -14,6 +14,7 @@ PACKAGES=(
   libonnx-testdata         # ONNX backend conformance cases
   gnuplot-nox              # plots in docs/results
   python3-onnx             # onnx.checker for saved models (tests)
+  python3-zmq              # rogue peers in the multi-process system tests
 )
 # Optional: the benchmark's PyTorch peer. Large; installed only on request.
 if [[ "${TESSERA_WITH_TORCH:-0}" == 1 ]]; then PACKAGES+=(python3-torch); fi

@@ -234,7 +234,15 @@ typedef struct {
     const int *stop;
     /* Non-NULL: CURVE (DIR/master.pub, DIR/worker.pub, DIR/worker.secret). */
     const char *curve_dir;
+    /* Non-NULL: what the worker did, written when ts_worker_run returns. */
+    struct ts_worker_stats *stats;
 } ts_worker_opts;
+
+typedef struct ts_worker_stats {
+    uint64_t tasks, task_errors; /* results and errors sent */
+    uint64_t blobs;              /* deploys stored */
+    uint64_t registrations;      /* READYs received (1 + re-registrations) */
+} ts_worker_stats;
 
 ts_worker_opts ts_worker_opts_default(void);
 

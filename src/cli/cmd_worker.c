@@ -134,14 +134,18 @@ int ts_cmd_worker(int argc, char **argv) {
 
     ts_err err = {0};
     ts_worker_exit why;
+    ts_worker_stats st = {0};
+    o.stats = &st;
     ts_status s = ts_worker_run(&o, &why, &err);
     if (s != TS_OK) return ts_cli_fail(&err);
     if (why == TS_WORKER_EXIT_CRASH) {
         fprintf(stderr, "tessera worker: emulated crash (%s)\n", strag);
         _exit(TS_EXIT_FAIL); /* no cleanup, no goodbye: that is the point */
     }
-    printf("worker %s: %s\n", o.name ? o.name : "",
-           why == TS_WORKER_EXIT_SHUTDOWN ? "master shut down" : "stopped");
+    printf("worker %s: %s after %llu tasks (%llu failed), %llu blobs, %llu registrations\n",
+           o.name ? o.name : "", why == TS_WORKER_EXIT_SHUTDOWN ? "master shut down" : "stopped",
+           (unsigned long long)st.tasks, (unsigned long long)st.task_errors,
+           (unsigned long long)st.blobs, (unsigned long long)st.registrations);
     return TS_EXIT_OK;
 }
 

@@ -43,7 +43,7 @@ typedef struct {
     ts_rng rng;
     ts_blob_store store;
     outmsg *q_head, *q_tail; /* release times are non-decreasing */
-    uint64_t tasks_done;
+    ts_worker_stats st;
 } worker;
 
 ts_worker_opts ts_worker_opts_default(void) {
@@ -220,9 +220,11 @@ static void handle_deploy(worker *w, ts_proto_in *in, ts_proto_msg *msg, double 
     double have = ts_emul_inbound(&w->link, now, in->total_bytes);
     ts_err e = {0};
     if (ts_store_put(&w->store, in, 0, msg, &e) != TS_OK) {
+        w->st.task_errors++;
         reply_error(w, &msg->h, ts_emul_outbound(&w->link, have, 64), e.status, e.msg);
         return;
     }
+    w->st.blobs++;
     ts_msg_hdr h = msg->h;
     h.type = TS_MSG_DEPLOYED;
     outmsg *m = outmsg_new(&h);
@@ -251,6 +253,7 @@ static void handle_task(worker *w, ts_proto_msg *msg, size_t in_bytes, double no
                               w->o->max_frame_bytes, outs, &n_outs, &flops, &e);
     double real_s = ts_now() - t0;
     if (s != TS_OK) {
+        w->st.task_errors++;
         reply_error(w, &msg->h, ts_emul_outbound(&w->link, have, 64), s, e.msg);
         return;
     }
@@ -278,7 +281,7 @@ static void handle_task(worker *w, ts_proto_msg *msg, size_t in_bytes, double no
     m->n = n_outs;
     TS_ASSERT(ts_proto_end(&m->f, (uint32_t)n_outs));
     m->release = ts_emul_outbound(&w->link, done, bytes + m->f.len);
-    w->tasks_done++;
+    w->st.tasks++;
     queue_push(w, m);
 }
 
@@ -296,6 +299,7 @@ static action handle_frame(worker *w, ts_proto_in *in, double now) {
     switch ((ts_msg_type)msg.h.type) {
     case TS_MSG_READY:
         w->registered = 1;
+        w->st.registrations++;
         w->id = msg.u.ready.worker_id;
         if (msg.u.ready.heartbeat_ms >= 1 && msg.u.ready.heartbeat_ms <= 3600000)
             w->hb_s = msg.u.ready.heartbeat_ms * 1e-3;
@@ -439,6 +443,7 @@ ts_status ts_worker_run(const ts_worker_opts *opts, ts_worker_exit *why, ts_err 
     close_socket(&w, (s == TS_OK && *why == TS_WORKER_EXIT_STOPPED && stop_requested(&w) == 1) ? 200 : 0);
     ts_store_clear(&w.store);
     if (own_ctx) zmq_ctx_term(w.ctx);
+    if (opts->stats) *opts->stats = w.st;
     return s;
 }
 
