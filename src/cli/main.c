@@ -15,6 +15,7 @@ int ts_cmd_train(int argc, char **argv);
 int ts_cmd_eval(int argc, char **argv);
 int ts_cmd_infer(int argc, char **argv);
 int ts_cmd_plan(int argc, char **argv);
+int ts_cmd_codes(int argc, char **argv);
 
 static int ts_cmd_version(int argc, char **argv) {
     (void)argc;
@@ -34,6 +35,7 @@ static const ts_cli_command COMMANDS[] = {
     {"eval", "accuracy and confusion matrix of a model on Fashion-MNIST", ts_cmd_eval},
     {"infer", "classify PGM/PPM images or IDX files, top-k with class names", ts_cmd_infer},
     {"plan", "per-layer coded plan: split, traffic, storage, FLOPs, conditioning", ts_cmd_plan},
+    {"codes", "a straggler code's threshold, costs and worst-case conditioning", ts_cmd_codes},
     {"version", "print the version", ts_cmd_version},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
