@@ -80,6 +80,9 @@ void ts_log(ts_log_level level, const char *fmt, ...) __attribute__((format(prin
 void *ts_alloc(size_t n);
 void *ts_calloc(size_t n);
 void ts_free(void *p);
+/* Successful ts_alloc / ts_calloc calls so far in this process (a
+ * diagnostic: tests use it to show a planned graph runs without allocating). */
+uint64_t ts_alloc_count(void);
 
 /* ---- tensors ---------------------------------------------------------- */
 

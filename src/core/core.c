@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -74,11 +75,22 @@ void ts_log(ts_log_level level, const char *fmt, ...) {
 
 /* ---- memory ----------------------------------------------------------- */
 
+/* Process-wide like the log callback: a diagnostic counter that tests read
+ * to prove the steady state of inference and training allocates nothing.
+ * Atomic because conv threads and runtime threads may allocate. */
+static _Atomic uint64_t g_alloc_count;
+
 void *ts_alloc(size_t n) {
     if (n == 0) return NULL;
     size_t rounded = (n + TS_ALIGN - 1) / TS_ALIGN * TS_ALIGN;
     if (rounded < n) return NULL;
-    return aligned_alloc(TS_ALIGN, rounded);
+    void *p = aligned_alloc(TS_ALIGN, rounded);
+    if (p) atomic_fetch_add_explicit(&g_alloc_count, 1, memory_order_relaxed);
+    return p;
+}
+
+uint64_t ts_alloc_count(void) {
+    return atomic_load_explicit(&g_alloc_count, memory_order_relaxed);
 }
 
 void *ts_calloc(size_t n) {
