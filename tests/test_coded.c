@@ -208,6 +208,9 @@ static void test_conv_every_responder_set(void) {
         {TS_SCHEME_CRME, 12, 3, 3, 3},  {TS_SCHEME_CRME, 12, 0, 3, 4},
         {TS_SCHEME_POLYNOMIAL, 8, 2, 2, 3}, {TS_SCHEME_MDS, 9, 3, 0, 0},
         {TS_SCHEME_REPLICATION, 8, 1, 0, 0}, {TS_SCHEME_UNCODED, 5, 0, 0, 0},
+        /* kB = 1 splits that depthwise layers (2 filters per channel) take */
+        {TS_SCHEME_CRME, 6, 2, 4, 1},   {TS_SCHEME_CRME, 5, 1, 4, 1},
+        {TS_SCHEME_POLYNOMIAL, 8, 2, 6, 1},
     };
     int n_cases = sanitized() ? 3 : (int)(sizeof cases / sizeof cases[0]);
     for (int ci = 0; ci < n_cases; ci++) {
@@ -219,6 +222,7 @@ static void test_conv_every_responder_set(void) {
         ts_tensor *w = rand_tensor(ts_shape4(m, k->c / k->groups, k->kh, k->kw), &r);
         ts_tensor *b = rand_tensor(ts_shape_make(1, (int64_t[]){m}), &r);
         ts_tensor *want = direct_conv(&p, x, w, b);
+        int ran = 0;
         for (size_t si = 0; si < sizeof sc / sizeof sc[0]; si++) {
             ts_err e = {0};
             ts_layer_coder *c = ts_coder_new_conv(&p, &x->s, &w->s, sc[si].scheme, sc[si].n,
@@ -236,7 +240,9 @@ static void test_conv_every_responder_set(void) {
                      sc[si].n, sc[si].s);
             check_all_sets(c, sc[si].scheme, b, 1, 1, want, 0, what);
             ts_coder_free(c);
+            ran++;
         }
+        TS_CHECK_MSG(ran >= 3, "%s: only %d schemes could cut this layer", k->name, ran);
         ts_tensor_free(x), ts_tensor_free(w), ts_tensor_free(b), ts_tensor_free(want);
     }
 }

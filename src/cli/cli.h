@@ -40,13 +40,12 @@ const char *ts_cli_human_bytes(double bytes, char *buf, size_t len);
  *   --listen URL     bind URL (tcp://host:port, ipc:///path) for workers
  *                    started elsewhere (`tessera worker --connect URL`)
  *   --expect N       with --listen: wait for N workers before starting
- *   --pipeline D     inferences in flight at once
  *   --deadline S     seconds a layer may take before the run fails
  * Usage: call ts_cli_coded_arg for each argv[i] the command does not know;
  * after parsing, if ts_cli_coded_active, ts_cli_coded_begin attaches the
  * coded executor to the (planned) graph; ts_cli_coded_end detaches it. */
 typedef struct {
-    int workers, stragglers, expect, pipeline;
+    int workers, stragglers, expect;
     const char *scheme, *listen;
     double deadline_s;
     int set; /* any option given */

@@ -12,7 +12,6 @@ void ts_cli_coded_init(ts_cli_coded *o) {
     o->workers = 0;
     o->stragglers = 0;
     o->scheme = "crme";
-    o->pipeline = 1;
     o->deadline_s = 60.0;
 }
 
@@ -29,7 +28,7 @@ int ts_cli_coded_arg(ts_cli_coded *o, int argc, char **argv, int *i) {
     const char *opt = argv[*i], *v = NULL;
     long n;
     static const char *const known[] = {"--workers", "--stragglers", "--scheme", "--listen",
-                                        "--expect",  "--pipeline",   "--deadline"};
+                                        "--expect",  "--deadline"};
     int k = -1;
     for (int j = 0; j < (int)(sizeof known / sizeof known[0]); j++)
         if (!strcmp(opt, known[j])) k = j;
@@ -60,10 +59,6 @@ int ts_cli_coded_arg(ts_cli_coded *o, int argc, char **argv, int *i) {
         if (!ts_cli_parse_int(opt, v, 1, 256, &n)) return -1;
         o->expect = (int)n;
         return 1;
-    case 5:
-        if (!ts_cli_parse_int(opt, v, 1, 64, &n)) return -1;
-        o->pipeline = (int)n;
-        return 1;
     default: return ts_cli_parse_double(opt, v, 0.01, 86400.0, &o->deadline_s) ? 1 : -1;
     }
 }
@@ -79,7 +74,7 @@ void ts_cli_coded_usage(FILE *f) {
             "  --scheme X       crme (default) | uncoded | replication | mds | polynomial\n"
             "  --listen URL     bind tcp://host:port or ipc:///path for `tessera worker`s\n"
             "  --expect N       with --listen: wait for N workers before starting\n"
-            "  --pipeline D     inferences in flight at once (default 1)\n"
+
             "  --deadline S     seconds a layer may take before the run fails (default 60)\n");
 }
 
