@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "tessera/code.h"
 #include "ts_test.h"
@@ -73,10 +74,12 @@ static int fixture_make(fixture *f, const ts_code_params *p, size_t len, uint64_
             f->T[t * len + x] = s;
         }
     const double *ga = ts_code_a_gen(c), *gb = ts_code_b_gen(c);
-    const float *ap[256], *bp[256];
+    const float *ap[1024], *bp[1024];
     for (int i = 0; i < f->na; i++) ap[i] = fa + i * len;
     for (int i = 0; i < f->nb; i++) bp[i] = fb + i * len;
-    float *so_a[2] = {sa, sa + len}, *so_b[2] = {sb, sb + len};
+    float *so_a[64], *so_b[64];
+    for (int a = 0; a < f->qa; a++) so_a[a] = sa + a * len;
+    for (int b = 0; b < f->qb; b++) so_b[b] = sb + b * len;
     for (int j = 0; j < f->n; j++) {
         for (int a = 0; a < f->qa; a++)
             encode_row(ga + ((size_t)j * f->qa + a) * f->na, f->na, f->A, len, ea + a * len);
@@ -126,10 +129,10 @@ static double rel_err_f(const fixture *f, float *const *out) {
  * the error against the condition number; returns the double error. */
 static double check_set(fixture *f, const int *resp, int n_resp, int also_float, double *cond_out) {
     ts_err e = {0};
-    const double *pp[1024];
-    const float *pf[1024];
-    double *td[256];
-    float *tf[256];
+    const double *pp[2048];
+    const float *pf[2048];
+    double *td[1024];
+    float *tf[1024];
     double *bufd = malloc(f->nt * f->len * sizeof(double));
     float *buff = malloc(f->nt * f->len * sizeof(float));
     for (int r = 0; r < n_resp; r++)
@@ -224,6 +227,9 @@ static void test_exhaustive_small_n(void) {
         {.kind = TS_CODE_CRME, .n = 7, .kA = 1, .kB = 5, .matvec = 1},
         {.kind = TS_CODE_COMPLEX, .n = 8, .kA = 2, .kB = 3},
         {.kind = TS_CODE_COMPLEX, .n = 7, .kA = 1, .kB = 5},
+        {.kind = TS_CODE_CIRCULANT, .n = 7, .kB = 5},
+        {.kind = TS_CODE_CIRCULANT, .n = 6, .kB = 4},
+        {.kind = TS_CODE_CIRCULANT, .n = 8, .kB = 5, .q = 13},
         {.kind = TS_CODE_MATDOT, .n = 8, .m = 3},
         {.kind = TS_CODE_POLYDOT, .n = 13, .kA = 2, .kB = 2, .m = 2},
         {.kind = TS_CODE_GPOLYDOT, .n = 9, .kA = 2, .kB = 1, .m = 3},
@@ -440,6 +446,12 @@ static void test_bad_params(void) {
                                     .matvec = 1},
                    "matvec");
     expect_refused((ts_code_params){.kind = (ts_code_kind)99, .n = 8}, "unknown");
+    expect_refused((ts_code_params){.kind = TS_CODE_CIRCULANT, .n = 8, .kB = 5, .q = 9}, "prime");
+    expect_refused((ts_code_params){.kind = TS_CODE_CIRCULANT, .n = 8, .kB = 5, .q = 7}, "prime");
+    expect_refused((ts_code_params){.kind = TS_CODE_CIRCULANT, .n = 8, .kA = 2, .kB = 2},
+                   "matrix-vector");
+    expect_refused((ts_code_params){.kind = TS_CODE_CRME, .n = 8, .kA = 2, .kB = 2, .q = 11},
+                   "circulant");
     ts_err e = {0};
     TS_CHECK(ts_code_new(NULL, &e) == NULL);
     ts_code_kind k;
@@ -506,7 +518,7 @@ static void expect_worst(ts_code_params p, double want) {
     TS_CHECK(rep.exhaustive);
     TS_CHECK_MSG(fabs(rep.worst / want - 1) <= 0.05, "%s kA=%d kB=%d: worst %.4g, want %.4g",
                  ts_code_kind_name(p.kind), p.kA, p.kB, rep.worst, want);
-    printf("  n=31 %-12s kA=%d kB=%-2d worst cond %.4g (paper %.3g) over %ld sets\n",
+    printf("  n=%d %-12s kA=%d kB=%-2d worst cond %.4g (paper %.3g) over %ld sets\n", p.n,
            ts_code_kind_name(p.kind), ts_code_params_of(c)->kA, p.kB, rep.worst, want, rep.sets);
     ts_code_free(c);
 }
@@ -521,6 +533,9 @@ static void test_cond_table(void) {
     expect_worst((ts_code_params){.kind = TS_CODE_POLYNOMIAL, .n = 31, .kA = 4, .kB = 7}, 2.29e13);
     expect_worst((ts_code_params){.kind = TS_CODE_CRME, .n = 31, .kA = 4, .kB = 7}, 404);
     expect_worst((ts_code_params){.kind = TS_CODE_COMPLEX, .n = 31, .kA = 4, .kB = 7}, 404);
+    expect_worst((ts_code_params){.kind = TS_CODE_CIRCULANT, .n = 31, .kB = 29}, 54.96);
+    /* q > n: the nodes are not equispaced and conditioning suffers (digest 3.5) */
+    expect_worst((ts_code_params){.kind = TS_CODE_CIRCULANT, .n = 20, .kB = 17, .q = 23}, 5.94e3);
     /* sampled search keeps the worst set it saw, and it is a real set */
     ts_err e = {0};
     ts_code_params p = {.kind = TS_CODE_CRME, .n = 20, .kA = 3, .kB = 3};
@@ -564,6 +579,47 @@ static void test_noise_mse(void) {
     }
 }
 
+/* `tessera codes`: the documented exact form prints the worst-case line;
+ * bad arguments are usage errors (2), impossible codes runtime errors (1). */
+static int run_cli(const char *args, char *out, size_t cap) {
+    const char *cli = getenv("TS_CLI");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", cli, args);
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = 0;
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli(void) {
+    if (!getenv("TS_CLI")) {
+        printf("  (TS_CLI not set: skipped)\n");
+        return;
+    }
+    char out[8192];
+    int rc = run_cli("codes --code crme --workers 31 --k 29 --worst-cond", out, sizeof out);
+    TS_CHECK(rc == 0);
+    TS_CHECK_MSG(strstr(out, "worst-case condition number: 54.96\n") != NULL, "%s", out);
+    TS_CHECK(strstr(out, "recovery threshold: 29 of 31") != NULL);
+    TS_CHECK(strstr(out, "storage per worker") && strstr(out, "communication per worker"));
+    rc = run_cli("codes --code crme --workers 31 --kA 4 --kB 7 --worst-cond", out, sizeof out);
+    TS_CHECK(rc == 0 && strstr(out, "worst-case condition number: 404.3") != NULL);
+    rc = run_cli("codes --code vandermonde --workers 31 --k 32", out, sizeof out);
+    TS_CHECK(rc == 1 && strstr(out, "k <= n") != NULL);
+    rc = run_cli("codes --code nonsense --workers 4", out, sizeof out);
+    TS_CHECK(rc == 2 && strstr(out, "unknown code") != NULL);
+    rc = run_cli("codes --code crme --workers 0 --k 2", out, sizeof out);
+    TS_CHECK(rc == 2);
+    rc = run_cli("codes --code crme --k 2", out, sizeof out);
+    TS_CHECK(rc == 2 && strstr(out, "--workers") != NULL);
+    rc = run_cli("codes --code crme --workers 8 --k 2 --kA 2", out, sizeof out);
+    TS_CHECK(rc == 2);
+    rc = run_cli("codes --bogus", out, sizeof out);
+    TS_CHECK(rc == 2);
+}
+
 int main(void) {
     TS_RUN(test_bad_params);
     TS_RUN(test_bad_responders);
@@ -575,5 +631,6 @@ int main(void) {
     TS_RUN(test_crme_fast_equals_dense);
     TS_RUN(test_cond_table);
     TS_RUN(test_noise_mse);
+    TS_RUN(test_cli);
     return ts_test_summary();
 }

@@ -50,6 +50,15 @@
  *                the reals: nA = kA, nB = kB, share 0 = Re, share 1 = Im of
  *                sum_i w^(kB i j) A_i (qa = 2 when kA > 1, else 1; same for
  *                B with w^(l j)); threshold kA*kB.
+ *   circulant    circulant-permutation embedding, matrix-vector (kA = 1,
+ *                k = kB), q prime >= n: nA = 1, qa = 1; B in k groups of q-1
+ *                blocks (B_{i,c} at i*(q-1) + c), nB = k(q-1); qb = q shares,
+ *                share s of worker j = sum_i B_{i,(s + i j) mod q} with
+ *                B_{i,q-1} = -(B_{i,0} + ... + B_{i,q-2}) (generator entries
+ *                0, +1, -1: no multiplications); q products per worker;
+ *                targets A_0 (*) B_{i,c}; threshold k; decoded by a length-q
+ *                DFT and q-1 complex k x k solves. cond = max_f sigma_max /
+ *                min_f sigma_min over the per-frequency systems.
  *   matdot, polydot, gpolydot
  *                A is kA x m blocks (A_{i,q} at index i*m + q, q the inner
  *                index), B is m x kB blocks (B_{q,l} at q*kB + l), qa = qb = 1;
@@ -92,6 +101,7 @@ typedef struct {
     int replicas;   /* replication only */
     int systematic; /* 1-D MDS: first k workers hold plain blocks */
     uint64_t seed;  /* random codes */
+    int q;          /* circulant only: a prime >= n (0: the smallest such prime) */
     int matvec;     /* crme only: 1 = A is not split (matrix-vector, kA = 1): nA = qa = 1,
                      * nB = 2kB, 2 products per worker, threshold kB */
 } ts_code_params;

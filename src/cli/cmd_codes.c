@@ -12,7 +12,7 @@
 static void codes_usage(FILE *f) {
     fprintf(f,
             "usage: tessera codes [--code NAME] --workers N [--k K | --kA A --kB B] [--m M]\n"
-            "                     [--replicas R] [--systematic] [--matvec] [--seed S]\n"
+            "                     [--replicas R] [--q PRIME] [--systematic] [--matvec] [--seed S]\n"
             "                     [--worst-cond] [--samples S] [--snr DB]\n\n"
             "Describes a straggler code: recovery threshold, storage and communication per\n"
             "worker, and with --worst-cond its worst-case 2-norm condition number over all\n"
@@ -23,7 +23,7 @@ static void codes_usage(FILE *f) {
             "codes: uncoded, replication, vandermonde, chebyshev, random (1-D: --k K),\n"
             "       polynomial, crme, complex (--kA A --kB B, or --k K for kA = 1; crme with\n"
             "       --k is the matrix-vector scheme: A whole, B in 2K blocks),\n"
-            "       circulant (--k K), matdot (--m M), polydot and gpolydot (--kA --m --kB).\n");
+            "       circulant (--k K [--q PRIME >= N]), matdot (--m M), polydot and gpolydot (--kA --m --kB).\n");
 }
 
 static long gcd(long a, long b) {
@@ -69,7 +69,7 @@ int ts_cmd_codes(int argc, char **argv) {
         return TS_EXIT_OK;
     }
     ts_code_params p = {.kind = TS_CODE_CRME, .seed = 1};
-    long workers = 0, k = 0, ka = 0, kb = 0, m = 0, reps = 0, seed = 1, samples = 3000;
+    long workers = 0, qprime = 0, k = 0, ka = 0, kb = 0, m = 0, reps = 0, seed = 1, samples = 3000;
     double snr = 0;
     int worst = 0, want_snr = 0;
     ts_err e = {0};
@@ -85,6 +85,7 @@ int ts_cmd_codes(int argc, char **argv) {
         else if (!strcmp(a, "--k") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &k);
         else if (!strcmp(a, "--kA") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &ka);
         else if (!strcmp(a, "--kB") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &kb);
+        else if (!strcmp(a, "--q") && v) ok = ts_cli_parse_int(a, argv[++i], 2, 4096, &qprime);
         else if (!strcmp(a, "--m") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &m);
         else if (!strcmp(a, "--replicas") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &reps);
         else if (!strcmp(a, "--seed") && v) ok = ts_cli_parse_int(a, argv[++i], 0, 1L << 40, &seed);
@@ -109,7 +110,7 @@ int ts_cmd_codes(int argc, char **argv) {
         fprintf(stderr, "tessera codes: give either --k or --kA/--kB, not both\n");
         return TS_EXIT_USAGE;
     }
-    p.n = (int)workers, p.m = (int)m, p.replicas = (int)reps, p.seed = (uint64_t)seed;
+    p.n = (int)workers, p.q = (int)qprime, p.m = (int)m, p.replicas = (int)reps, p.seed = (uint64_t)seed;
     p.kA = k ? 1 : (int)ka;
     p.kB = k ? (int)k : (int)kb;
     if (k && p.kind == TS_CODE_CRME) p.matvec = 1; /* --k: the paper's matrix-vector scheme */

@@ -55,7 +55,9 @@ static ts_status check_params(ts_code_params *p, ts_err *err) {
         return ts_errorf(err, TS_ERR_INVALID,
                          "matrix-vector CRME does not split A: set kA = 1 (not %d)", p->kA);
     if (p->matvec) p->kA = 1, p->matvec = 1;
-    if (p->kA < 0 || p->kB < 0 || p->m < 0 || p->d < 0 || p->replicas < 0)
+    if (p->q && p->kind != TS_CODE_CIRCULANT)
+        return ts_errorf(err, TS_ERR_INVALID, "q applies to the circulant code only, not %s", name);
+    if (p->kA < 0 || p->kB < 0 || p->m < 0 || p->d < 0 || p->replicas < 0 || p->q < 0)
         return ts_errorf(err, TS_ERR_INVALID, "the %s code got a negative split", name);
     switch (p->kind) {
     case TS_CODE_UNCODED:
@@ -93,6 +95,7 @@ static ts_status check_params(ts_code_params *p, ts_err *err) {
                              name, n, p->kB);
         p->kA = 1;
         return TS_OK;
+    case TS_CODE_CIRCULANT: return ts_code_circ_check(p, err);
     case TS_CODE_POLYNOMIAL:
     case TS_CODE_CRME:
     case TS_CODE_COMPLEX:

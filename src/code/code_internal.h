@@ -57,6 +57,17 @@ ts_status ts_la_zinverse(double complex *a, int n, ts_err *err);
 /* 2-norm condition number sigma_max / sigma_min (inf when singular). */
 double ts_la_cond(const double *a, int rows, int cols);
 double ts_la_zcond(const double complex *a, int rows, int cols);
+/* Largest and smallest singular values; 0 on allocation failure. */
+int ts_la_zsv_range(const double complex *a, int rows, int cols, double *hi, double *lo);
+
+/* circulant embedding (circulant.c) */
+int ts_code_circ_default_q(int n);
+ts_status ts_code_circ_check(ts_code_params *p, ts_err *err);
+ts_status ts_code_circ_build(ts_code *c, ts_err *err);
+double ts_code_circ_cond(const ts_code *c, const int *ids);
+ts_status ts_code_circ_entry(const ts_code *c, ts_code_cache_entry *e, ts_err *err);
+ts_status ts_code_circ_apply(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
+                             size_t len, void *const *targets, int f64, ts_err *err);
 
 /* decoding (decode.c) */
 enum { TS_CODE_MODE_FAST = 0, TS_CODE_MODE_DENSE = 1 };

@@ -86,10 +86,13 @@ static double complex *unit_vandermonde(const ts_code *c, const int *ids, int ns
 }
 
 static int uses_complex(const ts_code *c, int mode) {
-    return mode == TS_CODE_MODE_FAST && (c->p.kind == TS_CODE_CRME || c->p.kind == TS_CODE_COMPLEX);
+    return (mode == TS_CODE_MODE_FAST &&
+            (c->p.kind == TS_CODE_CRME || c->p.kind == TS_CODE_COMPLEX)) ||
+           c->p.kind == TS_CODE_CIRCULANT;
 }
 
 double ts_code_set_cond(const ts_code *c, const int *ids, int nset, int mode) {
+    if (c->p.kind == TS_CODE_CIRCULANT) return ts_code_circ_cond(c, ids);
     if (c->p.kind == TS_CODE_COMPLEX || (c->p.kind == TS_CODE_CRME && mode == TS_CODE_MODE_FAST)) {
         double complex *v = unit_vandermonde(c, ids, nset, 1);
         double k = v ? ts_la_zcond(v, nset, nset) : NAN;
@@ -104,6 +107,12 @@ double ts_code_set_cond(const ts_code *c, const int *ids, int nset, int mode) {
 }
 
 static ts_status build_entry(ts_code *c, ts_code_cache_entry *e, int nset, int mode, ts_err *err) {
+    if (c->p.kind == TS_CODE_CIRCULANT) {
+        if (mode != TS_CODE_MODE_FAST)
+            return ts_errorf(err, TS_ERR_UNSUPPORTED,
+                             "the circulant code decodes per frequency only (no dense real system)");
+        return ts_code_circ_entry(c, e, err);
+    }
     if (uses_complex(c, mode)) {
         int k = nset, nmat = c->p.kind == TS_CODE_CRME && !c->p.matvec ? 2 : 1;
         e->zdec = malloc((size_t)nmat * k * k * sizeof *e->zdec);
@@ -391,7 +400,9 @@ ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const voi
     for (int r = 0; r < k; r++)
         for (int q = 0; q < per; q++) rows[r * per + q] = prod[pos[r] * per + q];
     ts_status st;
-    if (!uses_complex(c, mode))
+    if (c->p.kind == TS_CODE_CIRCULANT)
+        st = ts_code_circ_apply(c, e, rows, len, targets, f64, err);
+    else if (!uses_complex(c, mode))
         st = apply_real(c, e, rows, k * per, len, targets, f64, err);
     else if (c->p.kind == TS_CODE_CRME && c->p.matvec)
         st = apply_crme_mv(c, e, rows, k, len, targets, f64, err);

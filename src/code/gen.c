@@ -246,6 +246,7 @@ ts_status ts_code_build(ts_code *c, ts_err *err) {
     case TS_CODE_POLYNOMIAL: return build_polynomial(c, err);
     case TS_CODE_CRME: return build_crme(c, err);
     case TS_CODE_COMPLEX: return build_complex(c, err);
+    case TS_CODE_CIRCULANT: return ts_code_circ_build(c, err);
     case TS_CODE_MATDOT:
     case TS_CODE_POLYDOT:
     case TS_CODE_GPOLYDOT: return build_dot(c, err);

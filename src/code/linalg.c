@@ -148,15 +148,14 @@ double ts_la_cond(const double *a, int rows, int cols) {
     return c;
 }
 
-double ts_la_zcond(const double complex *a, int rows, int cols) {
+int ts_la_zsv_range(const double complex *a, int rows, int cols, double *hi, double *lo) {
     int m = cols, n = rows;
-    int k = m < n ? m : n, info = 0, lwork = -1, one = 1;
+    int k = m < n ? m : n, info = 0, lwork = -1, one = 1, ok = 0;
     double complex q = 0, du = 0;
     double complex *cp = malloc((size_t)rows * cols * sizeof *cp);
     double *s = malloc((size_t)(k > 0 ? k : 1) * sizeof *s);
     double *rwork = malloc((size_t)(5 * k + 1) * sizeof *rwork);
-    double c = NAN;
-    if (!cp || !s || !rwork) goto done;
+    if (!cp || !s || !rwork || k < 1) goto done;
     memcpy(cp, a, (size_t)rows * cols * sizeof *cp);
     zgesvd_("N", "N", &m, &n, cp, &m, s, &du, &one, &du, &one, &q, &lwork, rwork, &info, 1, 1);
     lwork = (int)creal(q) + 1;
@@ -164,12 +163,18 @@ double ts_la_zcond(const double complex *a, int rows, int cols) {
     if (work) {
         zgesvd_("N", "N", &m, &n, cp, &m, s, &du, &one, &du, &one, work, &lwork, rwork, &info, 1,
                 1);
-        c = info == 0 ? cond_from_sv(s, k) : INFINITY;
+        if (info == 0) *hi = s[0], *lo = s[k - 1], ok = 1;
     }
     free(work);
 done:
     free(cp);
     free(s);
     free(rwork);
-    return c;
+    return ok;
+}
+
+double ts_la_zcond(const double complex *a, int rows, int cols) {
+    double hi, lo;
+    if (!ts_la_zsv_range(a, rows, cols, &hi, &lo)) return NAN;
+    return lo > 0 && isfinite(hi) ? hi / lo : INFINITY;
 }
