@@ -46,6 +46,19 @@ for scheme in crme polynomial mds replication uncoded; do
     [[ $rc -eq 0 ]] || cat "$out/$scheme.err"
 done
 
+# top-1 labels of the whole test set (1000 images under the sanitizers)
+# are identical to single-node, through CRME with 2 of 10 workers allowed
+# to straggle
+IMAGES=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+NLAB=${TS_SANITIZED:+1000}
+NLAB=${NLAB:-10000}
+labels() { sed -e 's/ ([0-9.]*%)$//' "$1"; }
+"$CLI" infer --model "$MODEL" --top 1 --limit "$NLAB" "$IMAGES" >"$out/lab1" 2>/dev/null
+"$CLI" infer --model "$MODEL" --top 1 --limit "$NLAB" --workers 10 --stragglers 2 --scheme crme \
+    "$IMAGES" >"$out/labc" 2>"$out/labc.err"
+[[ $(wc -l <"$out/lab1") -eq $NLAB ]] && diff -q <(labels "$out/lab1") <(labels "$out/labc") >/dev/null
+check "top-1 labels of $NLAB test images: coded (crme, n=10, s=2) == single node" $?
+
 "$CLI" eval --model "$MODEL" --limit 10 --workers 2 --stragglers 2 >"$out/imp" 2>&1
 [[ $? -eq 1 ]] && grep -qi "straggler" "$out/imp"
 check "coded eval refuses 2 stragglers of 2 workers" $?
