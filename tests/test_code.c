@@ -579,6 +579,141 @@ static void test_noise_mse(void) {
     }
 }
 
+/* Generalized PolyDot training: forward W x, backward W^T delta from the
+ * same stored shares, and the in-place rank-B update of the shares. */
+static void matvec_f(const float *w, const float *x, int rows, int cols, int trans, float *y) {
+    int out = trans ? cols : rows;
+    for (int o = 0; o < out; o++) {
+        double s = 0;
+        if (trans)
+            for (int r = 0; r < rows; r++) s += (double)w[r * cols + o] * x[r];
+        else
+            for (int c = 0; c < cols; c++) s += (double)w[o * cols + c] * x[c];
+        y[o] = (float)s;
+    }
+}
+
+static void pick(int *set, int k, int n, ts_rng *r) {
+    int perm[64];
+    for (int j = 0; j < n; j++) perm[j] = j;
+    shuffle(perm, n, r);
+    memcpy(set, perm, k * sizeof(int));
+}
+
+static void test_gpolydot_training(void) {
+    enum { KA = 2, M = 3, R = 4, C = 5, B = 3, N = 12 };
+    ts_code_params p = {.kind = TS_CODE_GPOLYDOT, .n = N, .kA = KA, .kB = 1, .m = M};
+    ts_err e = {0};
+    ts_code *fw = ts_code_new(&p, &e);
+    TS_CHECK_MSG(fw != NULL, "%s", e.msg);
+    if (!fw) return;
+    ts_code *bw = ts_code_gpolydot_backward(fw, &e);
+    TS_CHECK_MSG(bw != NULL, "%s", e.msg);
+    if (!bw) {
+        ts_code_free(fw);
+        return;
+    }
+    TS_CHECK(ts_code_threshold(fw) == KA * M + M - 1);
+    TS_CHECK(ts_code_threshold(bw) == M * (2 * KA - 1));
+    TS_CHECK(ts_code_num_targets(bw) == M && ts_code_b_blocks(bw) == KA);
+    TS_CHECK(memcmp(ts_code_a_gen(fw), ts_code_a_gen(bw), sizeof(double) * N * KA * M) == 0);
+    ts_rng r;
+    ts_rng_seed(&r, 31);
+    float W[KA * M][R * C], x[M][C], d[KA][R], D[KA][R * B], X[M][C * B];
+    float sh[N][R * C], ref[N][R * C];
+    ts_rng_fill_normal(&r, &W[0][0], KA * M * R * C, 1);
+    ts_rng_fill_normal(&r, &x[0][0], M * C, 1);
+    ts_rng_fill_normal(&r, &d[0][0], KA * R, 1);
+    ts_rng_fill_normal(&r, &D[0][0], KA * R * B, 1);
+    ts_rng_fill_normal(&r, &X[0][0], M * C * B, 1);
+    const float *wb[KA * M], *xb[M], *db[KA], *Db[KA], *Xb[M];
+    for (int i = 0; i < KA * M; i++) wb[i] = W[i];
+    for (int q = 0; q < M; q++) xb[q] = x[q], Xb[q] = X[q];
+    for (int i = 0; i < KA; i++) db[i] = d[i], Db[i] = D[i];
+    for (int j = 0; j < N; j++) {
+        float *o = sh[j];
+        TS_CHECK_OK(ts_code_encode_a(fw, j, wb, R * C, &o, &e), &e);
+    }
+    for (int round = 0; round < 2; round++) { /* before and after the update */
+        /* forward: (W x)_i = sum_q W_{i,q} x_q */
+        int set[N], k = ts_code_threshold(fw);
+        pick(set, k, N, &r);
+        float prod[N][R], tg[KA][R], xt[C];
+        const float *pp[N];
+        float *tp[KA] = {tg[0], tg[1]};
+        for (int s = 0; s < k; s++) {
+            float *o = xt;
+            TS_CHECK_OK(ts_code_encode_b(fw, set[s], xb, C, &o, &e), &e);
+            matvec_f(sh[set[s]], xt, R, C, 0, prod[s]);
+            pp[s] = prod[s];
+        }
+        double cond = 0, err = 0, mx = 0;
+        TS_CHECK_OK(ts_code_decode(fw, set, k, pp, R, tp, &cond, &e), &e);
+        for (int i = 0; i < KA; i++)
+            for (int o = 0; o < R; o++) {
+                double s = 0;
+                for (int q = 0; q < M; q++)
+                    for (int c = 0; c < C; c++) s += (double)W[i * M + q][o * C + c] * x[q][c];
+                err = fmax(err, fabs(s - tg[i][o]));
+                mx = fmax(mx, fabs(s));
+            }
+        TS_CHECK_MSG(err <= 1e-5 * cond * mx, "forward W x error %.3g (cond %.3g)", err / mx, cond);
+        /* backward: (W^T d)_q = sum_i W_{i,q}^T d_i, from the same shares */
+        k = ts_code_threshold(bw);
+        pick(set, k, N, &r);
+        float zp[N][C], zt[M][C], dt[R];
+        float *zq[M] = {zt[0], zt[1], zt[2]};
+        for (int s = 0; s < k; s++) {
+            float *o = dt;
+            TS_CHECK_OK(ts_code_encode_b(bw, set[s], db, R, &o, &e), &e);
+            matvec_f(sh[set[s]], dt, R, C, 1, zp[s]);
+            pp[s] = zp[s];
+        }
+        TS_CHECK_OK(ts_code_decode(bw, set, k, pp, C, zq, &cond, &e), &e);
+        err = 0, mx = 0;
+        for (int q = 0; q < M; q++)
+            for (int c = 0; c < C; c++) {
+                double s = 0;
+                for (int i = 0; i < KA; i++)
+                    for (int o = 0; o < R; o++) s += (double)W[i * M + q][o * C + c] * d[i][o];
+                err = fmax(err, fabs(s - zt[q][c]));
+                mx = fmax(mx, fabs(s));
+            }
+        TS_CHECK_MSG(err <= 1e-5 * cond * mx, "backward W^T d error %.3g (cond %.3g)", err / mx,
+                     cond);
+        if (round == 1) break;
+        /* update every share in place; W itself moves to W + eta D X^T */
+        float eta = 0.1f;
+        for (int j = 0; j < N; j++)
+            TS_CHECK_OK(ts_code_gpolydot_update(fw, j, sh[j], R, C, Db, Xb, B, eta, &e), &e);
+        for (int i = 0; i < KA; i++)
+            for (int q = 0; q < M; q++)
+                for (int o = 0; o < R; o++)
+                    for (int c = 0; c < C; c++) {
+                        double s = 0;
+                        for (int b = 0; b < B; b++) s += (double)D[i][o * B + b] * X[q][c * B + b];
+                        W[i * M + q][o * C + c] += eta * (float)s;
+                    }
+        double dmax = 0;
+        for (int j = 0; j < N; j++) {
+            float *o = ref[j];
+            TS_CHECK_OK(ts_code_encode_a(fw, j, wb, R * C, &o, &e), &e);
+            for (int t = 0; t < R * C; t++) dmax = fmax(dmax, fabs(ref[j][t] - sh[j][t]));
+        }
+        TS_CHECK_MSG(dmax < 1e-4, "updated shares differ from re-encoded ones by %.3g", dmax);
+    }
+    TS_CHECK(ts_code_gpolydot_update(bw, 0, sh[0], R, C, Db, Xb, B, 0.1f, &e) == TS_ERR_INVALID);
+    TS_CHECK(ts_code_gpolydot_update(fw, N, sh[0], R, C, Db, Xb, B, 0.1f, &e) == TS_ERR_INVALID);
+    TS_CHECK(ts_code_gpolydot_backward(bw, &e) == NULL);
+    ts_code_params small = {.kind = TS_CODE_GPOLYDOT, .n = 8, .kA = 2, .kB = 1, .m = 3};
+    ts_code *sm = ts_code_new(&small, &e);
+    TS_CHECK(sm != NULL);
+    TS_CHECK(ts_code_gpolydot_backward(sm, &e) == NULL && strstr(e.msg, "needs m(2kA-1) = 9"));
+    ts_code_free(sm);
+    ts_code_free(bw);
+    ts_code_free(fw);
+}
+
 /* `tessera codes`: the documented exact form prints the worst-case line;
  * bad arguments are usage errors (2), impossible codes runtime errors (1). */
 static int run_cli(const char *args, char *out, size_t cap) {
@@ -631,6 +766,7 @@ int main(void) {
     TS_RUN(test_crme_fast_equals_dense);
     TS_RUN(test_cond_table);
     TS_RUN(test_noise_mse);
+    TS_RUN(test_gpolydot_training);
     TS_RUN(test_cli);
     return ts_test_summary();
 }

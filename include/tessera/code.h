@@ -102,6 +102,7 @@ typedef struct {
     int systematic; /* 1-D MDS: first k workers hold plain blocks */
     uint64_t seed;  /* random codes */
     int q;          /* circulant only: a prime >= n (0: the smallest such prime) */
+    int backward;   /* set by ts_code_gpolydot_backward only (leave 0) */
     int matvec;     /* crme only: 1 = A is not split (matrix-vector, kA = 1): nA = qa = 1,
                      * nB = 2kB, 2 products per worker, threshold kB */
 } ts_code_params;
@@ -200,6 +201,30 @@ typedef struct {
 } ts_code_noise_opts;
 ts_status ts_code_noise_mse(ts_code *c, const int *set, const ts_code_noise_opts *o, double *nmse,
                             ts_err *err);
+
+/* ---- Generalized PolyDot training ----------------------------------------
+ * A forward gpolydot code stores W (N_out x N_in) as kA x m blocks W_{i,q}
+ * (rows i, columns q); worker p keeps its share W~_p (encode_a).
+ *
+ * The backward product W^T delta from the SAME shares: this returns a code
+ * whose a_gen equals the forward's (the stored shares are reused as they
+ * are) and whose B operand is delta in kA row blocks delta_i (nB = kA);
+ * the worker's product is W~_p^T delta~_p; the m targets are the column
+ * blocks (W^T delta)_q; threshold m(2kA-1). Refused when that exceeds n.
+ * The caller frees it. */
+ts_code *ts_code_gpolydot_backward(const ts_code *fwd, ts_err *err);
+
+/* The rank-B update W += eta Delta X^T applied to worker p's stored share
+ * in place (exact, no re-encoding): share is rows x cols row-major (rows =
+ * N_out/kA, cols = N_in/m), delta[i] the kA row blocks of Delta (rows x
+ * batch, row-major), x[q] the m row blocks of X (cols x batch). */
+ts_status ts_code_gpolydot_update(const ts_code *c, int worker, float *share, int rows, int cols,
+                                  const float *const *delta, const float *const *x, int batch,
+                                  float eta, ts_err *err);
+/* The coefficients used above: share += eta (sum_i cd[i] Delta_i)
+ * (sum_q cx[q] X_q)^T, cd[kA], cx[m]. */
+ts_status ts_code_gpolydot_update_coeffs(const ts_code *c, int worker, double *cd, double *cx,
+                                         ts_err *err);
 
 /* ts_code_decode with float64 products and targets (same layout), for
  * accuracy studies where the workers' arithmetic is exact to double. */

@@ -48,6 +48,9 @@ static ts_status check_params(ts_code_params *p, ts_err *err) {
                          "only the 1-D MDS codes (vandermonde, chebyshev, random) have a "
                          "systematic form, not %s",
                          name);
+    if (p->backward)
+        return ts_errorf(err, TS_ERR_INVALID,
+                         "backward codes are made with ts_code_gpolydot_backward, not ts_code_new");
     if (p->matvec && p->kind != TS_CODE_CRME)
         return ts_errorf(err, TS_ERR_INVALID,
                          "matvec applies to the crme code only (the %s code is asked for)", name);
