@@ -30,6 +30,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
+# Give check the status in a variable when the description has a $(...):
+# the substitution runs first and would replace $?.
 check() { # description, status (0 = pass)
     if [[ $2 -ne 0 ]]; then
         echo "FAILED: $1"
@@ -64,6 +66,17 @@ wait_for() {
     local file=$1 pattern=$2 limit=${3:-60} i
     for ((i = 0; i < limit * 10; i++)); do
         grep -q -- "$pattern" "$file" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# wait_count FILE PATTERN COUNT [SECONDS]: 0 once COUNT lines match.
+wait_count() {
+    local file=$1 pattern=$2 count=$3 limit=${4:-60} i n
+    for ((i = 0; i < limit * 10; i++)); do
+        n=$(grep -c -- "$pattern" "$file" 2>/dev/null)
+        [[ ${n:-0} -ge $count ]] && return 0
         sleep 0.1
     done
     return 1

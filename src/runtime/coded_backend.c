@@ -19,6 +19,7 @@ struct ts_master_backend {
     uint32_t model;
     uint32_t slots[MAX_SLOTS];
     int n_slots;
+    uint64_t map_epoch; /* master epoch when the slot map was taken */
     double deploy_timeout_s;
     ts_master_backend_stats st;
 };
@@ -38,6 +39,7 @@ ts_master_backend *ts_master_backend_new(ts_master *m, uint32_t model_id, ts_err
     b->deploy_timeout_s = DEFAULT_DEADLINE_S;
     b->n_slots = ts_master_workers(m, b->slots, MAX_SLOTS);
     if (b->n_slots > MAX_SLOTS) b->n_slots = MAX_SLOTS;
+    b->map_epoch = ts_master_epoch(m);
     return b;
 }
 
@@ -66,7 +68,23 @@ static int be_num_workers(void *ctx) {
     ts_master_poll(b->m, 0, &e);
     int n = ts_master_workers(b->m, b->slots, MAX_SLOTS);
     b->n_slots = n > MAX_SLOTS ? MAX_SLOTS : n;
+    b->map_epoch = ts_master_epoch(b->m);
     return b->n_slots;
+}
+
+/* A deploy that failed because its worker died is not an error of the
+ * deployment: the epoch has moved, so the coded model re-plans for the
+ * workers left before it runs the layer. Anything else (a worker refusing a
+ * blob, say for its storage cap) is. */
+static ts_status forgive_lost_worker(ts_master_backend *b, ts_status s, const ts_err *e,
+                                     ts_err *err) {
+    if (s == TS_OK) return TS_OK;
+    if (s == TS_ERR_UNAVAILABLE && ts_master_epoch(b->m) != b->map_epoch && !strstr(e->msg, "refused")) {
+        ts_log(TS_LOG_WARN, "%s; the worker set changed, the model will re-plan", e->msg);
+        return TS_OK;
+    }
+    if (err) *err = *e;
+    return s;
 }
 
 static uint64_t be_epoch(void *ctx) {
@@ -82,12 +100,19 @@ static ts_status be_deploy(void *ctx, int worker, int layer, int share, const ts
                          "deploy to slot %d layer %d share %d: out of range (%d slots)", worker,
                          layer, share, b->n_slots);
     ts_blob_key key = {b->model, (uint32_t)layer, (uint32_t)share};
-    return ts_master_deploy(b->m, b->slots[worker], key, &w, 1, err);
+    /* A slot whose worker is already known dead is skipped: the epoch moved
+     * and the model re-plans before running the layer. */
+    if (!ts_master_worker_alive(b->m, b->slots[worker])) return TS_OK;
+    ts_err e = {0};
+    ts_status s = ts_master_deploy(b->m, b->slots[worker], key, &w, 1, &e);
+    return forgive_lost_worker(b, s, &e, err);
 }
 
 static ts_status be_deploy_wait(void *ctx, ts_err *err) {
     ts_master_backend *b = ctx;
-    return ts_master_deploy_wait(b->m, b->deploy_timeout_s, err);
+    ts_err e = {0};
+    ts_status s = ts_master_deploy_wait(b->m, b->deploy_timeout_s, &e);
+    return forgive_lost_worker(b, s, &e, err);
 }
 
 typedef struct {

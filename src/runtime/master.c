@@ -676,10 +676,11 @@ ts_status ts_master_deploy(ts_master *m, uint32_t worker, ts_blob_key key,
     TS_ASSERT(ts_proto_end(&f, (uint32_t)n));
     ts_proto_data data[TS_RT_MAX_TENSORS];
     tensor_frames(tensors, n, data);
-    if (send_to(m, w, &f, data, n, err) != TS_OK) {
+    ts_err e = {0};
+    if (send_to(m, w, &f, data, n, &e) != TS_OK) {
         remove_worker(m, w, "its connection is gone");
         return ts_errorf(err, TS_ERR_UNAVAILABLE, "cannot deploy to worker %u: %s", worker,
-                         err ? err->msg : "send failed");
+                         e.msg);
     }
     m->deploys[m->n_deploys++] = (deploy_rec){h.seq, worker, key};
     return TS_OK;
