@@ -1,0 +1,652 @@
+/* bench_coded_latency.c: end-to-end inference latency of a coded model
+ * (ts_coded_model over the runtime's master and workers) under device, link
+ * and straggler emulation, per scheme, against n.
+ *
+ *   bench_coded_latency [--model fashion-cnn|alexnet|vgg16] [--workers 8,10,...]
+ *       [--schemes uncoded,replication,mds,polynomial,crme]
+ *       [--stragglers none,fixed,shiftexp,pareto] [--s S] [--gflops G] [--mbps M]
+ *       [--latency-ms L] [--slow-count C] [--slow-factor F] [--shiftexp A]
+ *       [--pareto A] [--runs R] [--warmup W] [--seed S] [--csv FILE] [--raw FILE]
+ *       [--connect-procs] [--calibrate]
+ *
+ * Each configuration (n, straggler setting, scheme) gets a fresh cluster of
+ * n workers: threads on inproc:// (ts_local_cluster), or with --connect-procs
+ * `tessera worker` processes on tcp://127.0.0.1 started by this program. The
+ * coded model (schemes other than uncoded tolerate --s stragglers; uncoded
+ * waits for all n) runs W warm-up and R timed batch-1 inferences; each
+ * latency is the wall time of ts_graph_forward at the master, including the
+ * master's own work (encoding inputs, decoding in double, pooling and
+ * activations, which the emulation does not slow down).
+ *
+ * Straggler settings: none; fixed = C of the n workers (picked by the seed)
+ * slowed F times on every task; shiftexp = every worker's task time times
+ * 1 + Exp(mean A); pareto = every worker's task time times Pareto(1, A).
+ *
+ * The ideal bound printed per configuration is, summed over the coded layers,
+ *   layer FLOPs / (threshold * G)                 device time, no padding
+ * + (bytes in + bytes out per worker) * 8 / M     the plan's transfers
+ * + 2 * L                                         one frame each way
+ * It leaves out the master's compute and the non-coded layers.
+ *
+ * --calibrate runs the same configurations with no emulation at all (the
+ * workers report their real kernel time as device time) and prints, per
+ * coded layer, the slowest accepted worker's real kernel time next to the
+ * device time the emulation would charge at G: emulation is only faithful
+ * when the emulated time is the larger one, since the real kernel runs first
+ * and a reply can never leave before it is computed.
+ */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tessera/coded.h"
+#include "tessera/runtime.h"
+#include "tessera/zoo.h"
+
+#define MAX_LIST 16
+#define MAX_LAYERS 64
+#define MAX_N 64
+
+typedef enum { STRAG_NONE, STRAG_FIXED, STRAG_SHIFTEXP, STRAG_PARETO } strag_setting;
+static const char *const STRAG_NAMES[] = {"none", "fixed", "shiftexp", "pareto"};
+
+typedef struct {
+    const char *model;
+    int workers[MAX_LIST], n_workers;
+    ts_scheme schemes[MAX_LIST];
+    int n_schemes;
+    strag_setting strags[MAX_LIST];
+    int n_strags;
+    int s;
+    double gflops, mbps, latency_ms;
+    int slow_count;
+    double slow_factor, shiftexp, pareto;
+    int runs, warmup;
+    uint64_t seed;
+    const char *csv, *raw;
+    int calibrate;
+    int procs; /* workers as `tessera worker` processes over tcp */
+    const char *cli;
+} bench_opts;
+
+typedef struct {
+    int n;
+    strag_setting strag;
+    ts_scheme scheme;
+    double p50, p95, p99, mean, ideal, master_share;
+    int ok;
+} result;
+
+/* ---- parsing --------------------------------------------------------------- */
+
+static void usage(void) {
+    fprintf(stderr, "usage: bench_coded_latency [--model M] [--workers 8,10] [--schemes crme,...] "
+                    "[--stragglers none,fixed,shiftexp,pareto] [--s S] [--gflops G] [--mbps M] "
+                    "[--latency-ms L] [--slow-count C] [--slow-factor F] [--shiftexp A] "
+                    "[--pareto A] [--runs R] [--warmup W] [--seed S] [--csv FILE] [--raw FILE] "
+                    "[--connect-procs] [--cli PATH] [--calibrate]\n");
+}
+
+static int parse_ints(const char *s, int *out, int cap, int lo, int hi) {
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        char *end;
+        long v = strtol(tok, &end, 10);
+        if (*end || v < lo || v > hi || n >= cap) return -1;
+        out[n++] = (int)v;
+    }
+    return n;
+}
+
+static int parse_schemes(const char *s, ts_scheme *out, int cap) {
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        ts_err e = {0};
+        if (n >= cap || ts_scheme_parse(tok, &out[n], &e) != TS_OK) {
+            fprintf(stderr, "bench_coded_latency: %s\n", e.msg[0] ? e.msg : "too many schemes");
+            return -1;
+        }
+        n++;
+    }
+    return n;
+}
+
+static int parse_strags(const char *s, strag_setting *out, int cap) {
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int k = -1;
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(tok, STRAG_NAMES[i])) k = i;
+        if (k < 0 || n >= cap) {
+            fprintf(stderr, "bench_coded_latency: unknown straggler setting '%s'\n", tok);
+            return -1;
+        }
+        out[n++] = (strag_setting)k;
+    }
+    return n;
+}
+
+static int num_arg(const char *opt, const char *v, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (end == v || *end || errno || !(d >= lo && d <= hi)) {
+        fprintf(stderr, "bench_coded_latency: %s must be a number in [%g, %g], not '%s'\n", opt,
+                lo, hi, v);
+        return 0;
+    }
+    *out = d;
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, bench_opts *o) {
+    *o = (bench_opts){.model = "fashion-cnn", .n_workers = 1, .s = 2, .gflops = 10, .mbps = 100,
+                      .latency_ms = 1, .slow_count = 2, .slow_factor = 5, .shiftexp = 0.5,
+                      .pareto = 2.5, .runs = 1000, .warmup = 10, .seed = 1};
+    o->workers[0] = 10;
+    o->n_schemes = parse_schemes("uncoded,replication,mds,polynomial,crme", o->schemes, MAX_LIST);
+    o->n_strags = parse_strags("none,fixed", o->strags, MAX_LIST);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--calibrate")) {
+            o->calibrate = 1;
+            continue;
+        }
+        if (!strcmp(a, "--connect-procs")) {
+            o->procs = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            usage();
+            return 0;
+        }
+        const char *v = argv[++i];
+        double d = 0;
+        int ok = 1;
+        if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--workers"))
+            ok = (o->n_workers = parse_ints(v, o->workers, MAX_LIST, 1, MAX_N)) > 0;
+        else if (!strcmp(a, "--schemes"))
+            ok = (o->n_schemes = parse_schemes(v, o->schemes, MAX_LIST)) > 0;
+        else if (!strcmp(a, "--stragglers"))
+            ok = (o->n_strags = parse_strags(v, o->strags, MAX_LIST)) > 0;
+        else if (!strcmp(a, "--s")) ok = num_arg(a, v, 0, MAX_N, &d), o->s = (int)d;
+        else if (!strcmp(a, "--gflops")) ok = num_arg(a, v, 1e-3, 1e6, &o->gflops);
+        else if (!strcmp(a, "--mbps")) ok = num_arg(a, v, 0, 1e6, &o->mbps);
+        else if (!strcmp(a, "--latency-ms")) ok = num_arg(a, v, 0, 1e4, &o->latency_ms);
+        else if (!strcmp(a, "--slow-count")) ok = num_arg(a, v, 0, MAX_N, &d), o->slow_count = (int)d;
+        else if (!strcmp(a, "--slow-factor")) ok = num_arg(a, v, 1, 1e4, &o->slow_factor);
+        else if (!strcmp(a, "--shiftexp")) ok = num_arg(a, v, 0, 1e3, &o->shiftexp);
+        else if (!strcmp(a, "--pareto")) ok = num_arg(a, v, 1e-3, 1e3, &o->pareto);
+        else if (!strcmp(a, "--runs")) ok = num_arg(a, v, 1, 1e7, &d), o->runs = (int)d;
+        else if (!strcmp(a, "--warmup")) ok = num_arg(a, v, 0, 1e6, &d), o->warmup = (int)d;
+        else if (!strcmp(a, "--seed")) ok = num_arg(a, v, 0, 1e15, &d), o->seed = (uint64_t)d;
+        else if (!strcmp(a, "--csv")) o->csv = v;
+        else if (!strcmp(a, "--raw")) o->raw = v;
+        else if (!strcmp(a, "--cli")) o->cli = v;
+        else {
+            usage();
+            return 0;
+        }
+        if (!ok) {
+            fprintf(stderr, "bench_coded_latency: bad value '%s' for %s\n", v, a);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ---- emulation per worker ------------------------------------------------------ */
+
+/* Which workers are the fixed stragglers: a seeded choice, printed. */
+static void pick_slow(int n, int count, uint64_t seed, int *slow) {
+    memset(slow, 0, sizeof(int) * (size_t)n);
+    ts_rng r;
+    ts_rng_seed(&r, seed * 7919 + (uint64_t)n);
+    for (int picked = 0; picked < count && picked < n;) {
+        int i = (int)ts_rng_below(&r, (uint64_t)n);
+        if (!slow[i]) slow[i] = 1, picked++;
+    }
+}
+
+static ts_straggler worker_straggler(const bench_opts *o, strag_setting st, int is_slow) {
+    ts_straggler s = {TS_STRAGGLER_NONE, 0};
+    if (o->calibrate) return s;
+    if (st == STRAG_FIXED && is_slow) s = (ts_straggler){TS_STRAGGLER_FIXED, o->slow_factor};
+    if (st == STRAG_SHIFTEXP) s = (ts_straggler){TS_STRAGGLER_SHIFTEXP, o->shiftexp};
+    if (st == STRAG_PARETO) s = (ts_straggler){TS_STRAGGLER_PARETO, o->pareto};
+    return s;
+}
+
+static void make_worker_opts(const bench_opts *o, int n, strag_setting st, ts_worker_opts *wo) {
+    int slow[MAX_N];
+    pick_slow(n, st == STRAG_FIXED ? o->slow_count : 0, o->seed, slow);
+    for (int i = 0; i < n; i++) {
+        wo[i] = ts_worker_opts_default();
+        wo[i].gflops = o->calibrate ? 0 : o->gflops;
+        wo[i].mbps = o->calibrate ? 0 : o->mbps;
+        wo[i].latency_ms = o->calibrate ? 0 : o->latency_ms;
+        wo[i].straggler = worker_straggler(o, st, slow[i]);
+        wo[i].seed = o->seed * 1000 + (uint64_t)i + 1;
+    }
+}
+
+static void print_emulation(const bench_opts *o, int n, strag_setting st, const ts_worker_opts *wo) {
+    char buf[64], list[256] = "";
+    if (o->calibrate) {
+        printf("# emulation: none (calibration: real kernel times)\n");
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (wo[i].straggler.kind != TS_STRAGGLER_FIXED) continue;
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%d", len ? "," : "", i);
+    }
+    printf("# emulation: device %g GFLOP/s, link %g Mbit/s + %g ms each way, stragglers %s", o->gflops,
+           o->mbps, o->latency_ms, STRAG_NAMES[st]);
+    if (st == STRAG_FIXED)
+        printf(" (fixed:%g on workers %s of %d, by spawn order)", o->slow_factor, list, n);
+    else if (st != STRAG_NONE)
+        printf(" (%s on every worker)", ts_straggler_str(&wo[0].straggler, buf, sizeof buf));
+    printf(", seeds %llu..%llu\n", (unsigned long long)wo[0].seed,
+           (unsigned long long)wo[n - 1].seed);
+}
+
+static void print_uptime(const char *when) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    char buf[128] = "?";
+    if (f) {
+        if (!fgets(buf, sizeof buf, f)) snprintf(buf, sizeof buf, "?\n");
+        fclose(f);
+    }
+    buf[strcspn(buf, "\n")] = 0;
+    printf("# machine load %s (/proc/loadavg): %s\n", when, buf);
+}
+
+/* ---- a metering backend: the runtime's backend, timed per layer -------------- */
+
+typedef struct {
+    ts_coded_backend inner;
+    ts_master_backend *mb;
+    double backend_s;                 /* time inside run() this inference */
+    double layer_emul_max[MAX_LAYERS]; /* slowest accepted worker's device time */
+} meter;
+
+static int m_num_workers(void *ctx) { return ((meter *)ctx)->inner.num_workers(((meter *)ctx)->inner.ctx); }
+static uint64_t m_epoch(void *ctx) { return ((meter *)ctx)->inner.epoch(((meter *)ctx)->inner.ctx); }
+static ts_status m_deploy(void *ctx, int w, int l, int s, const ts_tensor *t, ts_err *err) {
+    meter *m = ctx;
+    return m->inner.deploy(m->inner.ctx, w, l, s, t, err);
+}
+static ts_status m_deploy_wait(void *ctx, ts_err *err) {
+    meter *m = ctx;
+    return m->inner.deploy_wait(m->inner.ctx, err);
+}
+static ts_status m_run(void *ctx, ts_layer_job *job, ts_err *err) {
+    meter *m = ctx;
+    double t0 = ts_now();
+    ts_status s = m->inner.run(m->inner.ctx, job, err);
+    m->backend_s += ts_now() - t0;
+    ts_master_backend_stats st;
+    ts_master_backend_get_stats(m->mb, &st);
+    if (job->layer >= 0 && job->layer < MAX_LAYERS) m->layer_emul_max[job->layer] = st.last_max_emulated_s;
+    return s;
+}
+
+static ts_coded_backend meter_backend(meter *m) {
+    return (ts_coded_backend){m_num_workers, m_epoch, m_deploy, m_deploy_wait, m_run, m};
+}
+
+/* ---- workers as processes over tcp ------------------------------------------- */
+
+typedef struct {
+    ts_master *master;
+    ts_master_backend *mb;
+    pid_t pids[MAX_N];
+    int n;
+} proc_cluster;
+
+static void proc_cluster_free(proc_cluster *pc) {
+    ts_master_backend_free(pc->mb);
+    ts_master_free(pc->master); /* says DISCONNECT; the workers exit */
+    for (int i = 0; i < pc->n; i++) {
+        if (pc->pids[i] <= 0) continue;
+        int status;
+        for (int t = 0; t < 50 && waitpid(pc->pids[i], &status, WNOHANG) == 0; t++) usleep(100000);
+        if (waitpid(pc->pids[i], &status, WNOHANG) == 0) {
+            kill(pc->pids[i], SIGKILL);
+            waitpid(pc->pids[i], &status, 0);
+        }
+    }
+    pc->n = 0;
+}
+
+static pid_t spawn_worker(const char *cli, const char *url, const ts_worker_opts *wo) {
+    char g[32], m[32], l[32], s[64], seed[32], sbuf[64];
+    snprintf(g, sizeof g, "%g", wo->gflops);
+    snprintf(m, sizeof m, "%g", wo->mbps);
+    snprintf(l, sizeof l, "%g", wo->latency_ms);
+    snprintf(s, sizeof s, "%s", ts_straggler_str(&wo->straggler, sbuf, sizeof sbuf));
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)wo->seed);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *args[] = {(char *)cli, "worker", "--connect", (char *)url, "--gflops", g, "--mbps", m,
+                        "--latency-ms", l, "--straggler", s, "--seed", seed, NULL};
+        execv(cli, args);
+        _exit(127);
+    }
+    return pid;
+}
+
+static ts_status proc_cluster_new(const bench_opts *o, int n, const ts_worker_opts *wo,
+                                  proc_cluster *pc, ts_err *err) {
+    memset(pc, 0, sizeof *pc);
+    ts_master_opts mo = ts_master_opts_default();
+    mo.url = "tcp://127.0.0.1:0";
+    if (!(pc->master = ts_master_new(&mo, err))) return err->status;
+    for (int i = 0; i < n; i++) {
+        pc->pids[i] = spawn_worker(o->cli, ts_master_endpoint(pc->master), &wo[i]);
+        pc->n = i + 1;
+        if (pc->pids[i] < 0) return ts_errorf(err, TS_ERR_IO, "fork failed");
+    }
+    TS_TRY(ts_master_wait_workers(pc->master, n, 60, err));
+    if (!(pc->mb = ts_master_backend_new(pc->master, 1, err))) return err->status;
+    ts_master_backend_set_deploy_timeout(pc->mb, 600);
+    return TS_OK;
+}
+
+/* ---- one configuration ---------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double percentile(const double *sorted, int n, double p) {
+    double pos = p * (n - 1);
+    int i = (int)pos;
+    if (i >= n - 1) return sorted[n - 1];
+    return sorted[i] + (pos - i) * (sorted[i + 1] - sorted[i]);
+}
+
+static double ideal_bound(const bench_opts *o, const ts_coded_model *cm) {
+    double t = 0;
+    for (int i = 0; i < ts_coded_model_num_layers(cm); i++) {
+        const ts_layer_plan *p = ts_coded_model_layer(cm, i);
+        t += p->flops_uncoded / ((double)p->threshold * o->gflops * 1e9);
+        if (o->mbps > 0) t += (double)(p->bytes_in + p->bytes_out) * 8.0 / (o->mbps * 1e6);
+        t += 2.0 * o->latency_ms * 1e-3;
+    }
+    return t;
+}
+
+/* Calibration: per layer, the median over inferences of the slowest
+ * accepted worker's real kernel time, against the device time at G. */
+static void print_calibration(const bench_opts *o, const ts_coded_model *cm, const ts_graph *g,
+                              double *real, int runs) {
+    int nl = ts_coded_model_num_layers(cm);
+    double worst = 0, total_real = 0, total_emul = 0;
+    const char *worst_name = "";
+    printf("#   %-14s %12s %12s %12s %8s\n", "layer", "MFLOP/worker", "real p50 ms", "emul ms",
+           "real/emul");
+    for (int l = 0; l < nl && l < MAX_LAYERS; l++) {
+        const ts_layer_plan *p = ts_coded_model_layer(cm, l);
+        double *col = real + (size_t)l * runs;
+        qsort(col, (size_t)runs, sizeof *col, cmp_double);
+        double med = percentile(col, runs, 0.5), emul = p->flops_worker / (o->gflops * 1e9);
+        double ratio = med / emul;
+        total_real += med, total_emul += emul;
+        if (ratio > worst) worst = ratio, worst_name = ts_graph_node(g, p->node).name;
+        printf("#   %-14s %12.3f %12.3f %12.3f %8.2f\n", ts_graph_node(g, p->node).name,
+               p->flops_worker / 1e6, med * 1e3, emul * 1e3, ratio);
+    }
+    printf("# calibration at %g GFLOP/s: worst layer %s real/emulated %.2f, all layers %.2f: %s\n",
+           o->gflops, worst_name, worst, total_real / total_emul,
+           worst <= 1.0 ? "faithful" : "NOT faithful at this device speed");
+    printf("# fastest faithful device speed (every layer): %.2f GFLOP/s\n", o->gflops / worst);
+}
+
+static void write_raw(const bench_opts *o, int n, strag_setting st, ts_scheme sc, const double *sorted,
+                      int runs) {
+    if (!o->raw) return;
+    FILE *f = fopen(o->raw, "a");
+    if (!f) {
+        fprintf(stderr, "bench_coded_latency: cannot open %s: %s\n", o->raw, strerror(errno));
+        return;
+    }
+    for (int i = 0; i < runs; i++)
+        fprintf(f, "%s,%d,%s,%s,%.4f,%.5f\n", o->model, n, STRAG_NAMES[st], ts_scheme_name(sc),
+                sorted[i] * 1e3, (i + 1.0) / runs);
+    fclose(f);
+}
+
+typedef struct {
+    ts_graph *g;
+    ts_tensor *input;
+    ts_tensor *reference; /* single-node output */
+} model_ctx;
+
+static ts_status open_cluster(const bench_opts *o, int n, const ts_worker_opts *wo,
+                              ts_local_cluster **lc, proc_cluster *pc, ts_master_backend **mb,
+                              ts_err *err) {
+    if (o->procs) {
+        TS_TRY(proc_cluster_new(o, n, wo, pc, err));
+        *mb = pc->mb;
+        return TS_OK;
+    }
+    ts_local_cluster_opts co = {.n_workers = n, .per_worker = wo};
+    if (!(*lc = ts_local_cluster_new_opts(&co, err))) return err->status;
+    *mb = ts_local_cluster_master_backend(*lc);
+    ts_master_backend_set_deploy_timeout(*mb, 600);
+    return TS_OK;
+}
+
+static ts_status time_runs(const bench_opts *o, model_ctx *mc, ts_coded_model *cm, meter *mt,
+                           double *lat, double *master_s, double *real, ts_err *err) {
+    double err_max = 0;
+    int nl = ts_coded_model_num_layers(cm);
+    for (int i = -o->warmup; i < o->runs; i++) {
+        mt->backend_s = 0;
+        double t0 = ts_now();
+        TS_TRY(ts_graph_forward(mc->g, mc->input, err));
+        double t = ts_now() - t0;
+        if (i == -o->warmup || i == o->runs - 1) {
+            double e = ts_tensor_rel_err(ts_graph_result(mc->g), mc->reference);
+            if (e > err_max) err_max = e;
+        }
+        if (i < 0) continue;
+        lat[i] = t;
+        *master_s += t - mt->backend_s;
+        for (int l = 0; real && l < nl && l < MAX_LAYERS; l++)
+            real[(size_t)l * o->runs + i] = mt->layer_emul_max[l];
+    }
+    printf("# output vs single node: relative error %.2e (first and last inference)\n", err_max);
+    if (!(err_max < 1e-3))
+        return ts_errorf(err, TS_ERR_INVALID, "coded output differs from the single-node output");
+    return TS_OK;
+}
+
+static result run_config(const bench_opts *o, model_ctx *mc, int n, strag_setting st, ts_scheme sc) {
+    result res = {.n = n, .strag = st, .scheme = sc};
+    ts_worker_opts wo[MAX_N];
+    make_worker_opts(o, n, st, wo);
+    int s = sc == TS_SCHEME_UNCODED ? 0 : o->s;
+    printf("\n## %s n=%d scheme=%s s=%d stragglers=%s runs=%d warmup=%d%s\n", o->model, n,
+           ts_scheme_name(sc), s, STRAG_NAMES[st], o->runs, o->warmup,
+           o->procs ? " workers=processes over tcp://127.0.0.1" : " workers=threads on inproc://");
+    print_emulation(o, n, st, wo);
+    print_uptime("before");
+    fflush(stdout);
+    ts_err e = {0};
+    ts_local_cluster *lc = NULL;
+    proc_cluster pc = {0};
+    ts_master_backend *mb = NULL;
+    ts_coded_model *cm = NULL;
+    double *lat = calloc((size_t)o->runs, sizeof *lat);
+    double *real = o->calibrate ? calloc((size_t)o->runs * MAX_LAYERS, sizeof *real) : NULL;
+    double master_s = 0, t_setup = ts_now();
+    meter mt = {0};
+    ts_status stt = open_cluster(o, n, wo, &lc, &pc, &mb, &e);
+    if (stt == TS_OK) {
+        mt.inner = ts_master_coded_backend(mb);
+        mt.mb = mb;
+        ts_coded_opts co = ts_coded_opts_default();
+        co.n_workers = n;
+        co.stragglers = s;
+        co.scheme = sc;
+        co.deadline_s = 600;
+        cm = ts_coded_model_new(mc->g, &co, meter_backend(&mt), &e);
+        stt = cm ? TS_OK : e.status;
+    }
+    if (stt == TS_OK) {
+        printf("# setup (cluster, plan, deploy) %.1f s\n", ts_now() - t_setup);
+        stt = time_runs(o, mc, cm, &mt, lat, &master_s, real, &e);
+    }
+    if (stt == TS_OK) {
+        qsort(lat, (size_t)o->runs, sizeof *lat, cmp_double);
+        double sum = 0;
+        for (int i = 0; i < o->runs; i++) sum += lat[i];
+        res = (result){n, st, sc, percentile(lat, o->runs, 0.5) * 1e3,
+                       percentile(lat, o->runs, 0.95) * 1e3, percentile(lat, o->runs, 0.99) * 1e3,
+                       sum / o->runs * 1e3, ideal_bound(o, cm) * 1e3, master_s / sum, 1};
+        printf("RESULT model=%s n=%d scheme=%s s=%d stragglers=%s R=%d p50_ms=%.3f p95_ms=%.3f "
+               "p99_ms=%.3f mean_ms=%.3f ideal_ms=%.3f master_share=%.2f\n",
+               o->model, n, ts_scheme_name(sc), s, STRAG_NAMES[st], o->runs, res.p50, res.p95,
+               res.p99, res.mean, res.ideal, res.master_share);
+        write_raw(o, n, st, sc, lat, o->runs);
+        if (o->calibrate) print_calibration(o, cm, mc->g, real, o->runs);
+    } else {
+        printf("FAILED model=%s n=%d scheme=%s stragglers=%s: %s\n", o->model, n,
+               ts_scheme_name(sc), STRAG_NAMES[st], e.msg);
+    }
+    print_uptime("after");
+    fflush(stdout);
+    ts_coded_model_free(cm);
+    ts_local_cluster_free(lc);
+    if (o->procs) proc_cluster_free(&pc);
+    free(lat);
+    free(real);
+    return res;
+}
+
+/* ---- model and summary ------------------------------------------------------------ */
+
+static ts_status open_model(const bench_opts *o, model_ctx *mc, ts_err *err) {
+    memset(mc, 0, sizeof *mc);
+    if (!(mc->g = ts_zoo_build(o->model, 1, err))) return err->status;
+    TS_TRY(ts_graph_plan(mc->g, 1, 0, err));
+    TS_TRY(ts_graph_fold_batchnorm(mc->g, err));
+    TS_TRY(ts_graph_plan(mc->g, 1, 0, err));
+    ts_shape in = ts_graph_value(mc->g, ts_graph_input(mc->g)).shape;
+    if (!(mc->input = ts_tensor_new(&in, err))) return err->status;
+    ts_rng r;
+    ts_rng_seed(&r, o->seed);
+    ts_rng_fill_uniform(&r, mc->input->data, mc->input->size, 0.0f, 1.0f);
+    TS_TRY(ts_graph_forward(mc->g, mc->input, err));
+    if (!(mc->reference = ts_tensor_clone(ts_graph_result(mc->g), err))) return err->status;
+    double flops = 0;
+    for (int i = 0; i < ts_graph_num_nodes(mc->g); i++)
+        flops += 2.0 * (double)ts_graph_node_macs(mc->g, i);
+    printf("# model %s: input %lldx%lldx%lld, %.3f GFLOP per inference (2 x MACs)\n", o->model,
+           (long long)in.shape[1], (long long)in.shape[2], (long long)in.shape[3], flops / 1e9);
+    return TS_OK;
+}
+
+static const result *find(const result *rs, int nr, int n, strag_setting st, ts_scheme sc) {
+    for (int i = 0; i < nr; i++)
+        if (rs[i].ok && rs[i].n == n && rs[i].strag == st && rs[i].scheme == sc) return &rs[i];
+    return NULL;
+}
+
+static void print_ratios(const bench_opts *o, const result *rs, int nr) {
+    printf("\n# ratios (targets at n=10 with 2 of 10 fixed 5x: CRME p99 / uncoded straggler-free "
+           "p50 <= 1.4, uncoded p99 / CRME p99 >= 3; no stragglers: CRME p50 / uncoded p50 <= 1.35)\n");
+    for (int w = 0; w < o->n_workers; w++) {
+        int n = o->workers[w];
+        const result *u0 = find(rs, nr, n, STRAG_NONE, TS_SCHEME_UNCODED);
+        const result *c0 = find(rs, nr, n, STRAG_NONE, TS_SCHEME_CRME);
+        for (int k = 0; k < o->n_strags; k++) {
+            strag_setting st = o->strags[k];
+            if (st == STRAG_NONE) continue;
+            const result *u = find(rs, nr, n, st, TS_SCHEME_UNCODED);
+            const result *c = find(rs, nr, n, st, TS_SCHEME_CRME);
+            if (c && u0)
+                printf("RATIO model=%s n=%d stragglers=%s crme_p99/uncoded_free_p50=%.3f\n", o->model,
+                       n, STRAG_NAMES[st], c->p99 / u0->p50);
+            if (c && u)
+                printf("RATIO model=%s n=%d stragglers=%s uncoded_p99/crme_p99=%.3f\n", o->model, n,
+                       STRAG_NAMES[st], u->p99 / c->p99);
+        }
+        if (c0 && u0)
+            printf("RATIO model=%s n=%d stragglers=none crme_p50/uncoded_p50=%.3f\n", o->model, n,
+                   c0->p50 / u0->p50);
+    }
+}
+
+static void write_csv(const bench_opts *o, const result *rs, int nr) {
+    if (!o->csv) return;
+    FILE *f = fopen(o->csv, "a");
+    if (!f) {
+        fprintf(stderr, "bench_coded_latency: cannot open %s: %s\n", o->csv, strerror(errno));
+        return;
+    }
+    for (int i = 0; i < nr; i++) {
+        const result *r = &rs[i];
+        if (!r->ok) continue;
+        fprintf(f, "%s,%s,%d,%s,%s,%d,%g,%g,%g,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f\n", o->model,
+                o->procs ? "tcp-procs" : "inproc-threads", r->n, STRAG_NAMES[r->strag],
+                ts_scheme_name(r->scheme), r->scheme == TS_SCHEME_UNCODED ? 0 : o->s, o->gflops,
+                o->mbps, o->latency_ms, o->runs, r->p50, r->p95, r->p99, r->mean, r->ideal,
+                r->master_share);
+    }
+    fclose(f);
+}
+
+int main(int argc, char **argv) {
+    bench_opts o;
+    if (!parse_args(argc, argv, &o)) return 2;
+    if (o.procs && !o.cli) o.cli = getenv("TS_CLI");
+    if (o.procs && !o.cli) {
+        fprintf(stderr, "bench_coded_latency: --connect-procs needs --cli PATH or TS_CLI\n");
+        return 2;
+    }
+    ts_threads_set(1); /* workers are threads: one core's worth each, no BLAS teams */
+    signal(SIGPIPE, SIG_IGN);
+    printf("# bench_coded_latency:");
+    for (int i = 1; i < argc; i++) printf(" %s", argv[i]);
+    printf("\n");
+    print_uptime("at start");
+    model_ctx mc;
+    ts_err e = {0};
+    if (open_model(&o, &mc, &e) != TS_OK) {
+        fprintf(stderr, "bench_coded_latency: %s\n", e.msg);
+        return 1;
+    }
+    int cap = o.n_workers * o.n_strags * o.n_schemes, nr = 0, failed = 0;
+    result *rs = calloc((size_t)cap, sizeof *rs);
+    for (int w = 0; w < o.n_workers; w++)
+        for (int k = 0; k < o.n_strags; k++)
+            for (int c = 0; c < o.n_schemes; c++) {
+                rs[nr] = run_config(&o, &mc, o.workers[w], o.strags[k], o.schemes[c]);
+                failed += !rs[nr].ok;
+                nr++;
+            }
+    if (!o.calibrate) print_ratios(&o, rs, nr);
+    write_csv(&o, rs, nr);
+    free(rs);
+    ts_tensor_free(mc.input);
+    ts_tensor_free(mc.reference);
+    ts_graph_free(mc.g);
+    return failed ? 1 : 0;
+}
