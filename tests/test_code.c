@@ -579,6 +579,210 @@ static void test_noise_mse(void) {
     }
 }
 
+/* ---- soft errors -------------------------------------------------------- */
+
+/* Adds errors to the products of the workers in bad[]: random magnitude
+ * (1e-3 .. 1e2 times the row's rms) on random entries of random rows, or,
+ * adversarially, the products of another codeword (M_p Delta, all rows). */
+static void inject(fixture *f, float *Pf, const int *bad, int nbad, int adversarial, ts_rng *r) {
+    size_t L = f->len;
+    const ts_code_params *q = ts_code_params_of(f->c);
+    (void)q;
+    double *delta = NULL;
+    if (adversarial) { /* Delta: a random change of every block, seen through each product */
+        fixture g;
+        ts_code_params pp = *ts_code_params_of(f->c);
+        if (!fixture_make(&g, &pp, L, ts_rng_u64(r))) return;
+        delta = malloc((size_t)f->n * f->per * L * sizeof *delta);
+        memcpy(delta, g.P, (size_t)f->n * f->per * L * sizeof *delta);
+        fixture_free(&g);
+    }
+    for (int b = 0; b < nbad; b++) {
+        int j = bad[b];
+        for (int q2 = 0; q2 < f->per; q2++) {
+            float *row = Pf + ((size_t)j * f->per + q2) * L;
+            if (adversarial) {
+                for (size_t x = 0; x < L; x++) row[x] = (float)delta[((size_t)j * f->per + q2) * L + x];
+                continue;
+            }
+            if (q2 > 0 && ts_rng_below(r, 2)) continue; /* some rows stay right */
+            double rms = 0;
+            for (size_t x = 0; x < L; x++) rms += row[x] * row[x];
+            rms = sqrt(rms / L) + 1e-30;
+            int hits = 1 + (int)ts_rng_below(r, L);
+            for (int h = 0; h < hits; h++) {
+                double mag = rms * pow(10.0, -3 + 5 * ts_rng_uniform(r));
+                row[ts_rng_below(r, L)] += (float)(ts_rng_below(r, 2) ? mag : -mag);
+            }
+        }
+    }
+    free(delta);
+}
+
+static int same_set(const int *a, int na, const int *b, int nb) {
+    if (na != nb) return 0;
+    for (int i = 0; i < na; i++) {
+        int in = 0;
+        for (int j = 0; j < nb; j++) in |= a[i] == b[j];
+        if (!in) return 0;
+    }
+    return 1;
+}
+
+static void locate_case(const ts_code_params *p, int max_t, int adversarial, int rounds) {
+    fixture f;
+    if (!fixture_make(&f, p, 24, 100 + (uint64_t)p->kind)) return;
+    ts_rng r;
+    ts_rng_seed(&r, 7 + (uint64_t)p->n);
+    size_t total = (size_t)f.n * f.per * f.len;
+    float *Pf = malloc(total * sizeof(float));
+    const float *pp[2048];
+    float *tf[1024], *tg = malloc((size_t)f.nt * f.len * sizeof(float));
+    for (int t = 0; t < f.nt; t++) tf[t] = tg + t * f.len;
+    int by_method[3] = {0, 0, 0};
+    for (int t = adversarial ? max_t : 0; t <= max_t; t++)
+        for (int round = 0; round < rounds; round++) {
+            memcpy(Pf, f.Pf, total * sizeof(float));
+            int perm[64], bad[64];
+            for (int j = 0; j < f.n; j++) perm[j] = j;
+            shuffle(perm, f.n, &r);
+            memcpy(bad, perm, t * sizeof(int));
+            inject(&f, Pf, bad, t, adversarial, &r);
+            shuffle(perm, f.n, &r); /* responders in any order */
+            for (int i = 0; i < f.n; i++)
+                for (int q = 0; q < f.per; q++)
+                    pp[i * f.per + q] = Pf + ((size_t)perm[i] * f.per + q) * f.len;
+            ts_err e = {0};
+            ts_code_locate_report rep;
+            ts_code_locate_opts o = {.seed = (uint64_t)round};
+            double cond = 0;
+            ts_status st = ts_code_decode_robust(f.c, perm, f.n, pp, f.len, tf, &o, &rep, &cond, &e);
+            TS_CHECK_MSG(st == TS_OK, "%s t=%d: %s", ts_code_kind_name(p->kind), t, e.msg);
+            if (st != TS_OK) continue;
+            TS_CHECK_MSG(same_set(rep.bad, rep.n_bad, bad, t),
+                         "%s n=%d t=%d%s: found %d wrong (method %d, rank %d), injected %d",
+                         ts_code_kind_name(p->kind), f.n, t, adversarial ? " adversarial" : "",
+                         rep.n_bad, rep.method, rep.syndrome_rank, t);
+            if (adversarial) TS_CHECK(rep.guaranteed);
+            if (rep.method >= 0 && rep.method < 3) by_method[rep.method]++;
+            double err = rel_err_f(&f, tf);
+            TS_CHECK_MSG(err <= 2e-6 * fmax(cond, 1) * f.k, "%s t=%d: decode error %.3g",
+                         ts_code_kind_name(p->kind), t, err);
+        }
+    printf("  %-10s n=%-2d Q=%-2d t<=%d%s: located by syndrome %d, by consistency search %d, "
+           "clean %d\n",
+           ts_code_kind_name(p->kind), f.n, f.k, max_t, adversarial ? " (adversarial)" : "",
+           by_method[1], by_method[2], by_method[0]);
+    free(Pf);
+    free(tg);
+    fixture_free(&f);
+}
+
+static void test_locate_errors(void) {
+    int rounds = sanitized() ? 1 : 3;
+    /* up to P-Q-1 random errors */
+    locate_case(&(ts_code_params){.kind = TS_CODE_CRME, .n = 12, .kA = 2, .kB = 2}, 7, 0, rounds);
+    locate_case(&(ts_code_params){.kind = TS_CODE_CRME, .n = 10, .kA = 1, .kB = 6, .matvec = 1},
+                3, 0, rounds);
+    locate_case(&(ts_code_params){.kind = TS_CODE_CHEBYSHEV, .n = 12, .kB = 8}, 3, 0, rounds);
+    locate_case(&(ts_code_params){.kind = TS_CODE_GPOLYDOT, .n = 12, .kA = 2, .kB = 1, .m = 2},
+                6, 0, rounds);
+    locate_case(&(ts_code_params){.kind = TS_CODE_POLYNOMIAL, .n = 10, .kA = 2, .kB = 3}, 3, 0,
+                rounds);
+    locate_case(&(ts_code_params){.kind = TS_CODE_CIRCULANT, .n = 7, .kB = 4}, 2, 0, rounds);
+    /* the adversarial limit floor((P-Q)/2): wrong workers return another codeword */
+    locate_case(&(ts_code_params){.kind = TS_CODE_CRME, .n = 12, .kA = 2, .kB = 2}, 4, 1, rounds);
+    locate_case(&(ts_code_params){.kind = TS_CODE_CHEBYSHEV, .n = 12, .kB = 8}, 2, 1, rounds);
+    locate_case(&(ts_code_params){.kind = TS_CODE_RANDOM, .n = 11, .kB = 6, .seed = 5}, 2, 1,
+                rounds);
+}
+
+static void test_locate_refusals(void) {
+    ts_code_params p = {.kind = TS_CODE_CRME, .n = 8, .kA = 2, .kB = 2};
+    fixture f;
+    if (!fixture_make(&f, &p, 8, 1)) return;
+    const float *pp[64];
+    for (int i = 0; i < 32; i++) pp[i] = f.Pf + i * f.len;
+    int resp[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    ts_code_locate_report rep;
+    ts_err e = {0};
+    TS_CHECK(ts_code_locate(f.c, resp, 4, pp, f.len, NULL, &rep, &e) == TS_ERR_INVALID);
+    TS_CHECK(strstr(e.msg, "too few") != NULL); /* P = Q: no redundancy */
+    TS_CHECK(ts_code_locate(f.c, resp, 8, pp, 0, NULL, &rep, &e) == TS_ERR_INVALID);
+    int dup[6] = {0, 1, 2, 3, 4, 4};
+    TS_CHECK(ts_code_locate(f.c, dup, 6, pp, f.len, NULL, &rep, &e) == TS_ERR_INVALID);
+    /* clean data: nothing wrong, no method needed */
+    TS_CHECK_OK(ts_code_locate(f.c, resp, 8, pp, f.len, NULL, &rep, &e), &e);
+    TS_CHECK(rep.n_bad == 0 && rep.method == 0 && rep.guaranteed);
+    /* everything scrambled: no consistent set */
+    float *junk = malloc(32 * f.len * sizeof(float));
+    ts_rng r;
+    ts_rng_seed(&r, 3);
+    ts_rng_fill_normal(&r, junk, 32 * f.len, 1);
+    for (int i = 0; i < 32; i++) pp[i] = junk + i * f.len;
+    ts_code_locate_opts o = {.max_tries = 50};
+    TS_CHECK(ts_code_locate(f.c, resp, 8, pp, f.len, &o, &rep, &e) == TS_ERR_NUMERIC);
+    TS_CHECK(strstr(e.msg, "agree") != NULL);
+    free(junk);
+    fixture_free(&f);
+}
+
+/* Stored shares: a corrupted share is found by the periodic check and
+ * rebuilt from the healthy ones. */
+static void test_stored_shares(void) {
+    ts_code_params p = {.kind = TS_CODE_CRME, .n = 9, .kA = 2, .kB = 3};
+    ts_err e = {0};
+    ts_code *c = ts_code_new(&p, &e);
+    if (!c) return;
+    for (int operand = 0; operand < 2; operand++) {
+        int nblk = operand ? 6 : 4, q = 2;
+        size_t len = 50;
+        float *blk = malloc(nblk * len * sizeof(float)), *sh = malloc(9 * q * len * sizeof(float));
+        float *orig = malloc(9 * q * len * sizeof(float));
+        ts_rng r;
+        ts_rng_seed(&r, 4 + operand);
+        ts_rng_fill_normal(&r, blk, nblk * len, 1);
+        const float *bp[8];
+        for (int i = 0; i < nblk; i++) bp[i] = blk + i * len;
+        for (int j = 0; j < 9; j++) {
+            float *o[2] = {sh + (j * q) * len, sh + (j * q + 1) * len};
+            TS_CHECK_OK(operand ? ts_code_encode_b(c, j, bp, len, o, &e)
+                                : ts_code_encode_a(c, j, bp, len, o, &e),
+                        &e);
+        }
+        memcpy(orig, sh, 9 * q * len * sizeof(float));
+        const float *sp[18];
+        for (int i = 0; i < 18; i++) sp[i] = sh + i * len;
+        ts_code_locate_report rep;
+        TS_CHECK_OK(ts_code_check_shares(c, operand, sp, len, NULL, &rep, &e), &e);
+        TS_CHECK(rep.n_bad == 0);
+        int victim = 5;
+        sh[(victim * q + 1) * len + 7] += 0.5f; /* a bit flip's worth */
+        sh[(victim * q) * len + 30] *= -1.0f;
+        TS_CHECK_OK(ts_code_check_shares(c, operand, sp, len, NULL, &rep, &e), &e);
+        TS_CHECK_MSG(rep.n_bad == 1 && rep.bad[0] == victim, "operand %d: %d bad, first %d",
+                     operand, rep.n_bad, rep.n_bad ? rep.bad[0] : -1);
+        int healthy[8], nh = 0;
+        for (int j = 0; j < 9; j++)
+            if (j != victim) healthy[nh++] = j;
+        float *out[2] = {sh + (victim * q) * len, sh + (victim * q + 1) * len};
+        TS_CHECK_OK(ts_code_rebuild_share(c, operand, victim, healthy, nh, sp, len, out, &e), &e);
+        double d = 0;
+        for (size_t x = 0; x < 18 * len; x++) d = fmax(d, fabs(sh[x] - orig[x]));
+        TS_CHECK_MSG(d < 1e-5, "rebuilt share differs by %.3g", d);
+        TS_CHECK_OK(ts_code_check_shares(c, operand, sp, len, NULL, &rep, &e), &e);
+        TS_CHECK(rep.n_bad == 0);
+        TS_CHECK(ts_code_rebuild_share(c, operand, victim, healthy, 1, sp, len, out, &e) ==
+                 TS_ERR_INVALID);
+        healthy[0] = victim;
+        TS_CHECK(ts_code_rebuild_share(c, operand, victim, healthy, nh, sp, len, out, &e) ==
+                 TS_ERR_INVALID);
+        TS_CHECK(ts_code_check_shares(c, 2, sp, len, NULL, &rep, &e) == TS_ERR_INVALID);
+        free(blk), free(sh), free(orig);
+    }
+    ts_code_free(c);
+}
+
 /* Generalized PolyDot training: forward W x, backward W^T delta from the
  * same stored shares, and the in-place rank-B update of the shares. */
 static void matvec_f(const float *w, const float *x, int rows, int cols, int trans, float *y) {
@@ -767,6 +971,9 @@ int main(void) {
     TS_RUN(test_cond_table);
     TS_RUN(test_noise_mse);
     TS_RUN(test_gpolydot_training);
+    TS_RUN(test_locate_refusals);
+    TS_RUN(test_locate_errors);
+    TS_RUN(test_stored_shares);
     TS_RUN(test_cli);
     return ts_test_summary();
 }

@@ -202,6 +202,56 @@ typedef struct {
 ts_status ts_code_noise_mse(ts_code *c, const int *set, const ts_code_noise_opts *o, double *nmse,
                             ts_err *err);
 
+/* ---- soft errors ---------------------------------------------------------
+ * Wrong results among P > threshold responses are located by the syndrome
+ * method (up to P-Q-1 generic errors), verified against a least-squares fit
+ * whose tolerance comes from float32 round-off and the conditioning of the
+ * fitted workers, with a consistency search as fallback (which is exact up
+ * to floor((P-Q)/2) adversarial errors). See docs/codes.md. */
+#define TS_CODE_MAX_N 1024
+
+typedef struct {
+    double rel_noise; /* bound on a healthy value's relative error (0: derived from
+                       * float32 round-off, 2^-24 (inner + nA + nB + 1)) */
+    int inner;        /* terms summed per product element by the worker (0: 1) */
+    long max_tries;   /* consistency-search seeds (0: 5000; exhaustive when fewer) */
+    uint64_t seed;
+} ts_code_locate_opts;
+
+typedef struct {
+    int n_bad;                   /* wrong workers found */
+    int bad[TS_CODE_MAX_N];      /* their ids */
+    double score[TS_CODE_MAX_N]; /* per responder (input order): residual / tolerance, > 1 wrong */
+    double eps;                  /* the relative round-off bound used */
+    int method;                  /* 0 no error seen, 1 syndrome, 2 consistency search */
+    int syndrome_rank;           /* error dimensions the syndrome saw (-1: undecided) */
+    int guaranteed;              /* 1: the healthy set exceeds (P+Q-1)/2, so the answer holds
+                                  * even against adversarial errors */
+} ts_code_locate_report;
+
+/* Locates wrong products among n_resp > threshold responders (products as
+ * in ts_code_decode). TS_ERR_NUMERIC when no consistent set is found. */
+ts_status ts_code_locate(ts_code *c, const int *responders, int n_resp,
+                         const float *const *products, size_t len, const ts_code_locate_opts *opt,
+                         ts_code_locate_report *rep, ts_err *err);
+/* ts_code_locate, then ts_code_decode from the responders found healthy.
+ * rep (nullable) receives the location report. */
+ts_status ts_code_decode_robust(ts_code *c, const int *responders, int n_resp,
+                                const float *const *products, size_t len, float *const *targets,
+                                const ts_code_locate_opts *opt, ts_code_locate_report *rep,
+                                double *cond, ts_err *err);
+
+/* Stored shares: every worker's shares of operand 0 (A, shares[j*qa + c])
+ * or 1 (B, shares[j*qb + d]), len floats each. check_shares finds corrupted
+ * ones (rep->bad); rebuild_share recomputes worker's shares (out[q]) from
+ * the healthy workers' shares. */
+ts_status ts_code_check_shares(const ts_code *c, int operand, const float *const *shares,
+                               size_t len, const ts_code_locate_opts *opt,
+                               ts_code_locate_report *rep, ts_err *err);
+ts_status ts_code_rebuild_share(const ts_code *c, int operand, int worker, const int *healthy,
+                                int n_healthy, const float *const *shares, size_t len,
+                                float *const *out, ts_err *err);
+
 /* ---- Generalized PolyDot training ----------------------------------------
  * A forward gpolydot code stores W (N_out x N_in) as kA x m blocks W_{i,q}
  * (rows i, columns q); worker p keeps its share W~_p (encode_a).

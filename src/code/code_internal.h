@@ -18,7 +18,7 @@
 
 #include "tessera/code.h"
 
-#define TS_CODE_MAX_WORKERS 1024
+#define TS_CODE_MAX_WORKERS TS_CODE_MAX_N
 #define TS_CODE_CACHE 8
 
 typedef struct {
@@ -59,6 +59,9 @@ double ts_la_cond(const double *a, int rows, int cols);
 double ts_la_zcond(const double complex *a, int rows, int cols);
 /* Largest and smallest singular values; 0 on allocation failure. */
 int ts_la_zsv_range(const double complex *a, int rows, int cols, double *hi, double *lo);
+
+int ts_la_svd(const double *a, int rows, int cols, double *u, double *s, double *vt);
+int ts_la_syev(const double *g, int n, double *w, double *z);
 
 /* circulant embedding (circulant.c) */
 int ts_code_circ_default_q(int n);

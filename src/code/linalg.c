@@ -178,3 +178,59 @@ double ts_la_zcond(const double complex *a, int rows, int cols) {
     if (!ts_la_zsv_range(a, rows, cols, &hi, &lo)) return NAN;
     return lo > 0 && isfinite(hi) ? hi / lo : INFINITY;
 }
+
+void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
+            double *work, const int *lwork, int *info, size_t l1, size_t l2);
+
+/* Full SVD of the row-major rows x cols matrix a: u (rows x rows) and vt
+ * (cols x cols) row-major (nullable), s (min(rows, cols)) descending. */
+int ts_la_svd(const double *a, int rows, int cols, double *u, double *s, double *vt) {
+    int m = rows, n = cols, info = 0, lwork = -1, one = 1;
+    double q = 0, du = 0;
+    double *cm = malloc((size_t)rows * cols * sizeof *cm + 1);
+    double *ucm = u ? malloc((size_t)rows * rows * sizeof *ucm) : NULL;
+    double *vcm = vt ? malloc((size_t)cols * cols * sizeof *vcm) : NULL;
+    int ok = 0;
+    if (!cm || (u && !ucm) || (vt && !vcm)) goto done;
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) cm[(size_t)j * rows + i] = a[(size_t)i * cols + j];
+    const char *ju = u ? "A" : "N", *jv = vt ? "A" : "N";
+    int ldu = u ? rows : 1, ldv = vt ? cols : 1;
+    dgesvd_(ju, jv, &m, &n, cm, &m, s, ucm ? ucm : &du, &ldu, vcm ? vcm : &du, &ldv, &q, &lwork,
+            &info, 1, 1);
+    lwork = (int)q + 1;
+    double *work = malloc((size_t)lwork * sizeof *work);
+    if (!work) goto done;
+    dgesvd_(ju, jv, &m, &n, cm, &m, s, ucm ? ucm : &du, &ldu, vcm ? vcm : &du, &ldv, work, &lwork,
+            &info, 1, 1);
+    free(work);
+    if (info != 0) goto done;
+    if (u)
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < rows; j++) u[(size_t)i * rows + j] = ucm[(size_t)j * rows + i];
+    if (vt)
+        for (int i = 0; i < cols; i++)
+            for (int j = 0; j < cols; j++) vt[(size_t)i * cols + j] = vcm[(size_t)j * cols + i];
+    ok = 1;
+done:
+    (void)one;
+    free(cm);
+    free(ucm);
+    free(vcm);
+    return ok;
+}
+
+/* Eigen-decomposition of the symmetric n x n matrix g: w ascending, z
+ * row-major with eigenvector i in row i. */
+int ts_la_syev(const double *g, int n, double *w, double *z) {
+    int info = 0, lwork = -1;
+    double q = 0;
+    memcpy(z, g, (size_t)n * n * sizeof *z);
+    dsyev_("V", "U", &n, z, &n, w, &q, &lwork, &info, 1, 1);
+    lwork = (int)q + 1;
+    double *work = malloc((size_t)lwork * sizeof *work);
+    if (!work) return 0;
+    dsyev_("V", "U", &n, z, &n, w, work, &lwork, &info, 1, 1);
+    free(work);
+    return info == 0; /* column-major eigenvectors of a symmetric matrix, read row-major: rows */
+}
