@@ -58,6 +58,40 @@ static int same_layer(const layer *a, const ts_shape *x, const ts_shape *w,
            a->bias == bias;
 }
 
+/* The issue's memory bound at batch 1: weights + the two largest
+ * activations + the largest im2col buffer, next to the largest conv
+ * workspace the planner reserves (the Winograd path's can be larger than
+ * the im2col band). `tessera bench --model zoo:NET` measures peak RSS. */
+static void print_memory_bound(const char *net, const ts_graph *g) {
+    double weights = 0, a1 = 0, a2 = 0, band = 0, ws = 0;
+    for (int i = 0; i < ts_graph_num_values(g); i++) {
+        ts_value_view v = ts_graph_value(g, i);
+        double b = 4.0 * (double)ts_shape_numel(&v.shape);
+        if (v.kind == TS_VALUE_INIT)
+            weights += b;
+        else if (b > a1)
+            a2 = a1, a1 = b;
+        else if (b > a2)
+            a2 = b;
+    }
+    for (int i = 0; i < ts_graph_num_nodes(g); i++) {
+        ts_node_view nv = ts_graph_node(g, i);
+        if (nv.op != TS_OP_CONV) continue;
+        ts_shape x = ts_graph_value(g, nv.inputs[0]).shape;
+        ts_shape w = ts_graph_value(g, nv.inputs[1]).shape;
+        double b = 4.0 * (double)ts_conv_path_workspace_floats(TS_CONV_PATH_IM2COL, &nv.attrs->conv,
+                                                               &x, &w);
+        double f = 4.0 * (double)ts_conv2d_workspace_floats(&nv.attrs->conv, &x, &w);
+        band = b > band ? b : band;
+        ws = f > ws ? f : ws;
+    }
+    const double mib = 1024.0 * 1024.0;
+    printf("# %s batch 1: weights %.1f MiB + two largest activations %.1f MiB + largest im2col "
+           "band %.1f MiB = bound %.1f MiB (largest conv workspace incl. other paths %.1f MiB)\n",
+           net, weights / mib, (a1 + a2) / mib, band / mib, (weights + a1 + a2 + band) / mib,
+           ws / mib);
+}
+
 static int collect_layers(const char *net, layer *out, int n, ts_err *err) {
     ts_graph *g = ts_zoo_build(net, 1, err);
     if (!g) return -1;
@@ -65,6 +99,7 @@ static int collect_layers(const char *net, layer *out, int n, ts_err *err) {
         ts_graph_free(g);
         return -1;
     }
+    print_memory_bound(net, g);
     for (int i = 0; i < ts_graph_num_nodes(g); i++) {
         ts_node_view nv = ts_graph_node(g, i);
         if (nv.op != TS_OP_CONV) continue;
