@@ -198,9 +198,9 @@ static void test_proto_roundtrip(void) {
 /* Every corruption of a valid TASK is refused with TS_ERR_FORMAT. */
 static void test_proto_rejects(void) {
     ts_shape s = ts_shape4(1, 2, 2, 2);
-    float data[8] = {0};
+    float data[16] = {0}; /* room for the "longer than shape" frame */
     const void *d[2] = {data, data};
-    size_t dl[2] = {sizeof data, sizeof data};
+    size_t dl[2] = {8 * sizeof(float), 8 * sizeof(float)};
     ts_proto_frame0 good, f;
     build_task_frame(&good, &s);
     ts_proto_msg msg;
@@ -238,7 +238,7 @@ static void test_proto_rejects(void) {
         f = good;
         if (cases[i].off != SIZE_MAX) f.buf[cases[i].off] = cases[i].val;
         if (cases[i].len) f.len = cases[i].len;
-        size_t lens[2] = {cases[i].data_len, sizeof data};
+        size_t lens[2] = {cases[i].data_len, dl[1]};
         (void)dl;
         err.msg[0] = '\0';
         ts_status st = decode_raw(&f, d, lens, cases[i].n_data, &msg, &err);
