@@ -1,0 +1,51 @@
+#!/bin/sh
+# run_coded_latency.sh PHASE...: the runs behind docs/results/coded-latency.md.
+# Each phase appends to docs/results/coded-latency.csv (one row per
+# configuration) and coded-latency-raw.csv (every latency, for the CDFs), and
+# writes its full log to docs/results/coded-latency-PHASE.log.
+# Run one phase at a time on a shared machine; each prints `uptime` first.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${BENCH:-$root/build/bench_coded_latency}
+out=$root/docs/results
+csv=$out/coded-latency.csv
+raw=$out/coded-latency-raw.csv
+[ -f "$csv" ] || echo "model,transport,n,stragglers,scheme,s,gflops,mbps,latency_ms,runs,p50_ms,p95_ms,p99_ms,mean_ms,ideal_ms,master_share,workers_p50_ms" > "$csv"
+[ -f "$raw" ] || echo "model,n,stragglers,scheme,latency_ms,cdf" > "$raw"
+all=uncoded,replication,mds,polynomial,crme
+
+run() { # phase, then bench arguments
+    phase=$1; shift
+    echo "== $phase: $bin $*"
+    { echo "# uptime: $(uptime)"; echo "# command: bench_coded_latency $*"; } > "$out/coded-latency-$phase.log"
+    "$bin" "$@" --csv "$csv" --raw "$raw" >> "$out/coded-latency-$phase.log" 2>&1 || echo "  (some configurations failed, see the log)"
+    grep -E '^(RESULT|RATIO|FAILED|CALIB)' "$out/coded-latency-$phase.log" || true
+}
+
+for phase in "$@"; do
+    case $phase in
+    calib)
+        run calib-fashion --model fashion-cnn --workers 10,20 --schemes uncoded,crme --stragglers none --gflops 10 --runs 50 --warmup 2 --calibrate
+        run calib-alexnet --model alexnet --workers 10,20 --schemes uncoded,crme --stragglers none --gflops 1 --runs 10 --warmup 1 --calibrate
+        ;;
+    calib-vgg)
+        run calib-vgg16 --model vgg16 --workers 10 --schemes crme --stragglers none --gflops 1 --runs 2 --warmup 0 --calibrate ;;
+    fashion10)
+        run fashion10 --model fashion-cnn --workers 10 --schemes $all --stragglers none,fixed,shiftexp,pareto --gflops 10 --mbps 100 --latency-ms 1 --runs 1000 --warmup 20 ;;
+    fashionsweep)
+        run fashionsweep --model fashion-cnn --workers 8,12,16,20 --schemes $all --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 200 --warmup 10 ;;
+    fashionslow)
+        run fashionslow --model fashion-cnn --workers 10 --schemes $all --stragglers none,fixed --gflops 0.1 --mbps 100 --latency-ms 1 --runs 300 --warmup 10 ;;
+    alex10)
+        run alex10 --model alexnet --workers 10 --schemes $all --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 3 ;;
+    alexsweep)
+        run alexsweep --model alexnet --workers 8,16,20 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 30 --warmup 2 ;;
+    vgg)
+        run vgg --model vgg16 --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 5 --warmup 1 ;;
+    procs-fashion)
+        run procs-fashion --model fashion-cnn --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 300 --warmup 10 --connect-procs --cli "$root/build/tessera" ;;
+    procs-alexnet)
+        run procs-alexnet --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 30 --warmup 2 --connect-procs --cli "$root/build/tessera" ;;
+    *) echo "unknown phase $phase" >&2; exit 2 ;;
+    esac
+done
