@@ -148,10 +148,9 @@ ts_status ts_code_noise_mse(ts_code *c, const int *set, const ts_code_noise_opts
         (long)o->t * o->bb > 100000000L)
         return ts_errorf(err, TS_ERR_INVALID, "noise_mse: sizes t=%d ba=%d bb=%d out of range",
                          o->t, o->ba, o->bb);
-    if (c->p.kind == TS_CODE_CIRCULANT || c->p.backward)
+    if (c->p.backward)
         return ts_errorf(err, TS_ERR_UNSUPPORTED,
-                         "noise_mse models the forward product codes only (not %s%s)",
-                         c->p.backward ? "a backward " : "", ts_code_kind_name(c->p.kind));
+                         "noise_mse models forward products only (not a backward code)");
     int k = c->threshold, qa = c->qa, qb = c->qb, per = qa * qb, t = o->t;
     TS_TRY(ts_code_check_responders(c, set, k, k, err));
     size_t la = (size_t)t * o->ba, lb = (size_t)t * o->bb, lt = (size_t)o->ba * o->bb;

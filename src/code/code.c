@@ -182,10 +182,10 @@ const double *ts_code_a_gen(const ts_code *c) { return c->ga; }
 const double *ts_code_b_gen(const ts_code *c) { return c->gb; }
 const ts_code_params *ts_code_params_of(const ts_code *c) { return &c->p; }
 
-/* Encoding streams the blocks once: for each chunk (small enough to stay in
- * L1/L2) every share accumulates its combination, so the blocks are read
- * from memory once however many shares there are. Zero coefficients (uncoded,
- * replication, systematic workers) are skipped, so those shares are copies. */
+/* Encoding streams the blocks once: for each chunk (8 KB, so the output
+ * chunks stay in L1) every block is read once and added into every share
+ * that uses it. Zero coefficients (uncoded, replication, systematic workers)
+ * are skipped; 0 + 1*b is exact, so those shares are exact copies. */
 #define ENC_CHUNK 2048
 
 static ts_status encode(const double *g, int nblk, int nsh, const float *const *blocks,
@@ -198,25 +198,15 @@ static ts_status encode(const double *g, int nblk, int nsh, const float *const *
         if (!out[s]) return ts_errorf(err, TS_ERR_INVALID, "encode: output share %d is NULL", s);
     for (size_t x0 = 0; x0 < len; x0 += ENC_CHUNK) {
         size_t nx = len - x0 < ENC_CHUNK ? len - x0 : ENC_CHUNK;
-        for (int s = 0; s < nsh; s++) {
-            const double *row = g + (size_t)s * nblk;
-            float *o = out[s] + x0;
-            int started = 0;
-            for (int i = 0; i < nblk; i++) {
-                if (row[i] == 0.0) continue;
-                const float *b = blocks[i] + x0;
-                float a = (float)row[i];
-                if (!started) {
-                    if (a == 1.0f)
-                        memcpy(o, b, nx * sizeof *o);
-                    else
-                        for (size_t x = 0; x < nx; x++) o[x] = a * b[x];
-                    started = 1;
-                } else {
-                    for (size_t x = 0; x < nx; x++) o[x] += a * b[x];
-                }
+        for (int s = 0; s < nsh; s++) memset(out[s] + x0, 0, nx * sizeof(float));
+        for (int i = 0; i < nblk; i++) {
+            const float *b = blocks[i] + x0;
+            for (int s = 0; s < nsh; s++) {
+                float a = (float)g[(size_t)s * nblk + i];
+                if (a == 0.0f) continue;
+                float *restrict o = out[s] + x0;
+                for (size_t x = 0; x < nx; x++) o[x] += a * b[x];
             }
-            if (!started) memset(o, 0, nx * sizeof *o);
         }
     }
     return TS_OK;

@@ -15,7 +15,14 @@
 
 #include "code_internal.h"
 
-#define DEC_CHUNK 256
+/* Columns per decoding step: the chunk of all rows should stay within L2
+ * (about 0.5 MB of doubles), but BLAS calls need enough columns to amortize
+ * their overhead. */
+static int dec_chunk(int rows) {
+    int ch = (1 << 16) / (rows > 0 ? rows : 1);
+    ch = ch < 256 ? 256 : ch > 4096 ? 4096 : ch;
+    return ch & ~63;
+}
 
 
 void ts_code_cache_clear(ts_code *c) {
@@ -209,24 +216,25 @@ static ts_status grow(ts_code *c, size_t doubles, ts_err *err) {
  * two triangular solves as BLAS-3), and keeps the target rows. */
 static ts_status apply_real(ts_code *c, const ts_code_cache_entry *e, const void *const *rows,
                             int N, size_t len, void *const *targets, int f64, ts_err *err) {
-    TS_TRY(grow(c, (size_t)N * DEC_CHUNK + DEC_CHUNK, err));
-    double *in = c->buf, *tmp = c->buf + (size_t)N * DEC_CHUNK;
-    for (size_t x0 = 0; x0 < len; x0 += DEC_CHUNK) {
-        int nx = (int)(len - x0 < DEC_CHUNK ? len - x0 : DEC_CHUNK);
-        for (int r = 0; r < N; r++) load(rows[r], f64, x0, nx, in + (size_t)r * DEC_CHUNK);
+    const int CH = dec_chunk(N);
+    TS_TRY(grow(c, (size_t)N * CH + CH, err));
+    double *in = c->buf, *tmp = c->buf + (size_t)N * CH;
+    for (size_t x0 = 0; x0 < len; x0 += CH) {
+        int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
+        for (int r = 0; r < N; r++) load(rows[r], f64, x0, nx, in + (size_t)r * CH);
         for (int k = 0; k < N; k++)
             if (e->piv[k] != k) {
-                double *a = in + (size_t)k * DEC_CHUNK, *b = in + (size_t)e->piv[k] * DEC_CHUNK;
+                double *a = in + (size_t)k * CH, *b = in + (size_t)e->piv[k] * CH;
                 memcpy(tmp, a, (size_t)nx * sizeof *tmp);
                 memcpy(a, b, (size_t)nx * sizeof *tmp);
                 memcpy(b, tmp, (size_t)nx * sizeof *tmp);
             }
         cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasUnit, N, nx, 1.0,
-                    e->dec, N, in, DEC_CHUNK);
+                    e->dec, N, in, CH);
         cblas_dtrsm(CblasRowMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, N, nx, 1.0,
-                    e->dec, N, in, DEC_CHUNK);
+                    e->dec, N, in, CH);
         for (int t = 0; t < c->ntargets; t++)
-            store(targets[t], f64, x0, nx, in + (size_t)c->tsel[t] * DEC_CHUNK);
+            store(targets[t], f64, x0, nx, in + (size_t)c->tsel[t] * CH);
     }
     return TS_OK;
 }
@@ -234,16 +242,17 @@ static ts_status apply_real(ts_code *c, const ts_code_cache_entry *e, const void
 /* Complex Vandermonde: y_r = sum_{c,d} i^(c+d) P[r][c][d]; T = Re(inv(V) y). */
 static ts_status apply_complex(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
                                int k, size_t len, void *const *targets, int f64, ts_err *err) {
+    const int CH = dec_chunk(2 * k);
     int per = c->qa * c->qb;
-    TS_TRY(grow(c, (size_t)5 * k * DEC_CHUNK, err));
-    double complex *y = (double complex *)c->buf, *z = y + (size_t)k * DEC_CHUNK;
-    double *tmp = (double *)(z + (size_t)k * DEC_CHUNK);
+    TS_TRY(grow(c, (size_t)5 * k * CH, err));
+    double complex *y = (double complex *)c->buf, *z = y + (size_t)k * CH;
+    double *tmp = (double *)(z + (size_t)k * CH);
     static const double complex IPOW[3] = {1, I, -1};
     const double complex one = 1, zero = 0;
-    for (size_t x0 = 0; x0 < len; x0 += DEC_CHUNK) {
-        int nx = (int)(len - x0 < DEC_CHUNK ? len - x0 : DEC_CHUNK);
+    for (size_t x0 = 0; x0 < len; x0 += CH) {
+        int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
         for (int r = 0; r < k; r++) {
-            double complex *yr = y + (size_t)r * DEC_CHUNK;
+            double complex *yr = y + (size_t)r * CH;
             for (int x = 0; x < nx; x++) yr[x] = 0;
             for (int a = 0; a < c->qa; a++)
                 for (int b = 0; b < c->qb; b++) {
@@ -253,9 +262,9 @@ static ts_status apply_complex(ts_code *c, const ts_code_cache_entry *e, const v
                 }
         }
         cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, y,
-                    DEC_CHUNK, &zero, z, DEC_CHUNK);
+                    CH, &zero, z, CH);
         for (int t = 0; t < k; t++) {
-            for (int x = 0; x < nx; x++) tmp[x] = creal(z[(size_t)t * DEC_CHUNK + x]);
+            for (int x = 0; x < nx; x++) tmp[x] = creal(z[(size_t)t * CH + x]);
             store(targets[t], f64, x0, nx, tmp);
         }
     }
@@ -269,19 +278,20 @@ static ts_status apply_complex(ts_code *c, const ts_code_cache_entry *e, const v
  *   Y_{2i,2l+1} = Im ZQ - Im ZP,  Y_{2i+1,2l} = -Im ZP - Im ZQ. */
 static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
                             int k, size_t len, void *const *targets, int f64, ts_err *err) {
+    const int CH = dec_chunk(8 * k);
     int kB = c->p.kB, nb = c->nb;
-    TS_TRY(grow(c, (size_t)8 * k * DEC_CHUNK + 4 * DEC_CHUNK, err));
-    double *o = c->buf + (size_t)8 * k * DEC_CHUNK; /* 4 rows of one worker, then 4 targets */
-    double complex *p = (double complex *)c->buf, *q = p + (size_t)k * DEC_CHUNK;
-    double complex *zp = q + (size_t)k * DEC_CHUNK, *zq = zp + (size_t)k * DEC_CHUNK;
+    TS_TRY(grow(c, (size_t)8 * k * CH + 4 * CH, err));
+    double *o = c->buf + (size_t)8 * k * CH; /* 4 rows of one worker, then 4 targets */
+    double complex *p = (double complex *)c->buf, *q = p + (size_t)k * CH;
+    double complex *zp = q + (size_t)k * CH, *zq = zp + (size_t)k * CH;
     const double complex one = 1, zero = 0;
-    for (size_t x0 = 0; x0 < len; x0 += DEC_CHUNK) {
-        int nx = (int)(len - x0 < DEC_CHUNK ? len - x0 : DEC_CHUNK);
+    for (size_t x0 = 0; x0 < len; x0 += CH) {
+        int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
         for (int r = 0; r < k; r++) {
-            for (int q = 0; q < 4; q++) load(prod[4 * r + q], f64, x0, nx, o + q * DEC_CHUNK);
-            const double *o00 = o, *o01 = o + DEC_CHUNK, *o10 = o + 2 * DEC_CHUNK,
-                         *o11 = o + 3 * DEC_CHUNK;
-            double complex *pr = p + (size_t)r * DEC_CHUNK, *qr = q + (size_t)r * DEC_CHUNK;
+            for (int q = 0; q < 4; q++) load(prod[4 * r + q], f64, x0, nx, o + q * CH);
+            const double *o00 = o, *o01 = o + CH, *o10 = o + 2 * CH,
+                         *o11 = o + 3 * CH;
+            double complex *pr = p + (size_t)r * CH, *qr = q + (size_t)r * CH;
             for (int x = 0; x < nx; x++) {
                 double a = o00[x], b = o01[x], cc = o10[x], d = o11[x];
                 pr[x] = CMPLX(0.5 * (a - d), -0.5 * (b + cc));
@@ -289,14 +299,14 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void
             }
         }
         cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, p,
-                    DEC_CHUNK, &zero, zp, DEC_CHUNK);
+                    CH, &zero, zp, CH);
         cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one,
-                    e->zdec + (size_t)k * k, k, q, DEC_CHUNK, &zero, zq, DEC_CHUNK);
+                    e->zdec + (size_t)k * k, k, q, CH, &zero, zq, CH);
         for (int u = 0; u < k; u++) {
             int i = u / kB, l = u % kB;
-            const double complex *a = zp + (size_t)u * DEC_CHUNK, *b = zq + (size_t)u * DEC_CHUNK;
-            double *y00 = o, *y01 = o + DEC_CHUNK, *y10 = o + 2 * DEC_CHUNK,
-                   *y11 = o + 3 * DEC_CHUNK;
+            const double complex *a = zp + (size_t)u * CH, *b = zq + (size_t)u * CH;
+            double *y00 = o, *y01 = o + CH, *y10 = o + 2 * CH,
+                   *y11 = o + 3 * CH;
             for (int x = 0; x < nx; x++) {
                 double rp = creal(a[x]), ip = cimag(a[x]), rq = creal(b[x]), iq = cimag(b[x]);
                 y00[x] = rp + rq;
@@ -317,25 +327,26 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void
  * so one k x k complex solve gives Y_{2l} = Re z_l, Y_{2l+1} = -Im z_l. */
 static ts_status apply_crme_mv(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
                                int k, size_t len, void *const *targets, int f64, ts_err *err) {
-    TS_TRY(grow(c, (size_t)4 * k * DEC_CHUNK + 2 * DEC_CHUNK, err));
-    double complex *p = (double complex *)c->buf, *z = p + (size_t)k * DEC_CHUNK;
-    double *o = c->buf + (size_t)4 * k * DEC_CHUNK;
+    const int CH = dec_chunk(4 * k);
+    TS_TRY(grow(c, (size_t)4 * k * CH + 2 * CH, err));
+    double complex *p = (double complex *)c->buf, *z = p + (size_t)k * CH;
+    double *o = c->buf + (size_t)4 * k * CH;
     const double complex one = 1, zero = 0;
-    for (size_t x0 = 0; x0 < len; x0 += DEC_CHUNK) {
-        int nx = (int)(len - x0 < DEC_CHUNK ? len - x0 : DEC_CHUNK);
+    for (size_t x0 = 0; x0 < len; x0 += CH) {
+        int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
         for (int r = 0; r < k; r++) {
             load(prod[2 * r], f64, x0, nx, o);
-            load(prod[2 * r + 1], f64, x0, nx, o + DEC_CHUNK);
-            double complex *pr = p + (size_t)r * DEC_CHUNK;
-            for (int x = 0; x < nx; x++) pr[x] = CMPLX(o[x], -o[DEC_CHUNK + x]);
+            load(prod[2 * r + 1], f64, x0, nx, o + CH);
+            double complex *pr = p + (size_t)r * CH;
+            for (int x = 0; x < nx; x++) pr[x] = CMPLX(o[x], -o[CH + x]);
         }
         cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, p,
-                    DEC_CHUNK, &zero, z, DEC_CHUNK);
+                    CH, &zero, z, CH);
         for (int l = 0; l < k; l++) {
-            const double complex *zl = z + (size_t)l * DEC_CHUNK;
-            for (int x = 0; x < nx; x++) o[x] = creal(zl[x]), o[DEC_CHUNK + x] = -cimag(zl[x]);
+            const double complex *zl = z + (size_t)l * CH;
+            for (int x = 0; x < nx; x++) o[x] = creal(zl[x]), o[CH + x] = -cimag(zl[x]);
             store(targets[2 * l], f64, x0, nx, o);
-            store(targets[2 * l + 1], f64, x0, nx, o + DEC_CHUNK);
+            store(targets[2 * l + 1], f64, x0, nx, o + CH);
         }
     }
     return TS_OK;
