@@ -16,7 +16,7 @@
  * machine is shared, so numbers are only comparable within one run.
  *
  * usage: bench_conv [-b 1,8] [-t 1,2] [-n alexnet,vgg16,resnet18] [-s 0.3]
- *                   [--path auto|im2col|packed|winograd] [--csv FILE]
+ *                   [--path auto|im2col|packed|winograd|taps] [--csv FILE]
  *                   [--torch SCRIPT | --no-torch] [--python PYTHON]
  */
 #include "ops/conv_internal.h"
@@ -272,11 +272,11 @@ static int parse_list(const char *s, int *out, int max) {
     return n;
 }
 
-static const char *const k_paths[] = {"im2col", "direct", "packed", "winograd"};
+static const char *const k_paths[] = {"im2col", "direct", "packed", "winograd", "taps"};
 
 static int parse_path(const char *s) {
     if (!strcmp(s, "auto")) return -1;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < TS_CONV_PATH_COUNT; i++)
         if (!strcmp(s, k_paths[i])) return i;
     return -2;
 }
@@ -289,7 +289,7 @@ static const char *path_name(const layer *l, int batch, int path) {
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_conv [-b 1,8] [-t 1,2] [-n alexnet,vgg16,resnet18] [-s 0.3]\n"
-                    "                  [--path auto|im2col|packed|winograd] [--csv FILE]\n"
+                    "                  [--path auto|im2col|packed|winograd|taps] [--csv FILE]\n"
                     "                  [--torch SCRIPT | --no-torch] [--python PYTHON]\n");
 }
 

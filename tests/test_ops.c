@@ -398,7 +398,7 @@ static void test_conv_backward_chunked_vs_naive(void) {
 
 /* ---- conv forward paths ------------------------------------------------ */
 
-static const char *const k_path_names[] = {"im2col", "direct", "packed", "winograd"};
+static const char *const k_path_names[] = {"im2col", "direct", "packed", "winograd", "taps"};
 
 /* Runs every forward path that applies to cc at `threads` threads and checks
  * each against the double reference. Float32 GEMM paths agree to ~1e-6 of
@@ -412,7 +412,7 @@ static unsigned check_conv_paths(const conv_case *cc, int threads, const char *l
     ref_conv(cc, f.x->data, f.w->data, f.b->data, ref, f.y->s.shape[2], f.y->s.shape[3]);
     ts_threads_set(threads);
     unsigned ran = 0;
-    for (int path = 0; path < 4; path++) {
+    for (int path = 0; path < TS_CONV_PATH_COUNT; path++) {
         ts_err err;
         size_t wsn = ts_conv_path_workspace_floats((ts_conv_path)path, &cc->p, &f.x->s, &f.w->s);
         float *ws = wsn ? ts_alloc(wsn * sizeof(float)) : NULL;
@@ -483,7 +483,9 @@ static void test_conv_winograd_vs_reference(void) {
         printf("  (winograd path not compiled in: no AVX-512 at build time)\n");
 }
 
-/* The packed GEMM path: stride 1, 2 (permute packing) and 3 (gathers),
+/* The packed GEMM path (and, on the same cases, the direct-taps path: tiles
+ * of 6 positions across row ends, 64-channel blocks with a partial last
+ * block): stride 1, 2 (permute packing) and 3 (gathers),
  * dilation, few panels (W read in place) and many (W packed), K and M above
  * their blocks (256, 144), both thread splits (panels, and M when a chunk
  * has few panels). */
@@ -524,6 +526,16 @@ static void test_conv_path_dispatch(void) {
         return;
     }
     TS_CHECK(vgg == TS_CONV_PATH_WINOGRAD);
+    /* The ResNet stem (7x7/2, 64 channels) takes the direct-taps kernel,
+     * a 1x1/2 downsample does not (too few taps per output). */
+    ts_conv2d_params stem = ts_conv2d_params_default();
+    stem.stride_h = stem.stride_w = 2;
+    stem.pad_t = stem.pad_l = stem.pad_b = stem.pad_r = 3;
+    ts_shape sx = ts_shape4(1, 3, 224, 224), sw = ts_shape4(64, 3, 7, 7);
+    TS_CHECK(ts_conv_default_path(&stem, &sx, &sw) == TS_CONV_PATH_TAPS);
+    stem.pad_t = stem.pad_l = stem.pad_b = stem.pad_r = 0;
+    ts_shape dx = ts_shape4(1, 64, 56, 56), dw = ts_shape4(128, 64, 1, 1);
+    TS_CHECK(ts_conv_default_path(&stem, &dx, &dw) != TS_CONV_PATH_TAPS);
     /* Winograd's workspace is included in what the planner reserves. */
     p.stride_h = p.stride_w = 1;
     TS_CHECK(ts_conv2d_workspace_floats(&p, &x, &w) >=

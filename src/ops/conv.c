@@ -141,6 +141,7 @@ ts_status ts_conv2d_out_shape(const ts_conv2d_params *p, const ts_shape *x, cons
 static ts_conv_path default_path(const conv_geom *g, const ts_conv2d_params *p) {
     if (g->direct) return TS_CONV_PATH_DIRECT;
     if (ts_conv_winograd_preferred(g, p)) return TS_CONV_PATH_WINOGRAD;
+    if (ts_conv_direct_preferred(g, p)) return TS_CONV_PATH_TAPS;
     if (ts_conv_fast_usable(g)) return TS_CONV_PATH_PACKED;
     return TS_CONV_PATH_IM2COL;
 }
@@ -153,6 +154,8 @@ static size_t path_workspace_floats(ts_conv_path path, const conv_geom *g,
     case TS_CONV_PATH_IM2COL: return g->direct ? 0 : (size_t)(g->k * g->chunk_rows * g->ow);
     case TS_CONV_PATH_PACKED: return ts_conv_fast_workspace_floats(g);
     case TS_CONV_PATH_WINOGRAD: return ts_conv_winograd_workspace_floats(g, p);
+    case TS_CONV_PATH_TAPS: return ts_conv_direct_workspace_floats(g, p);
+    case TS_CONV_PATH_COUNT: break;
     }
     return 0;
 }
@@ -314,6 +317,8 @@ static int path_applies(ts_conv_path path, const conv_geom *g, const ts_conv2d_p
     case TS_CONV_PATH_IM2COL: return 1;
     case TS_CONV_PATH_PACKED: return ts_conv_fast_usable(g);
     case TS_CONV_PATH_WINOGRAD: return ts_conv_winograd_usable(g, p);
+    case TS_CONV_PATH_TAPS: return ts_conv_direct_usable(g, p);
+    case TS_CONV_PATH_COUNT: break;
     }
     return 0;
 }
@@ -341,8 +346,12 @@ static ts_status conv_forward_on(ts_conv_path path, const ts_conv2d_params *p, c
     case TS_CONV_PATH_PACKED:
         ts_conv_fast_forward(&g, p, x->data, w->data, bd, y->data, ws, ts_threads_get());
         return TS_OK;
+    case TS_CONV_PATH_TAPS:
+        ts_conv_direct_forward(&g, p, x->data, w->data, bd, y->data, ws, ts_threads_get());
+        return TS_OK;
     case TS_CONV_PATH_DIRECT:
-    case TS_CONV_PATH_IM2COL: break;
+    case TS_CONV_PATH_IM2COL:
+    case TS_CONV_PATH_COUNT: break;
     }
     conv_geom band = g;
     band.direct = path == TS_CONV_PATH_DIRECT; /* im2col also handles 1x1 */

@@ -25,6 +25,8 @@ typedef enum {
     TS_CONV_PATH_DIRECT,   /* 1x1 stride-1 unpadded: cblas_sgemm on x itself */
     TS_CONV_PATH_PACKED,   /* conv_fast.c */
     TS_CONV_PATH_WINOGRAD, /* conv_winograd.c */
+    TS_CONV_PATH_TAPS,     /* conv_direct.c: direct taps, vectorized over output channels */
+    TS_CONV_PATH_COUNT
 } ts_conv_path;
 
 enum {
@@ -95,5 +97,14 @@ int ts_conv_winograd_preferred(const conv_geom *g, const ts_conv2d_params *p);
 size_t ts_conv_winograd_workspace_floats(const conv_geom *g, const ts_conv2d_params *p);
 void ts_conv_winograd_forward(const conv_geom *g, const ts_conv2d_params *p, const float *x,
                               const float *w, const float *b, float *y, float *ws, int threads);
+
+/* ---- direct conv over output channels (conv_direct.c) ------------------ */
+
+int ts_conv_direct_usable(const conv_geom *g, const ts_conv2d_params *p);
+/* 1 when expected to beat the packed GEMM (strided layers). */
+int ts_conv_direct_preferred(const conv_geom *g, const ts_conv2d_params *p);
+size_t ts_conv_direct_workspace_floats(const conv_geom *g, const ts_conv2d_params *p);
+void ts_conv_direct_forward(const conv_geom *g, const ts_conv2d_params *p, const float *x,
+                            const float *w, const float *b, float *y, float *ws, int threads);
 
 #endif

@@ -1,0 +1,245 @@
+/* conv_direct.c: direct conv forward, vectorized over output channels.
+ *
+ * Why: for strided layers (ResNet's 7x7/2 stem and 3x3/2 and 1x1/2 layers)
+ * the packed GEMM spends up to half its time building im2col panels, since
+ * a strided input row cannot be copied as one block. Here there is no
+ * im2col: the input is padded once per image (so no tap needs a bounds
+ * check) and each tap's input value is broadcast straight from it:
+ *
+ *   acc[px][v] += x[c][oy*sh + i*dh][(ox+px)*sw + j*dw] * wt[tap][v*16..+16)
+ *
+ * - a tile is DP = 6 consecutive output pixels x DV = 4 zmm (64) output
+ *   channels: 24 accumulators + 4 weight vectors + 1 broadcast <= 32 zmm;
+ * - weights are transposed once per call to [oc block][tap][64];
+ * - the tile is written with scatters (64 channels are 64 output planes).
+ * Threads split (output-channel block, output row) items after padding.
+ */
+#include "conv_internal.h"
+
+#include <string.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define TS_DIRECT_HAVE 1
+#else
+#define TS_DIRECT_HAVE 0
+#endif
+
+enum {
+    DV = 4,        /* zmm of output channels per tile */
+    DOC = DV * 16, /* output channels per tile */
+    DP = 6,        /* output pixels per tile */
+    SPAN = 8 * DP, /* output positions per thread work item */
+};
+
+typedef struct {
+    int64_t hp, wp;    /* padded input plane */
+    int64_t nob;       /* output-channel blocks per group */
+    size_t pad_floats; /* padded input of one image and group */
+    size_t wt_floats;  /* transposed weights of all groups */
+} direct_plan;
+
+static direct_plan plan_for(const conv_geom *g, const ts_conv2d_params *p) {
+    direct_plan d;
+    d.hp = g->h + p->pad_t + p->pad_b;
+    d.wp = g->w + p->pad_l + p->pad_r;
+    d.nob = (g->mg + DOC - 1) / DOC;
+    d.pad_floats = (size_t)(g->cg * d.hp * d.wp);
+    d.wt_floats = (size_t)(g->groups * d.nob * DOC * g->k);
+    return d;
+}
+
+int ts_conv_direct_usable(const conv_geom *g, const ts_conv2d_params *p) {
+    (void)p; /* any stride, padding, dilation and groups */
+    /* Scatter offsets (lane * output plane) are int32. */
+    return TS_DIRECT_HAVE && 16 * g->p < INT32_MAX && g->k <= (int64_t)1 << 24;
+}
+
+size_t ts_conv_direct_workspace_floats(const conv_geom *g, const ts_conv2d_params *p) {
+    if (!ts_conv_direct_usable(g, p)) return 0;
+    direct_plan d = plan_for(g, p);
+    return d.pad_floats + d.wt_floats;
+}
+
+/* Measured on the dev machine (bench_conv, --path taps vs packed): taps
+ * wins on strided k x k layers whose 64-channel weight block (K * 64 floats)
+ * stays in L2 (AlexNet 11x11/4: 1.9x, ResNet 7x7/2: 1.15x, 3x3/2 with
+ * C = 64: 1.2-1.5x) and loses where it does not (C = 256, K = 2304: 0.5x)
+ * or where K is too short to hide the scattered stores (1x1/2: 0.5-0.7x). */
+#define TS_DIRECT_MAX_K 1024
+
+int ts_conv_direct_preferred(const conv_geom *g, const ts_conv2d_params *p) {
+    if (!ts_conv_direct_usable(g, p)) return 0;
+    int strided = p->stride_h > 1 || p->stride_w > 1;
+    double fill = (double)g->mg / (double)(((g->mg + DOC - 1) / DOC) * DOC);
+    return strided && g->kh * g->kw > 1 && g->k <= TS_DIRECT_MAX_K && fill >= 0.75;
+}
+
+#if TS_DIRECT_HAVE
+
+static inline __mmask16 lane_mask(int64_t n) { /* lanes [0, n) of 16 */
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* One tile: np consecutive output positions p0.. (flattened over rows, so
+ * narrow outputs such as 7x7 still fill whole tiles) of the 64 output
+ * channels of block wt (DOC floats per tap); writes y with scatters
+ * (channel lanes beyond `live` masked). */
+static inline __attribute__((always_inline)) void
+direct_tile(const int np, const conv_geom *g, const ts_conv2d_params *p, const direct_plan *d,
+            const float *xpad, const float *wt, int64_t p0, const float *bias, int64_t live,
+            float *yb) {
+    __m512 acc[DP][DV];
+    const float *base[DP]; /* input of tap (0, 0, 0) for each pixel */
+#pragma GCC unroll 6
+    for (int px = 0; px < np; px++) {
+        int64_t oy = (p0 + px) / g->ow, ox = (p0 + px) % g->ow;
+        base[px] = xpad + oy * p->stride_h * d->wp + ox * p->stride_w;
+#pragma GCC unroll 4
+        for (int v = 0; v < DV; v++)
+            acc[px][v] = _mm512_setzero_ps();
+    }
+    for (int64_t c = 0; c < g->cg; c++) {
+        for (int64_t i = 0; i < g->kh; i++) {
+            const int64_t row = (c * d->hp + i * p->dil_h) * d->wp;
+            for (int64_t j = 0; j < g->kw; j++, wt += DOC) {
+                const int64_t off = row + j * p->dil_w;
+                __m512 w0 = _mm512_loadu_ps(wt), w1 = _mm512_loadu_ps(wt + 16);
+                __m512 w2 = _mm512_loadu_ps(wt + 32), w3 = _mm512_loadu_ps(wt + 48);
+#pragma GCC unroll 6
+                for (int px = 0; px < np; px++) {
+                    __m512 xb = _mm512_set1_ps(base[px][off]);
+                    acc[px][0] = _mm512_fmadd_ps(xb, w0, acc[px][0]);
+                    acc[px][1] = _mm512_fmadd_ps(xb, w1, acc[px][1]);
+                    acc[px][2] = _mm512_fmadd_ps(xb, w2, acc[px][2]);
+                    acc[px][3] = _mm512_fmadd_ps(xb, w3, acc[px][3]);
+                }
+            }
+        }
+    }
+    /* Lane l of vector v is output channel v*16 + l: plane stride P. */
+    const __m512i plane =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32((int)g->p));
+#pragma GCC unroll 4
+    for (int v = 0; v < DV; v++) {
+        __mmask16 m = lane_mask(live - v * 16);
+        if (!m) break;
+        __m512 bv = bias ? _mm512_maskz_loadu_ps(m, bias + v * 16) : _mm512_setzero_ps();
+        float *yv = yb + (int64_t)v * 16 * g->p + p0;
+#pragma GCC unroll 6
+        for (int px = 0; px < np; px++)
+            _mm512_mask_i32scatter_ps(yv + px, m, plane, _mm512_add_ps(acc[px][v], bv), 4);
+    }
+}
+
+#define DIRECT_CASE(N)                                                                             \
+    case N: direct_tile(N, g, p, d, xpad, wt, q, bias, live, yb); break;
+
+/* Output positions [p_lo, p_hi) of one output-channel block. */
+static void direct_span(const conv_geom *g, const ts_conv2d_params *p, const direct_plan *d,
+                        const float *xpad, const float *wt, int64_t p_lo, int64_t p_hi,
+                        const float *bias, int64_t live, float *yb) {
+    for (int64_t q = p_lo; q < p_hi; q += DP) {
+        int np = (int)(p_hi - q < DP ? p_hi - q : DP);
+        switch (np) {
+            DIRECT_CASE(6)
+            DIRECT_CASE(5)
+            DIRECT_CASE(4)
+            DIRECT_CASE(3)
+            DIRECT_CASE(2)
+            DIRECT_CASE(1)
+        default: break;
+        }
+    }
+}
+
+typedef struct {
+    const conv_geom *g;
+    const ts_conv2d_params *p;
+    direct_plan d;
+    const float *x, *w, *b;
+    float *y, *xpad, *wt;
+} direct_job;
+
+/* wt[gi][ob][tap][lane] = w[gi*mg + ob*DOC + lane][tap], 0 past mg. */
+static void transpose_weights(const direct_job *j, int64_t gi, int64_t ob) {
+    const conv_geom *g = j->g;
+    float *dst = j->wt + (gi * j->d.nob + ob) * DOC * g->k;
+    for (int64_t l = 0; l < DOC; l++) {
+        int64_t m = ob * DOC + l;
+        const float *src = j->w + (gi * g->mg + m) * g->k;
+        if (m < g->mg)
+            for (int64_t k = 0; k < g->k; k++)
+                dst[k * DOC + l] = src[k];
+        else
+            for (int64_t k = 0; k < g->k; k++)
+                dst[k * DOC + l] = 0.0f;
+    }
+}
+
+/* Padded copy of channels [c_lo, c_hi) of one image and group. */
+static void pad_channels(const direct_job *j, const float *xg, int64_t c_lo, int64_t c_hi) {
+    const conv_geom *g = j->g;
+    const ts_conv2d_params *p = j->p;
+    const direct_plan *d = &j->d;
+    for (int64_t c = c_lo; c < c_hi; c++) {
+        float *dst = j->xpad + c * d->hp * d->wp;
+        memset(dst, 0, (size_t)(p->pad_t * d->wp) * sizeof *dst);
+        for (int64_t r = 0; r < g->h; r++) {
+            float *row = dst + (p->pad_t + r) * d->wp;
+            memset(row, 0, (size_t)p->pad_l * sizeof *row);
+            memcpy(row + p->pad_l, xg + (c * g->h + r) * g->w, (size_t)g->w * sizeof *row);
+            memset(row + p->pad_l + g->w, 0, (size_t)p->pad_r * sizeof *row);
+        }
+        memset(dst + (p->pad_t + g->h) * d->wp, 0, (size_t)(p->pad_b * d->wp) * sizeof *dst);
+    }
+}
+
+static void direct_member(void *ctx, int t, int T, ts_conv_team *team) {
+    const direct_job *j = ctx;
+    const conv_geom *g = j->g;
+    const direct_plan *d = &j->d;
+    const int64_t wblocks = g->groups * d->nob;
+    for (int64_t it = wblocks * t / T; it < wblocks * (t + 1) / T; it++)
+        transpose_weights(j, it / d->nob, it % d->nob);
+    for (int64_t n = 0; n < g->n; n++) {
+        for (int64_t gi = 0; gi < g->groups; gi++) {
+            const float *xg = j->x + (n * g->c + gi * g->cg) * g->h * g->w;
+            pad_channels(j, xg, g->cg * t / T, g->cg * (t + 1) / T);
+            ts_conv_team_barrier(team);
+            /* Items: an output-channel block x a span of SPAN positions. */
+            const int64_t spans = (g->p + SPAN - 1) / SPAN, items = d->nob * spans;
+            for (int64_t it = items * t / T; it < items * (t + 1) / T; it++) {
+                int64_t ob = it / spans, p_lo = it % spans * SPAN;
+                int64_t p_hi = g->p - p_lo < SPAN ? g->p : p_lo + SPAN;
+                int64_t live = g->mg - ob * DOC < DOC ? g->mg - ob * DOC : DOC;
+                const float *bias = j->b ? j->b + gi * g->mg + ob * DOC : NULL;
+                float *yb = j->y + (n * g->m + gi * g->mg + ob * DOC) * g->p;
+                direct_span(g, j->p, d, j->xpad, j->wt + (gi * d->nob + ob) * DOC * g->k, p_lo,
+                            p_hi, bias, live, yb);
+            }
+            ts_conv_team_barrier(team); /* xpad is reused by the next image */
+        }
+    }
+}
+
+void ts_conv_direct_forward(const conv_geom *g, const ts_conv2d_params *p, const float *x,
+                            const float *w, const float *b, float *y, float *ws, int threads) {
+    TS_ASSERT(ts_conv_direct_usable(g, p));
+    direct_job j = {.g = g, .p = p, .d = plan_for(g, p), .x = x, .w = w, .b = b, .y = y};
+    j.xpad = ws;
+    j.wt = ws + j.d.pad_floats;
+    double flops = 2.0 * (double)g->n * (double)g->m * (double)g->p * (double)g->k;
+    ts_conv_team_run(ts_conv_team_size(threads, flops), direct_member, &j);
+}
+
+#else /* !TS_DIRECT_HAVE */
+
+void ts_conv_direct_forward(const conv_geom *g, const ts_conv2d_params *p, const float *x,
+                            const float *w, const float *b, float *y, float *ws, int threads) {
+    (void)g, (void)p, (void)x, (void)w, (void)b, (void)y, (void)ws, (void)threads;
+    TS_ASSERT(!"conv_direct_forward called without AVX-512 support");
+}
+
+#endif
