@@ -16,7 +16,7 @@
  * machine is shared, so numbers are only comparable within one run.
  *
  * usage: bench_conv [-b 1,8] [-t 1,2] [-n alexnet,vgg16,resnet18] [-s 0.3]
- *                   [--path auto|im2col|packed|winograd|taps] [--csv FILE]
+ *                   [--path auto|im2col|packed|winograd|taps] [--csv FILE] [--md FILE]
  *                   [--torch SCRIPT | --no-torch] [--python PYTHON]
  */
 #include "ops/conv_internal.h"
@@ -250,14 +250,25 @@ static stats stats_of(double *t, int n) {
     return (stats){quantile(t, n, 0.1), quantile(t, n, 0.5), quantile(t, n, 0.9)};
 }
 
-static void print_load(const char *when) {
-    double a = 0, b = 0, c = 0;
+/* "a b c" of /proc/loadavg into buf (or "?"). */
+static const char *load_avg(char *buf, size_t len) {
+    double a, b, c;
     FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf %lf %lf", &a, &b, &c) != 3) a = b = c = -1;
-        fclose(f);
-    }
-    printf("# load average %s: %.2f %.2f %.2f\n", when, a, b, c);
+    int ok = f && fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3;
+    if (f) fclose(f);
+    if (ok)
+        snprintf(buf, len, "%.2f %.2f %.2f", a, b, c);
+    else
+        snprintf(buf, len, "?");
+    return buf;
+}
+
+/* "64x56x56>128 3x3/2" */
+static const char *layer_shape(const layer *l, char *buf, size_t len) {
+    snprintf(buf, len, "%lldx%lldx%lld>%lld %lldx%lld/%d", (long long)l->x1.shape[1],
+             (long long)l->x1.shape[2], (long long)l->x1.shape[3], (long long)l->w.shape[0],
+             (long long)l->w.shape[2], (long long)l->w.shape[3], l->p.stride_h);
+    return buf;
 }
 
 static int parse_list(const char *s, int *out, int max) {
@@ -290,6 +301,7 @@ static const char *path_name(const layer *l, int batch, int path) {
 static void usage(void) {
     fprintf(stderr, "usage: bench_conv [-b 1,8] [-t 1,2] [-n alexnet,vgg16,resnet18] [-s 0.3]\n"
                     "                  [--path auto|im2col|packed|winograd|taps] [--csv FILE]\n"
+                    "                  [--md FILE]\n"
                     "                  [--torch SCRIPT | --no-torch] [--python PYTHON]\n");
 }
 
@@ -305,7 +317,8 @@ static void default_script(char *buf, size_t len) {
 int main(int argc, char **argv) {
     int batches[MAX_LIST] = {1, 8}, threads[MAX_LIST] = {1, 2}, nb = 2, nt = 2, path = -1;
     int use_torch = 1;
-    const char *nets = "alexnet,vgg16,resnet18", *csv_path = NULL, *python = "/usr/bin/python3";
+    const char *nets = "alexnet,vgg16,resnet18", *csv_path = NULL, *md_path = NULL;
+    const char *python = "/usr/bin/python3";
     char script[1024];
     default_script(script, sizeof script);
     double min_s = 0.3;
@@ -334,6 +347,10 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--path") && (path = parse_path(v)) >= -1) continue;
         if (!strcmp(a, "--csv")) {
             csv_path = v;
+            continue;
+        }
+        if (!strcmp(a, "--md")) {
+            md_path = v;
             continue;
         }
         if (!strcmp(a, "--torch")) {
@@ -372,28 +389,43 @@ int main(int argc, char **argv) {
         torch_stop(&tp);
         use_torch = 0;
     }
-    FILE *csv = csv_path ? fopen(csv_path, "w") : NULL;
-    if (csv_path && !csv) {
-        fprintf(stderr, "bench_conv: cannot write %s\n", csv_path);
+    FILE *csv = csv_path ? fopen(csv_path, "w") : NULL, *md = md_path ? fopen(md_path, "w") : NULL;
+    if ((csv_path && !csv) || (md_path && !md)) {
+        fprintf(stderr, "bench_conv: cannot write %s\n", csv_path && !csv ? csv_path : md_path);
         return 2;
     }
     if (csv)
-        fprintf(csv, "threads,batch,net,layer,count,path,gflop,ts_p10_ms,ts_p50_ms,ts_p90_ms,"
+        fprintf(csv, "threads,batch,net,layer,shape,count,path,gflop,ts_p10_ms,ts_p50_ms,ts_p90_ms,"
                      "ts_gflops,pt_p10_ms,pt_p50_ms,pt_p90_ms,pt_gflops,ratio\n");
     printf("# bench_conv: %d distinct conv layers; PyTorch: %s; min %.2f s per point\n", nl,
            use_torch ? tp.version : "not measured", min_s);
+    if (md)
+        fprintf(md,
+                "PyTorch %s; at least %.2f s (3..30 runs) per point and engine; ratio = "
+                "PyTorch p50 / Tessera p50 (> 1: Tessera faster).\n",
+                use_torch ? tp.version : "not measured", min_s);
+    char summary[MAX_LIST * MAX_LIST][320];
+    int ns = 0;
     double all_log = 0;
     int all_n = 0, rc = 0;
     for (int ti = 0; ti < nt; ti++) {
         for (int bi = 0; bi < nb; bi++) {
             const int T = threads[ti], B = batches[bi];
-            printf("\n## threads %d, batch %d\n", T, B);
-            print_load("at start");
-            printf("%-9s %-14s %3s %-8s %7s | %8s %8s %8s %8s | %8s %8s %8s %8s | %6s\n", "net",
-                   "layer", "x", "path", "GFLOP", "ts p10", "p50 ms", "p90", "GFLOP/s", "pt p10",
-                   "p50 ms", "p90", "GFLOP/s", "ratio");
+            char load0[64], load1[64], shape[64];
+            printf("\n## threads %d, batch %d\n# load average at start: %s\n", T, B,
+                   load_avg(load0, sizeof load0));
+            printf("%-9s %-14s %-20s %3s %-8s %7s | %8s %8s %8s %8s | %8s %8s %8s %8s | %6s\n",
+                   "net", "layer", "shape", "x", "path", "GFLOP", "ts p10", "p50 ms", "p90",
+                   "GFLOP/s", "pt p10", "p50 ms", "p90", "GFLOP/s", "ratio");
+            if (md)
+                fprintf(md,
+                        "\n### threads %d, batch %d\n\n| net | layer | shape | x | path | "
+                        "GFLOP | Tessera p10 / p50 / p90 ms | GFLOP/s | PyTorch p10 / p50 / "
+                        "p90 ms | GFLOP/s | ratio |\n|---|---|---|---|---|---|---|---|---|---|---|"
+                        "\n",
+                        T, B);
             double sum_log = 0, worst = 1e30;
-            int n = 0;
+            int n = 0, below = 0;
             const char *worst_name = "";
             for (int li = 0; li < nl; li++) {
                 const layer *l = &layers[li];
@@ -411,8 +443,10 @@ int main(int argc, char **argv) {
                 }
                 stats ts = stats_of(tt, nt_);
                 int np = use_torch ? torch_time(&tp, l, B, T, min_s, pt) : 0;
-                printf("%-9s %-14s %3d %-8s %7.3f | %8.3f %8.3f %8.3f %8.1f |", l->net, l->name,
-                       l->count, path_name(l, B, path), gflop, ts.p10 * 1e3, ts.p50 * 1e3,
+                const char *pn = path_name(l, B, path);
+                layer_shape(l, shape, sizeof shape);
+                printf("%-9s %-14s %-20s %3d %-8s %7.3f | %8.3f %8.3f %8.3f %8.1f |", l->net,
+                       l->name, shape, l->count, pn, gflop, ts.p10 * 1e3, ts.p50 * 1e3,
                        ts.p90 * 1e3, gflop / ts.p50);
                 stats ps = {0, 0, 0};
                 double ratio = 0;
@@ -420,6 +454,7 @@ int main(int argc, char **argv) {
                     ps = stats_of(pt, np);
                     ratio = ps.p50 / ts.p50;
                     sum_log += log(ratio), n++;
+                    below += ratio < 0.7;
                     if (ratio < worst) worst = ratio, worst_name = l->name;
                     printf(" %8.3f %8.3f %8.3f %8.1f | %6.2f\n", ps.p10 * 1e3, ps.p50 * 1e3,
                            ps.p90 * 1e3, gflop / ps.p50, ratio);
@@ -428,25 +463,45 @@ int main(int argc, char **argv) {
                 }
                 if (csv)
                     fprintf(csv,
-                            "%d,%d,%s,%s,%d,%s,%.4f,%.4f,%.4f,%.4f,%.2f,%.4f,%.4f,%.4f,%.2f,"
+                            "%d,%d,%s,%s,%s,%d,%s,%.4f,%.4f,%.4f,%.4f,%.2f,%.4f,%.4f,%.4f,%.2f,"
                             "%.3f\n",
-                            T, B, l->net, l->name, l->count, path_name(l, B, path), gflop,
-                            ts.p10 * 1e3, ts.p50 * 1e3, ts.p90 * 1e3, gflop / ts.p50, ps.p10 * 1e3,
-                            ps.p50 * 1e3, ps.p90 * 1e3, np > 0 ? gflop / ps.p50 : 0.0, ratio);
+                            T, B, l->net, l->name, shape, l->count, pn, gflop, ts.p10 * 1e3,
+                            ts.p50 * 1e3, ts.p90 * 1e3, gflop / ts.p50, ps.p10 * 1e3, ps.p50 * 1e3,
+                            ps.p90 * 1e3, np > 0 ? gflop / ps.p50 : 0.0, ratio);
+                if (md)
+                    fprintf(md,
+                            "| %s | %s | %s | %d | %s | %.3f | %.2f / %.2f / %.2f | %.1f | "
+                            "%.2f / %.2f / %.2f | %.1f | %.2f |\n",
+                            l->net, l->name, shape, l->count, pn, gflop, ts.p10 * 1e3, ts.p50 * 1e3,
+                            ts.p90 * 1e3, gflop / ts.p50, ps.p10 * 1e3, ps.p50 * 1e3, ps.p90 * 1e3,
+                            np > 0 ? gflop / ps.p50 : 0.0, ratio);
                 fflush(stdout);
             }
-            print_load("at end");
+            printf("# load average at end: %s\n", load_avg(load1, sizeof load1));
             if (n > 0) {
                 printf("geomean ratio (threads %d, batch %d): %.3f over %d layers; lowest %.3f "
-                       "(%s)\n",
-                       T, B, exp(sum_log / n), n, worst, worst_name);
+                       "(%s); %d below 0.7\n",
+                       T, B, exp(sum_log / n), n, worst, worst_name, below);
                 all_log += sum_log, all_n += n;
+                snprintf(summary[ns++], sizeof summary[0],
+                         "| %d | %d | %.3f | %.2f (%s) | %d | %s -> %s |", T, B, exp(sum_log / n),
+                         worst, worst_name, below, load0, load1);
             }
+            if (md)
+                fprintf(md, "\nLoad average (1/5/15 min) %s at start, %s at end.\n", load0, load1);
         }
     }
     if (all_n > 0)
         printf("\ngeomean ratio over all points: %.3f (%d layer points)\n", exp(all_log / all_n),
                all_n);
+    if (md && ns > 0) {
+        fprintf(md, "\n### Summary\n\n| threads | batch | geomean ratio | lowest ratio (layer) "
+                    "| layers < 0.7 | load average start -> end |\n|---|---|---|---|---|---|\n");
+        for (int i = 0; i < ns; i++)
+            fprintf(md, "%s\n", summary[i]);
+        fprintf(md, "\nGeomean over all %d layer points: %.3f\n", all_n, exp(all_log / all_n));
+    }
+    if (md) fclose(md);
     if (csv) fclose(csv);
     if (use_torch) torch_stop(&tp);
     return rc;
