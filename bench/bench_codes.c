@@ -86,12 +86,21 @@ static void cond_table(FILE *md) {
         ts_code_params vand, crme;
         double paper_vand, paper_crme;
     } rows[] = {
-        {"mat-vec k=29", {.kind = TS_CODE_VANDERMONDE, .n = 31, .kB = 29},
-         {.kind = TS_CODE_CRME, .n = 31, .kA = 1, .kB = 29, .matvec = 1}, 2.96e13, 55.0},
-        {"mat-vec k=28", {.kind = TS_CODE_VANDERMONDE, .n = 31, .kB = 28},
-         {.kind = TS_CODE_CRME, .n = 31, .kA = 1, .kB = 28, .matvec = 1}, 2.29e13, 404},
-        {"mat-mat kA=4, kB=7", {.kind = TS_CODE_POLYNOMIAL, .n = 31, .kA = 4, .kB = 7},
-         {.kind = TS_CODE_CRME, .n = 31, .kA = 4, .kB = 7}, 2.29e13, 404},
+        {"mat-vec k=29",
+         {.kind = TS_CODE_VANDERMONDE, .n = 31, .kB = 29},
+         {.kind = TS_CODE_CRME, .n = 31, .kA = 1, .kB = 29, .matvec = 1},
+         2.96e13,
+         55.0},
+        {"mat-vec k=28",
+         {.kind = TS_CODE_VANDERMONDE, .n = 31, .kB = 28},
+         {.kind = TS_CODE_CRME, .n = 31, .kA = 1, .kB = 28, .matvec = 1},
+         2.29e13,
+         404},
+        {"mat-mat kA=4, kB=7",
+         {.kind = TS_CODE_POLYNOMIAL, .n = 31, .kA = 4, .kB = 7},
+         {.kind = TS_CODE_CRME, .n = 31, .kA = 4, .kB = 7},
+         2.29e13,
+         404},
     };
     fprintf(md, "## 1. Worst-case condition number, n = 31\n\n"
                 "Over all responder sets (exhaustive: C(31,29) = 465, C(31,28) = 4495). "
@@ -129,17 +138,24 @@ static void mse_table(FILE *md, int quick) {
         int matvec;
         double paper100;
     } rows[] = {
-        {"mat-mat complex Vandermonde", {.kind = TS_CODE_COMPLEX, .n = 31, .kA = 4, .kB = 7}, 0,
+        {"mat-mat complex Vandermonde",
+         {.kind = TS_CODE_COMPLEX, .n = 31, .kA = 4, .kB = 7},
+         0,
          2.45e-10},
         {"mat-mat CRME (rotation)", {.kind = TS_CODE_CRME, .n = 31, .kA = 4, .kB = 7}, 0, 2.45e-10},
         {"mat-mat real Vandermonde (polynomial)",
-         {.kind = TS_CODE_POLYNOMIAL, .n = 31, .kA = 4, .kB = 7}, 0, NAN},
-        {"mat-vec complex Vandermonde", {.kind = TS_CODE_COMPLEX, .n = 31, .kA = 1, .kB = 29}, 1,
+         {.kind = TS_CODE_POLYNOMIAL, .n = 31, .kA = 4, .kB = 7},
+         0,
+         NAN},
+        {"mat-vec complex Vandermonde",
+         {.kind = TS_CODE_COMPLEX, .n = 31, .kA = 1, .kB = 29},
+         1,
          5.36e-13},
-        {"mat-vec circulant (q = 31)", {.kind = TS_CODE_CIRCULANT, .n = 31, .kB = 29}, 1,
-         1.17e-13},
+        {"mat-vec circulant (q = 31)", {.kind = TS_CODE_CIRCULANT, .n = 31, .kB = 29}, 1, 1.17e-13},
         {"mat-vec CRME (rotation)",
-         {.kind = TS_CODE_CRME, .n = 31, .kA = 1, .kB = 29, .matvec = 1}, 1, 4.98e-13},
+         {.kind = TS_CODE_CRME, .n = 31, .kA = 1, .kB = 29, .matvec = 1},
+         1,
+         4.98e-13},
         {"mat-vec real Vandermonde", {.kind = TS_CODE_VANDERMONDE, .n = 31, .kB = 29}, 1, NAN},
     };
     int t = quick ? 100 : 400;
@@ -161,8 +177,8 @@ static void mse_table(FILE *md, int quick) {
         fprintf(md, "| %s |", rows[i].name);
         double at100 = NAN;
         for (int snr = 80; snr <= 120; snr += 10) {
-            ts_code_noise_opts o = {.snr_db = snr, .t = t, .ba = rows[i].matvec ? 1 : 20,
-                                    .bb = 12, .seed = 11};
+            ts_code_noise_opts o = {
+                .snr_db = snr, .t = t, .ba = rows[i].matvec ? 1 : 20, .bb = 12, .seed = 11};
             double m = NAN;
             ts_err e = {0};
             if (ts_code_noise_mse(c, set, &o, &m, &e) != TS_OK) fprintf(stderr, "%s\n", e.msg);
@@ -222,7 +238,8 @@ static float *big(size_t n) {
         fprintf(stderr, "bench_codes: out of memory (%zu floats)\n", n);
         exit(1);
     }
-    for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
     return p;
 }
 
@@ -239,7 +256,8 @@ static void throughput(FILE *md, int quick, double max_mb) {
     int ks[] = {4, 8, 16, 28};
     int nl = quick ? 2 : 3;
     double mc[3];
-    for (int l = 0; l < nl; l++) mc[l] = memcpy_gbs(lens[l]);
+    for (int l = 0; l < nl; l++)
+        mc[l] = memcpy_gbs(lens[l]);
     fprintf(md,
             "## 3. Encode and decode throughput (single thread)\n\n"
             "GB/s counts bytes read + written (k input blocks and the shares for encoding; the "
@@ -251,11 +269,14 @@ static void throughput(FILE *md, int quick, double max_mb) {
             "skipped (-).\n\n",
             "8", max_mb);
     fprintf(md, "memcpy: ");
-    for (int l = 0; l < nl; l++) fprintf(md, "%s%.1f GB/s at %zu floats", l ? ", " : "", mc[l], lens[l]);
+    for (int l = 0; l < nl; l++)
+        fprintf(md, "%s%.1f GB/s at %zu floats", l ? ", " : "", mc[l], lens[l]);
     fprintf(md, "\n\n| op | code | k | ");
-    for (int l = 0; l < nl; l++) fprintf(md, "%.0e floats | ", (double)lens[l]);
+    for (int l = 0; l < nl; l++)
+        fprintf(md, "%.0e floats | ", (double)lens[l]);
     fprintf(md, "\n|---|---|---|");
-    for (int l = 0; l < nl; l++) fprintf(md, "---|");
+    for (int l = 0; l < nl; l++)
+        fprintf(md, "---|");
     fprintf(md, "\n");
     for (int op = 0; op < 2; op++)
         for (int kind = 0; kind < 2; kind++)
@@ -273,15 +294,20 @@ static void throughput(FILE *md, int quick, double max_mb) {
                         continue;
                     }
                     ts_code_params p = {.kind = crme ? TS_CODE_CRME : TS_CODE_VANDERMONDE,
-                                        .n = k + 2, .kA = 1, .kB = crme ? (op ? k : k / 2) : k};
+                                        .n = k + 2,
+                                        .kA = 1,
+                                        .kB = crme ? (op ? k : k / 2) : k};
                     ts_code *c = make(p);
                     float *in = big(nin * L), *out = big(nout * L);
                     const float **ip = malloc(nin * sizeof *ip);
                     float **op2 = malloc(nout * sizeof *op2);
                     int resp[64];
-                    for (size_t i = 0; i < nin; i++) ip[i] = in + i * L;
-                    for (size_t i = 0; i < nout; i++) op2[i] = out + i * L;
-                    for (int i = 0; i < k; i++) resp[i] = (i * 7 + 1) % (k + 2);
+                    for (size_t i = 0; i < nin; i++)
+                        ip[i] = in + i * L;
+                    for (size_t i = 0; i < nout; i++)
+                        op2[i] = out + i * L;
+                    for (int i = 0; i < k; i++)
+                        resp[i] = (i * 7 + 1) % (k + 2);
                     enc_ctx x = {c, k + 1, 1, ip, op2, L, resp, k};
                     if (op == 1) { /* distinct ids: a stride coprime with k + 2 */
                         int stride = 1;
@@ -296,7 +322,8 @@ static void throughput(FILE *md, int quick, double max_mb) {
                                 break;
                             }
                         }
-                        for (int i = 0; i < k; i++) resp[i] = (i * stride) % (k + 2);
+                        for (int i = 0; i < k; i++)
+                            resp[i] = (i * stride) % (k + 2);
                     }
                     double t = time_median(op ? run_decode : run_encode, &x, 0.3);
                     double gbs = (double)(nin + nout) * L * 4 / t / 1e9;
@@ -337,11 +364,11 @@ static void run_conv(void *p) {
 
 static void decode_vs_conv(FILE *md, int quick) {
     const conv_shape layers[] = {
-        {"alexnet", "conv1", 3, 224, 64, 11, 4, 2},   {"alexnet", "conv2", 64, 27, 192, 5, 1, 2},
-        {"alexnet", "conv3", 192, 13, 384, 3, 1, 1},  {"alexnet", "conv4", 384, 13, 256, 3, 1, 1},
-        {"alexnet", "conv5", 256, 13, 256, 3, 1, 1},  {"vgg16", "conv1_1", 3, 224, 64, 3, 1, 1},
-        {"vgg16", "conv1_2", 64, 224, 64, 3, 1, 1},   {"vgg16", "conv2_2", 128, 112, 128, 3, 1, 1},
-        {"vgg16", "conv3_2", 256, 56, 256, 3, 1, 1},  {"vgg16", "conv4_2", 512, 28, 512, 3, 1, 1},
+        {"alexnet", "conv1", 3, 224, 64, 11, 4, 2},  {"alexnet", "conv2", 64, 27, 192, 5, 1, 2},
+        {"alexnet", "conv3", 192, 13, 384, 3, 1, 1}, {"alexnet", "conv4", 384, 13, 256, 3, 1, 1},
+        {"alexnet", "conv5", 256, 13, 256, 3, 1, 1}, {"vgg16", "conv1_1", 3, 224, 64, 3, 1, 1},
+        {"vgg16", "conv1_2", 64, 224, 64, 3, 1, 1},  {"vgg16", "conv2_2", 128, 112, 128, 3, 1, 1},
+        {"vgg16", "conv3_2", 256, 56, 256, 3, 1, 1}, {"vgg16", "conv4_2", 512, 28, 512, 3, 1, 1},
         {"vgg16", "conv5_2", 512, 14, 512, 3, 1, 1},
     };
     int ns[] = {8, 12, 16, 20};
@@ -354,9 +381,11 @@ static void decode_vs_conv(FILE *md, int quick) {
             "(kA the largest divisor of k up to sqrt(k)), products of the layer's block length "
             "(output / 4k, padded), cached decoding matrix (the steady state). Cell: decode time "
             "as %% of the conv time.\n\n| layer | MACs/output | conv ms |");
-    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) fprintf(md, " n=%d |", ns[i]);
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+        fprintf(md, " n=%d |", ns[i]);
     fprintf(md, "\n|---|---|---|");
-    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) fprintf(md, "---|");
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+        fprintf(md, "---|");
     fprintf(md, "\n");
     for (int li = 0; li < nlayers; li++) {
         const conv_shape *L = &layers[li];
@@ -392,8 +421,10 @@ static void decode_vs_conv(FILE *md, int quick) {
             const float **pp = malloc(4 * (size_t)k * sizeof *pp);
             float **tp = malloc(4 * (size_t)k * sizeof *tp);
             int resp[64];
-            for (int i = 0; i < 4 * k; i++) pp[i] = prod + i * len, tp[i] = tg + i * len;
-            for (int i = 0; i < k; i++) resp[i] = i + 2; /* workers 0, 1 straggle */
+            for (int i = 0; i < 4 * k; i++)
+                pp[i] = prod + i * len, tp[i] = tg + i * len;
+            for (int i = 0; i < k; i++)
+                resp[i] = i + 2; /* workers 0, 1 straggle */
             enc_ctx x = {.c = c, .in = pp, .out = tp, .len = len, .resp = resp, .nresp = k};
             double tdec = time_median(run_decode, &x, 0.2);
             fprintf(md, " %.1f%% |", 100 * tdec / tconv);
@@ -433,7 +464,11 @@ static void cond_vs_n(FILE *md, const char *dir, int quick) {
         for (int n = 4; n <= nmax; n++) {
             fprintf(csv, "%d,%d", s, n);
             for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-                ts_code_params p = {.kind = kinds[i], .n = n, .kA = 1, .kB = n - s, .seed = 1,
+                ts_code_params p = {.kind = kinds[i],
+                                    .n = n,
+                                    .kA = 1,
+                                    .kB = n - s,
+                                    .seed = 1,
                                     .matvec = kinds[i] == TS_CODE_CRME};
                 ts_code *c = make(p);
                 fprintf(csv, ",%.6g", worst_cond(c, NULL, NULL));
@@ -469,13 +504,12 @@ static void cond_vs_n(FILE *md, const char *dir, int quick) {
         if (pclose(gp) != 0) fprintf(stderr, "bench_codes: gnuplot failed\n");
     }
     (void)cmd;
-    fprintf(md,
-            "## 5. Worst-case condition number against n\n\n"
-            "![worst-case condition number](codes-cond.png)\n\n"
-            "1-D codes (kA = 1, k = n - s; CRME in its matrix-vector form), worst over all "
-            "C(n, k) responder sets; data in codes-cond.csv. Random: one Gaussian generator "
-            "(seed 1). CRME coincides with the complex Vandermonde code (same singular values, "
-            "digest 1.2.8).\n\n");
+    fprintf(md, "## 5. Worst-case condition number against n\n\n"
+                "![worst-case condition number](codes-cond.png)\n\n"
+                "1-D codes (kA = 1, k = n - s; CRME in its matrix-vector form), worst over all "
+                "C(n, k) responder sets; data in codes-cond.csv. Random: one Gaussian generator "
+                "(seed 1). CRME coincides with the complex Vandermonde code (same singular values, "
+                "digest 1.2.8).\n\n");
 }
 
 int main(int argc, char **argv) {
@@ -483,9 +517,12 @@ int main(int argc, char **argv) {
     int quick = 0;
     double max_mb = 1500;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) dir = argv[++i];
-        else if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--max-mb") && i + 1 < argc) max_mb = atof(argv[++i]);
+        if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            dir = argv[++i];
+        else if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--max-mb") && i + 1 < argc)
+            max_mb = atof(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_codes [--out DIR] [--quick] [--max-mb MB]\n");
             return 2;
@@ -500,9 +537,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     loadavg(la0, sizeof la0);
-    fprintf(md, "# Codes: conditioning, noise, throughput\n\n"
-                "Produced by `bench_codes%s` (build/bench_codes from bench/bench_codes.c, "
-                "Release build, one thread). Load average at start: %s.\n\n",
+    fprintf(md,
+            "# Codes: conditioning, noise, throughput\n\n"
+            "Produced by `bench_codes%s` (build/bench_codes from bench/bench_codes.c, "
+            "Release build, one thread). Load average at start: %s.\n\n",
             quick ? " --quick" : "", la0);
     cond_table(md);
     mse_table(md, quick);

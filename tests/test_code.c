@@ -27,15 +27,17 @@ typedef struct {
     ts_code *c;
     int n, na, nb, qa, qb, per, k, nt;
     size_t len;
-    double *A, *B, *T;  /* na x len, nb x len, nt x len */
-    double *P;          /* n x per x len, exact products of double shares */
-    float *Pf;          /* n x per x len, float shares, float products */
+    double *A, *B, *T; /* na x len, nb x len, nt x len */
+    double *P;         /* n x per x len, exact products of double shares */
+    float *Pf;         /* n x per x len, float shares, float products */
 } fixture;
 
 static void encode_row(const double *g, int nblk, const double *blocks, size_t len, double *out) {
-    for (size_t x = 0; x < len; x++) out[x] = 0;
+    for (size_t x = 0; x < len; x++)
+        out[x] = 0;
     for (int i = 0; i < nblk; i++)
-        for (size_t x = 0; x < len; x++) out[x] += g[i] * blocks[(size_t)i * len + x];
+        for (size_t x = 0; x < len; x++)
+            out[x] += g[i] * blocks[(size_t)i * len + x];
 }
 
 static int fixture_make(fixture *f, const ts_code_params *p, size_t len, uint64_t seed) {
@@ -59,8 +61,10 @@ static int fixture_make(fixture *f, const ts_code_params *p, size_t len, uint64_
     float *sa = malloc(f->qa * len * sizeof(float)), *sb = malloc(f->qb * len * sizeof(float));
     ts_rng r;
     ts_rng_seed(&r, seed);
-    for (size_t x = 0; x < f->na * len; x++) fa[x] = (float)ts_rng_normal(&r), f->A[x] = fa[x];
-    for (size_t x = 0; x < f->nb * len; x++) fb[x] = (float)ts_rng_normal(&r), f->B[x] = fb[x];
+    for (size_t x = 0; x < f->na * len; x++)
+        fa[x] = (float)ts_rng_normal(&r), f->A[x] = fa[x];
+    for (size_t x = 0; x < f->nb * len; x++)
+        fb[x] = (float)ts_rng_normal(&r), f->B[x] = fb[x];
     for (int t = 0; t < f->nt; t++)
         for (size_t x = 0; x < len; x++) {
             double s = 0;
@@ -75,11 +79,15 @@ static int fixture_make(fixture *f, const ts_code_params *p, size_t len, uint64_
         }
     const double *ga = ts_code_a_gen(c), *gb = ts_code_b_gen(c);
     const float *ap[1024], *bp[1024];
-    for (int i = 0; i < f->na; i++) ap[i] = fa + i * len;
-    for (int i = 0; i < f->nb; i++) bp[i] = fb + i * len;
+    for (int i = 0; i < f->na; i++)
+        ap[i] = fa + i * len;
+    for (int i = 0; i < f->nb; i++)
+        bp[i] = fb + i * len;
     float *so_a[64], *so_b[64];
-    for (int a = 0; a < f->qa; a++) so_a[a] = sa + a * len;
-    for (int b = 0; b < f->qb; b++) so_b[b] = sb + b * len;
+    for (int a = 0; a < f->qa; a++)
+        so_a[a] = sa + a * len;
+    for (int b = 0; b < f->qb; b++)
+        so_b[b] = sb + b * len;
     for (int j = 0; j < f->n; j++) {
         for (int a = 0; a < f->qa; a++)
             encode_row(ga + ((size_t)j * f->qa + a) * f->na, f->na, f->A, len, ea + a * len);
@@ -140,7 +148,8 @@ static double check_set(fixture *f, const int *resp, int n_resp, int also_float,
             pp[r * f->per + q] = f->P + ((size_t)resp[r] * f->per + q) * f->len;
             pf[r * f->per + q] = f->Pf + ((size_t)resp[r] * f->per + q) * f->len;
         }
-    for (int t = 0; t < f->nt; t++) td[t] = bufd + t * f->len, tf[t] = buff + t * f->len;
+    for (int t = 0; t < f->nt; t++)
+        td[t] = bufd + t * f->len, tf[t] = buff + t * f->len;
     double cond = -1, err = INFINITY;
     ts_status s = ts_code_decode_f64(f->c, resp, n_resp, pp, f->len, td, &cond, &e);
     TS_CHECK_MSG(s == TS_OK, "%s: %s", ts_code_kind_name(ts_code_params_of(f->c)->kind), e.msg);
@@ -167,10 +176,12 @@ static double check_set(fixture *f, const int *resp, int n_resp, int also_float,
 
 static int next_subset(int *set, int k, int n) {
     int i = k - 1;
-    while (i >= 0 && set[i] == n - k + i) i--;
+    while (i >= 0 && set[i] == n - k + i)
+        i--;
     if (i < 0) return 0;
     set[i]++;
-    for (int j = i + 1; j < k; j++) set[j] = set[j - 1] + 1;
+    for (int j = i + 1; j < k; j++)
+        set[j] = set[j - 1] + 1;
     return 1;
 }
 
@@ -189,7 +200,8 @@ static void exhaustive(const ts_code_params *p, size_t len) {
     int set[64], resp[64];
     ts_rng r;
     ts_rng_seed(&r, 99);
-    for (int i = 0; i < f.k; i++) set[i] = i;
+    for (int i = 0; i < f.k; i++)
+        set[i] = i;
     long sets = 0;
     do {
         memcpy(resp, set, f.k * sizeof(int));
@@ -198,7 +210,8 @@ static void exhaustive(const ts_code_params *p, size_t len) {
         if (f.k < f.n && sets % 3 == 0) { /* append one worker not in the set */
             for (int j = 0; j < f.n; j++) {
                 int in = 0;
-                for (int i = 0; i < f.k; i++) in |= set[i] == j;
+                for (int i = 0; i < f.k; i++)
+                    in |= set[i] == j;
                 if (!in) {
                     resp[nr++] = j;
                     break;
@@ -235,7 +248,8 @@ static void test_exhaustive_small_n(void) {
         {.kind = TS_CODE_GPOLYDOT, .n = 9, .kA = 2, .kB = 1, .m = 3},
         {.kind = TS_CODE_GPOLYDOT, .n = 10, .kA = 2, .kB = 2, .m = 2},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) exhaustive(&cases[i], 13);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        exhaustive(&cases[i], 13);
 }
 
 /* Replication decodes from any set that holds every task, including sets
@@ -247,16 +261,20 @@ static void test_replication(void) {
     TS_CHECK(f.nb == 3 && f.na == 1);
     TS_CHECK(f.k == 7 - 2 + 1); /* task 0 has 3 copies (0, 3, 6), tasks 1, 2 have 2 */
     int set[7];
-    for (int i = 0; i < f.k; i++) set[i] = i;
-    do check_set(&f, set, f.k, 1, NULL);
+    for (int i = 0; i < f.k; i++)
+        set[i] = i;
+    do
+        check_set(&f, set, f.k, 1, NULL);
     while (next_subset(set, f.k, f.n));
     int cover[3] = {4, 6, 2}; /* tasks 1, 0, 2 */
     check_set(&f, cover, 3, 1, NULL);
     int miss[4] = {0, 3, 6, 1}; /* nobody holds task 2 */
     double *td[3], buf[27];
     const double *pp[4];
-    for (int t = 0; t < 3; t++) td[t] = buf + 9 * t;
-    for (int r = 0; r < 4; r++) pp[r] = f.P + (size_t)miss[r] * 9;
+    for (int t = 0; t < 3; t++)
+        td[t] = buf + 9 * t;
+    for (int r = 0; r < 4; r++)
+        pp[r] = f.P + (size_t)miss[r] * 9;
     ts_err e = {0};
     TS_CHECK(ts_code_decode_f64(f.c, miss, 4, pp, 9, td, NULL, &e) == TS_ERR_INVALID);
     TS_CHECK(strstr(e.msg, "task 2") != NULL);
@@ -288,7 +306,8 @@ static void test_random_properties(void) {
         fixture f;
         if (!fixture_make(&f, &p, 11, (uint64_t)it)) continue;
         int perm[64];
-        for (int j = 0; j < f.n; j++) perm[j] = j;
+        for (int j = 0; j < f.n; j++)
+            perm[j] = j;
         for (int t = 0; t < 3; t++) {
             shuffle(perm, f.n, &r);
             check_set(&f, perm, f.k + (int)ts_rng_below(&r, (uint64_t)(f.n - f.k + 1)), t == 0,
@@ -314,7 +333,8 @@ static void test_crme_f64_accuracy(void) {
             fixture f;
             if (!fixture_make(&f, &p, 7, (uint64_t)n * 10 + kA)) continue;
             int perm[64];
-            for (int j = 0; j < n; j++) perm[j] = j;
+            for (int j = 0; j < n; j++)
+                perm[j] = j;
             for (int t = 0; t < (sanitized() ? 2 : 6); t++) {
                 shuffle(perm, n, &r);
                 double err = check_set(&f, perm, f.k, 0, NULL);
@@ -327,7 +347,8 @@ static void test_crme_f64_accuracy(void) {
         fixture f;
         if (!fixture_make(&f, &v, 7, 77)) continue;
         int perm[64];
-        for (int j = 0; j < n; j++) perm[j] = j;
+        for (int j = 0; j < n; j++)
+            perm[j] = j;
         shuffle(perm, n, &r);
         double cond;
         worst_vand = fmax(worst_vand, check_set(&f, perm, f.k, 0, &cond));
@@ -347,21 +368,25 @@ static void test_crme_fast_equals_dense(void) {
     ts_rng r;
     ts_rng_seed(&r, 8);
     int perm[13];
-    for (int j = 0; j < 13; j++) perm[j] = j;
+    for (int j = 0; j < 13; j++)
+        perm[j] = j;
     for (int t = 0; t < 5; t++) {
         shuffle(perm, 13, &r);
         const float *pf[64];
-        for (int q = 0; q < f.k * 4; q++) pf[q] = f.Pf + ((size_t)perm[q / 4] * 4 + q % 4) * f.len;
+        for (int q = 0; q < f.k * 4; q++)
+            pf[q] = f.Pf + ((size_t)perm[q / 4] * 4 + q % 4) * f.len;
         float *a[40], *b[40];
         float *ba = malloc(40 * f.len * sizeof(float)), *bb = malloc(40 * f.len * sizeof(float));
-        for (int u = 0; u < f.nt; u++) a[u] = ba + u * f.len, b[u] = bb + u * f.len;
+        for (int u = 0; u < f.nt; u++)
+            a[u] = ba + u * f.len, b[u] = bb + u * f.len;
         ts_err e = {0};
         double c1 = 0, c2 = 0;
         TS_CHECK_OK(ts_code_decode(f.c, perm, f.k, pf, f.len, a, &c1, &e), &e);
         TS_CHECK_OK(ts_code_decode_dense(f.c, perm, f.k, pf, f.len, b, &c2, &e), &e);
         TS_CHECK_MSG(fabs(c1 - c2) <= 1e-8 * c2, "cond %.12g vs %.12g", c1, c2);
         double d = 0;
-        for (size_t x = 0; x < f.nt * f.len; x++) d = fmax(d, fabs(ba[x] - bb[x]));
+        for (size_t x = 0; x < f.nt * f.len; x++)
+            d = fmax(d, fabs(ba[x] - bb[x]));
         TS_CHECK_MSG(d <= 1e-4, "fast and dense decodes differ by %.3g", d);
         free(ba), free(bb);
     }
@@ -388,7 +413,8 @@ static void test_encode(void) {
         double err = 0;
         for (size_t x = 0; x < len; x++) {
             double s = 0;
-            for (int l = 0; l < 4; l++) s += g[l] * bp[l][x];
+            for (int l = 0; l < 4; l++)
+                s += g[l] * bp[l][x];
             err = fmax(err, fabs(s - out[x]));
         }
         if (j < 4)
@@ -420,8 +446,7 @@ static void test_bad_params(void) {
     expect_refused((ts_code_params){.kind = TS_CODE_VANDERMONDE, .n = 5, .kB = 6}, "k <= n");
     expect_refused((ts_code_params){.kind = TS_CODE_CHEBYSHEV, .n = 5, .kB = 0}, "k <= n");
     expect_refused((ts_code_params){.kind = TS_CODE_RANDOM, .n = 5, .kA = 2, .kB = 2}, "1-D");
-    expect_refused((ts_code_params){.kind = TS_CODE_CRME, .n = 10, .kA = 3, .kB = 4},
-                   "kA*kB <= n");
+    expect_refused((ts_code_params){.kind = TS_CODE_CRME, .n = 10, .kA = 3, .kB = 4}, "kA*kB <= n");
     expect_refused((ts_code_params){.kind = TS_CODE_CRME, .n = 10, .kA = 0, .kB = 4}, "kA, kB");
     expect_refused((ts_code_params){.kind = TS_CODE_POLYNOMIAL, .n = 10, .kA = -1, .kB = 4},
                    "negative");
@@ -439,12 +464,12 @@ static void test_bad_params(void) {
                    "needs 9");
     expect_refused((ts_code_params){.kind = TS_CODE_POLYDOT, .n = 8, .m = 0, .kA = 1, .kB = 1},
                    "m >= 1");
-    expect_refused((ts_code_params){.kind = TS_CODE_CRME, .n = 8, .kA = 1, .kB = 2,
-                                    .systematic = 1},
-                   "systematic");
-    expect_refused((ts_code_params){.kind = TS_CODE_POLYNOMIAL, .n = 8, .kA = 1, .kB = 2,
-                                    .matvec = 1},
-                   "matvec");
+    expect_refused(
+        (ts_code_params){.kind = TS_CODE_CRME, .n = 8, .kA = 1, .kB = 2, .systematic = 1},
+        "systematic");
+    expect_refused(
+        (ts_code_params){.kind = TS_CODE_POLYNOMIAL, .n = 8, .kA = 1, .kB = 2, .matvec = 1},
+        "matvec");
     expect_refused((ts_code_params){.kind = (ts_code_kind)99, .n = 8}, "unknown");
     expect_refused((ts_code_params){.kind = TS_CODE_CIRCULANT, .n = 8, .kB = 5, .q = 9}, "prime");
     expect_refused((ts_code_params){.kind = TS_CODE_CIRCULANT, .n = 8, .kB = 5, .q = 7}, "prime");
@@ -473,8 +498,10 @@ static void test_bad_responders(void) {
     if (!fixture_make(&f, &p, 4, 1)) return;
     const float *pf[32];
     float *tf[24], buf[96];
-    for (int q = 0; q < 32; q++) pf[q] = f.Pf + q * 4;
-    for (int t = 0; t < 24; t++) tf[t] = buf + 4 * t;
+    for (int q = 0; q < 32; q++)
+        pf[q] = f.Pf + q * 4;
+    for (int t = 0; t < 24; t++)
+        tf[t] = buf + 4 * t;
     ts_err e = {0};
     int few[5] = {0, 1, 2, 3, 4};
     TS_CHECK(ts_code_decode(f.c, few, 5, pf, 4, tf, NULL, &e) == TS_ERR_INVALID);
@@ -501,7 +528,8 @@ static void test_bad_responders(void) {
     /* the complex Vandermonde code has no square real system */
     ts_code_params q = {.kind = TS_CODE_COMPLEX, .n = 8, .kA = 2, .kB = 3};
     if (!fixture_make(&f, &q, 4, 1)) return;
-    for (int r = 0; r < 24; r++) pf[r] = f.Pf + r * 4;
+    for (int r = 0; r < 24; r++)
+        pf[r] = f.Pf + r * 4;
     TS_CHECK(ts_code_decode_dense(f.c, ok, 6, pf, 4, tf, NULL, &e) == TS_ERR_UNSUPPORTED);
     fixture_free(&f);
 }
@@ -602,12 +630,14 @@ static void inject(fixture *f, float *Pf, const int *bad, int nbad, int adversar
         for (int q2 = 0; q2 < f->per; q2++) {
             float *row = Pf + ((size_t)j * f->per + q2) * L;
             if (adversarial) {
-                for (size_t x = 0; x < L; x++) row[x] = (float)delta[((size_t)j * f->per + q2) * L + x];
+                for (size_t x = 0; x < L; x++)
+                    row[x] = (float)delta[((size_t)j * f->per + q2) * L + x];
                 continue;
             }
             if (q2 > 0 && ts_rng_below(r, 2)) continue; /* some rows stay right */
             double rms = 0;
-            for (size_t x = 0; x < L; x++) rms += row[x] * row[x];
+            for (size_t x = 0; x < L; x++)
+                rms += row[x] * row[x];
             rms = sqrt(rms / L) + 1e-30;
             int hits = 1 + (int)ts_rng_below(r, L);
             for (int h = 0; h < hits; h++) {
@@ -623,7 +653,8 @@ static int same_set(const int *a, int na, const int *b, int nb) {
     if (na != nb) return 0;
     for (int i = 0; i < na; i++) {
         int in = 0;
-        for (int j = 0; j < nb; j++) in |= a[i] == b[j];
+        for (int j = 0; j < nb; j++)
+            in |= a[i] == b[j];
         if (!in) return 0;
     }
     return 1;
@@ -638,13 +669,15 @@ static void locate_case(const ts_code_params *p, int max_t, int adversarial, int
     float *Pf = malloc(total * sizeof(float));
     const float *pp[2048];
     float *tf[1024], *tg = malloc((size_t)f.nt * f.len * sizeof(float));
-    for (int t = 0; t < f.nt; t++) tf[t] = tg + t * f.len;
+    for (int t = 0; t < f.nt; t++)
+        tf[t] = tg + t * f.len;
     int by_method[3] = {0, 0, 0};
     for (int t = adversarial ? max_t : 0; t <= max_t; t++)
         for (int round = 0; round < rounds; round++) {
             memcpy(Pf, f.Pf, total * sizeof(float));
             int perm[64], bad[64];
-            for (int j = 0; j < f.n; j++) perm[j] = j;
+            for (int j = 0; j < f.n; j++)
+                perm[j] = j;
             shuffle(perm, f.n, &r);
             memcpy(bad, perm, t * sizeof(int));
             inject(&f, Pf, bad, t, adversarial, &r);
@@ -656,7 +689,8 @@ static void locate_case(const ts_code_params *p, int max_t, int adversarial, int
             ts_code_locate_report rep;
             ts_code_locate_opts o = {.seed = (uint64_t)round};
             double cond = 0;
-            ts_status st = ts_code_decode_robust(f.c, perm, f.n, pp, f.len, tf, &o, &rep, &cond, &e);
+            ts_status st =
+                ts_code_decode_robust(f.c, perm, f.n, pp, f.len, tf, &o, &rep, &cond, &e);
             TS_CHECK_MSG(st == TS_OK, "%s t=%d: %s", ts_code_kind_name(p->kind), t, e.msg);
             if (st != TS_OK) continue;
             TS_CHECK_MSG(same_set(rep.bad, rep.n_bad, bad, t),
@@ -682,11 +716,11 @@ static void test_locate_errors(void) {
     int rounds = sanitized() ? 1 : 3;
     /* up to P-Q-1 random errors */
     locate_case(&(ts_code_params){.kind = TS_CODE_CRME, .n = 12, .kA = 2, .kB = 2}, 7, 0, rounds);
-    locate_case(&(ts_code_params){.kind = TS_CODE_CRME, .n = 10, .kA = 1, .kB = 6, .matvec = 1},
-                3, 0, rounds);
+    locate_case(&(ts_code_params){.kind = TS_CODE_CRME, .n = 10, .kA = 1, .kB = 6, .matvec = 1}, 3,
+                0, rounds);
     locate_case(&(ts_code_params){.kind = TS_CODE_CHEBYSHEV, .n = 12, .kB = 8}, 3, 0, rounds);
-    locate_case(&(ts_code_params){.kind = TS_CODE_GPOLYDOT, .n = 12, .kA = 2, .kB = 1, .m = 2},
-                6, 0, rounds);
+    locate_case(&(ts_code_params){.kind = TS_CODE_GPOLYDOT, .n = 12, .kA = 2, .kB = 1, .m = 2}, 6,
+                0, rounds);
     locate_case(&(ts_code_params){.kind = TS_CODE_POLYNOMIAL, .n = 10, .kA = 2, .kB = 3}, 3, 0,
                 rounds);
     locate_case(&(ts_code_params){.kind = TS_CODE_CIRCULANT, .n = 7, .kB = 4}, 2, 0, rounds);
@@ -702,7 +736,8 @@ static void test_locate_refusals(void) {
     fixture f;
     if (!fixture_make(&f, &p, 8, 1)) return;
     const float *pp[64];
-    for (int i = 0; i < 32; i++) pp[i] = f.Pf + i * f.len;
+    for (int i = 0; i < 32; i++)
+        pp[i] = f.Pf + i * f.len;
     int resp[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     ts_code_locate_report rep;
     ts_err e = {0};
@@ -719,7 +754,8 @@ static void test_locate_refusals(void) {
     ts_rng r;
     ts_rng_seed(&r, 3);
     ts_rng_fill_normal(&r, junk, 32 * f.len, 1);
-    for (int i = 0; i < 32; i++) pp[i] = junk + i * f.len;
+    for (int i = 0; i < 32; i++)
+        pp[i] = junk + i * f.len;
     ts_code_locate_opts o = {.max_tries = 50};
     TS_CHECK(ts_code_locate(f.c, resp, 8, pp, f.len, &o, &rep, &e) == TS_ERR_NUMERIC);
     TS_CHECK(strstr(e.msg, "agree") != NULL);
@@ -743,7 +779,8 @@ static void test_stored_shares(void) {
         ts_rng_seed(&r, 4 + operand);
         ts_rng_fill_normal(&r, blk, nblk * len, 1);
         const float *bp[8];
-        for (int i = 0; i < nblk; i++) bp[i] = blk + i * len;
+        for (int i = 0; i < nblk; i++)
+            bp[i] = blk + i * len;
         for (int j = 0; j < 9; j++) {
             float *o[2] = {sh + (j * q) * len, sh + (j * q + 1) * len};
             TS_CHECK_OK(operand ? ts_code_encode_b(c, j, bp, len, o, &e)
@@ -752,7 +789,8 @@ static void test_stored_shares(void) {
         }
         memcpy(orig, sh, 9 * q * len * sizeof(float));
         const float *sp[18];
-        for (int i = 0; i < 18; i++) sp[i] = sh + i * len;
+        for (int i = 0; i < 18; i++)
+            sp[i] = sh + i * len;
         ts_code_locate_report rep;
         TS_CHECK_OK(ts_code_check_shares(c, operand, sp, len, NULL, &rep, &e), &e);
         TS_CHECK(rep.n_bad == 0);
@@ -768,7 +806,8 @@ static void test_stored_shares(void) {
         float *out[2] = {sh + (victim * q) * len, sh + (victim * q + 1) * len};
         TS_CHECK_OK(ts_code_rebuild_share(c, operand, victim, healthy, nh, sp, len, out, &e), &e);
         double d = 0;
-        for (size_t x = 0; x < 18 * len; x++) d = fmax(d, fabs(sh[x] - orig[x]));
+        for (size_t x = 0; x < 18 * len; x++)
+            d = fmax(d, fabs(sh[x] - orig[x]));
         TS_CHECK_MSG(d < 1e-5, "rebuilt share differs by %.3g", d);
         TS_CHECK_OK(ts_code_check_shares(c, operand, sp, len, NULL, &rep, &e), &e);
         TS_CHECK(rep.n_bad == 0);
@@ -790,16 +829,19 @@ static void matvec_f(const float *w, const float *x, int rows, int cols, int tra
     for (int o = 0; o < out; o++) {
         double s = 0;
         if (trans)
-            for (int r = 0; r < rows; r++) s += (double)w[r * cols + o] * x[r];
+            for (int r = 0; r < rows; r++)
+                s += (double)w[r * cols + o] * x[r];
         else
-            for (int c = 0; c < cols; c++) s += (double)w[o * cols + c] * x[c];
+            for (int c = 0; c < cols; c++)
+                s += (double)w[o * cols + c] * x[c];
         y[o] = (float)s;
     }
 }
 
 static void pick(int *set, int k, int n, ts_rng *r) {
     int perm[64];
-    for (int j = 0; j < n; j++) perm[j] = j;
+    for (int j = 0; j < n; j++)
+        perm[j] = j;
     shuffle(perm, n, r);
     memcpy(set, perm, k * sizeof(int));
 }
@@ -831,9 +873,12 @@ static void test_gpolydot_training(void) {
     ts_rng_fill_normal(&r, &D[0][0], KA * R * B, 1);
     ts_rng_fill_normal(&r, &X[0][0], M * C * B, 1);
     const float *wb[KA * M], *xb[M], *db[KA], *Db[KA], *Xb[M];
-    for (int i = 0; i < KA * M; i++) wb[i] = W[i];
-    for (int q = 0; q < M; q++) xb[q] = x[q], Xb[q] = X[q];
-    for (int i = 0; i < KA; i++) db[i] = d[i], Db[i] = D[i];
+    for (int i = 0; i < KA * M; i++)
+        wb[i] = W[i];
+    for (int q = 0; q < M; q++)
+        xb[q] = x[q], Xb[q] = X[q];
+    for (int i = 0; i < KA; i++)
+        db[i] = d[i], Db[i] = D[i];
     for (int j = 0; j < N; j++) {
         float *o = sh[j];
         TS_CHECK_OK(ts_code_encode_a(fw, j, wb, R * C, &o, &e), &e);
@@ -857,7 +902,8 @@ static void test_gpolydot_training(void) {
             for (int o = 0; o < R; o++) {
                 double s = 0;
                 for (int q = 0; q < M; q++)
-                    for (int c = 0; c < C; c++) s += (double)W[i * M + q][o * C + c] * x[q][c];
+                    for (int c = 0; c < C; c++)
+                        s += (double)W[i * M + q][o * C + c] * x[q][c];
                 err = fmax(err, fabs(s - tg[i][o]));
                 mx = fmax(mx, fabs(s));
             }
@@ -879,7 +925,8 @@ static void test_gpolydot_training(void) {
             for (int c = 0; c < C; c++) {
                 double s = 0;
                 for (int i = 0; i < KA; i++)
-                    for (int o = 0; o < R; o++) s += (double)W[i * M + q][o * C + c] * d[i][o];
+                    for (int o = 0; o < R; o++)
+                        s += (double)W[i * M + q][o * C + c] * d[i][o];
                 err = fmax(err, fabs(s - zt[q][c]));
                 mx = fmax(mx, fabs(s));
             }
@@ -895,14 +942,16 @@ static void test_gpolydot_training(void) {
                 for (int o = 0; o < R; o++)
                     for (int c = 0; c < C; c++) {
                         double s = 0;
-                        for (int b = 0; b < B; b++) s += (double)D[i][o * B + b] * X[q][c * B + b];
+                        for (int b = 0; b < B; b++)
+                            s += (double)D[i][o * B + b] * X[q][c * B + b];
                         W[i * M + q][o * C + c] += eta * (float)s;
                     }
         double dmax = 0;
         for (int j = 0; j < N; j++) {
             float *o = ref[j];
             TS_CHECK_OK(ts_code_encode_a(fw, j, wb, R * C, &o, &e), &e);
-            for (int t = 0; t < R * C; t++) dmax = fmax(dmax, fabs(ref[j][t] - sh[j][t]));
+            for (int t = 0; t < R * C; t++)
+                dmax = fmax(dmax, fabs(ref[j][t] - sh[j][t]));
         }
         TS_CHECK_MSG(dmax < 1e-4, "updated shares differ from re-encoded ones by %.3g", dmax);
     }

@@ -90,7 +90,7 @@ typedef enum {
     TS_CODE_CIRCULANT,   /* circulant-permutation embedding (q prime >= n) */
     TS_CODE_MATDOT,      /* threshold 2m-1, target sum_i A_i B_i */
     TS_CODE_POLYDOT,
-    TS_CODE_GPOLYDOT,    /* Generalized PolyDot, mat-vec mn+n-1, mat-mat mnd+n-1 */
+    TS_CODE_GPOLYDOT, /* Generalized PolyDot, mat-vec mn+n-1, mat-mat mnd+n-1 */
 } ts_code_kind;
 
 typedef struct {

@@ -23,7 +23,8 @@ static void codes_usage(FILE *f) {
             "codes: uncoded, replication, vandermonde, chebyshev, random (1-D: --k K),\n"
             "       polynomial, crme, complex (--kA A --kB B, or --k K for kA = 1; crme with\n"
             "       --k is the matrix-vector scheme: A whole, B in 2K blocks),\n"
-            "       circulant (--k K [--q PRIME >= N]), matdot (--m M), polydot and gpolydot (--kA --m --kB).\n");
+            "       circulant (--k K [--q PRIME >= N]), matdot (--m M), polydot and gpolydot (--kA "
+            "--m --kB).\n");
 }
 
 static long gcd(long a, long b) {
@@ -81,19 +82,32 @@ int ts_cmd_codes(int argc, char **argv) {
                 fprintf(stderr, "tessera codes: %s\n", e.msg);
                 return TS_EXIT_USAGE;
             }
-        } else if (!strcmp(a, "--workers") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &workers);
-        else if (!strcmp(a, "--k") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &k);
-        else if (!strcmp(a, "--kA") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &ka);
-        else if (!strcmp(a, "--kB") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &kb);
-        else if (!strcmp(a, "--q") && v) ok = ts_cli_parse_int(a, argv[++i], 2, 4096, &qprime);
-        else if (!strcmp(a, "--m") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &m);
-        else if (!strcmp(a, "--replicas") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &reps);
-        else if (!strcmp(a, "--seed") && v) ok = ts_cli_parse_int(a, argv[++i], 0, 1L << 40, &seed);
-        else if (!strcmp(a, "--samples") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 10000000, &samples);
-        else if (!strcmp(a, "--snr") && v) ok = ts_cli_parse_double(a, argv[++i], 0, 400, &snr), want_snr = 1;
-        else if (!strcmp(a, "--systematic")) p.systematic = 1;
-        else if (!strcmp(a, "--matvec")) p.matvec = 1;
-        else if (!strcmp(a, "--worst-cond")) worst = 1;
+        } else if (!strcmp(a, "--workers") && v)
+            ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &workers);
+        else if (!strcmp(a, "--k") && v)
+            ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &k);
+        else if (!strcmp(a, "--kA") && v)
+            ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &ka);
+        else if (!strcmp(a, "--kB") && v)
+            ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &kb);
+        else if (!strcmp(a, "--q") && v)
+            ok = ts_cli_parse_int(a, argv[++i], 2, 4096, &qprime);
+        else if (!strcmp(a, "--m") && v)
+            ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &m);
+        else if (!strcmp(a, "--replicas") && v)
+            ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &reps);
+        else if (!strcmp(a, "--seed") && v)
+            ok = ts_cli_parse_int(a, argv[++i], 0, 1L << 40, &seed);
+        else if (!strcmp(a, "--samples") && v)
+            ok = ts_cli_parse_int(a, argv[++i], 1, 10000000, &samples);
+        else if (!strcmp(a, "--snr") && v)
+            ok = ts_cli_parse_double(a, argv[++i], 0, 400, &snr), want_snr = 1;
+        else if (!strcmp(a, "--systematic"))
+            p.systematic = 1;
+        else if (!strcmp(a, "--matvec"))
+            p.matvec = 1;
+        else if (!strcmp(a, "--worst-cond"))
+            worst = 1;
         else {
             fprintf(stderr, "tessera codes: unexpected argument '%s'\n", a);
             codes_usage(stderr);
@@ -110,7 +124,8 @@ int ts_cmd_codes(int argc, char **argv) {
         fprintf(stderr, "tessera codes: give either --k or --kA/--kB, not both\n");
         return TS_EXIT_USAGE;
     }
-    p.n = (int)workers, p.q = (int)qprime, p.m = (int)m, p.replicas = (int)reps, p.seed = (uint64_t)seed;
+    p.n = (int)workers, p.q = (int)qprime, p.m = (int)m, p.replicas = (int)reps,
+    p.seed = (uint64_t)seed;
     p.kA = k ? 1 : (int)ka;
     p.kB = k ? (int)k : (int)kb;
     if (k && p.kind == TS_CODE_CRME) p.matvec = 1; /* --k: the paper's matrix-vector scheme */
@@ -130,16 +145,20 @@ int ts_cmd_codes(int argc, char **argv) {
             return ts_cli_fail(&e);
         }
         printf("worst-case condition number: %.2f\n", rep.worst);
-        printf("  (%s over %ld responder sets; mean %.4g; worst set {", rep.exhaustive ? "exhaustive" : "sampled", rep.sets, rep.mean);
-        for (int i = 0; i < ts_code_threshold(c); i++) printf(i ? ",%d" : "%d", set[i]);
+        printf("  (%s over %ld responder sets; mean %.4g; worst set {",
+               rep.exhaustive ? "exhaustive" : "sampled", rep.sets, rep.mean);
+        for (int i = 0; i < ts_code_threshold(c); i++)
+            printf(i ? ",%d" : "%d", set[i]);
         printf("})\n");
     }
     if (want_snr) {
         ts_code_noise_opts o = {.snr_db = snr, .t = 100, .ba = 12, .bb = 8, .seed = (uint64_t)seed};
         if (ts_code_a_blocks(c) == 1 && ts_code_a_shares(c) == 1) o.ba = 1; /* mat-vec */
         double mse = 0;
-        if (ts_code_noise_mse(c, set, &o, &mse, &e) != TS_OK) rc = ts_cli_fail(&e);
-        else printf("worst-case normalized MSE at %.1f dB: %.3g\n", snr, mse);
+        if (ts_code_noise_mse(c, set, &o, &mse, &e) != TS_OK)
+            rc = ts_cli_fail(&e);
+        else
+            printf("worst-case normalized MSE at %.1f dB: %.3g\n", snr, mse);
     }
     ts_code_free(c);
     return rc;

@@ -23,16 +23,19 @@ long ts_code_num_sets(int n, int k, long cap) {
 
 static int next_subset(int *set, int k, int n) {
     int i = k - 1;
-    while (i >= 0 && set[i] == n - k + i) i--;
+    while (i >= 0 && set[i] == n - k + i)
+        i--;
     if (i < 0) return 0;
     set[i]++;
-    for (int j = i + 1; j < k; j++) set[j] = set[j - 1] + 1;
+    for (int j = i + 1; j < k; j++)
+        set[j] = set[j - 1] + 1;
     return 1;
 }
 
 static void random_subset(int *set, int k, int n, ts_rng *r) {
     int pool[TS_CODE_MAX_WORKERS];
-    for (int i = 0; i < n; i++) pool[i] = i;
+    for (int i = 0; i < n; i++)
+        pool[i] = i;
     for (int i = 0; i < k; i++) {
         int j = i + (int)ts_rng_below(r, (uint64_t)(n - i));
         int t = pool[i];
@@ -74,7 +77,8 @@ ts_status ts_code_worst_cond(const ts_code *c, const ts_code_search *opt, ts_cod
     long todo = out->exhaustive ? total : o.samples;
     ts_rng r;
     ts_rng_seed(&r, o.seed);
-    for (int i = 0; i < k; i++) set[i] = i;
+    for (int i = 0; i < k; i++)
+        set[i] = i;
     double sum = 0;
     for (long it = 0; it < todo; it++) {
         if (!out->exhaustive) random_subset(set, k, n, &r);
@@ -104,7 +108,8 @@ static void matmul_tn(const double *a, const double *b, int t, int ba, int bb, d
     for (int i = 0; i < ba; i++)
         for (int l = 0; l < bb; l++) {
             double s = 0;
-            for (int x = 0; x < t; x++) s += a[(size_t)x * ba + i] * b[(size_t)x * bb + l];
+            for (int x = 0; x < t; x++)
+                s += a[(size_t)x * ba + i] * b[(size_t)x * bb + l];
             out[(size_t)i * bb + l] = s;
         }
 }
@@ -113,13 +118,14 @@ static void encode_f64(const double *g, int nblk, const double *blocks, size_t l
     memset(out, 0, len * sizeof *out);
     for (int i = 0; i < nblk; i++)
         if (g[i] != 0)
-            for (size_t x = 0; x < len; x++) out[x] += g[i] * blocks[(size_t)i * len + x];
+            for (size_t x = 0; x < len; x++)
+                out[x] += g[i] * blocks[(size_t)i * len + x];
 }
 
 /* Exact targets: A_i^T B_l for the product codes, sum_q A_{i,q}^T B_{q,l}
  * for the dot codes. */
-static void exact_targets(const ts_code *c, const double *A, const double *B, int t, int ba,
-                          int bb, double *T) {
+static void exact_targets(const ts_code *c, const double *A, const double *B, int t, int ba, int bb,
+                          double *T) {
     size_t la = (size_t)t * ba, lb = (size_t)t * bb, lt = (size_t)ba * bb;
     double *tmp = malloc(lt * sizeof *tmp);
     int dot = c->p.kind == TS_CODE_MATDOT || c->p.kind == TS_CODE_POLYDOT ||
@@ -134,7 +140,8 @@ static void exact_targets(const ts_code *c, const double *A, const double *B, in
         memset(o, 0, lt * sizeof *o);
         for (int q = 0; q < m; q++) {
             matmul_tn(A + (size_t)(i * m + q) * la, B + (size_t)(q * kB + l) * lb, t, ba, bb, tmp);
-            for (size_t x = 0; x < lt; x++) o[x] += tmp[x];
+            for (size_t x = 0; x < lt; x++)
+                o[x] += tmp[x];
         }
     }
     free(tmp);
@@ -168,25 +175,30 @@ ts_status ts_code_noise_mse(ts_code *c, const int *set, const ts_code_noise_opts
     }
     ts_rng r;
     ts_rng_seed(&r, o->seed);
-    for (size_t x = 0; x < (size_t)c->na * la; x++) A[x] = (double)ts_rng_below(&r, 100) - 50;
-    for (size_t x = 0; x < (size_t)c->nb * lb; x++) B[x] = (double)ts_rng_below(&r, 100) - 50;
+    for (size_t x = 0; x < (size_t)c->na * la; x++)
+        A[x] = (double)ts_rng_below(&r, 100) - 50;
+    for (size_t x = 0; x < (size_t)c->nb * lb; x++)
+        B[x] = (double)ts_rng_below(&r, 100) - 50;
     double sd = sqrt(pow(10.0, -o->snr_db / 10.0));
     /* An operand that is not encoded (mat-vec: the vector) is one message
      * to all workers in the reference experiment: its noise is drawn once. */
     int shared_a = c->na == 1 && qa == 1;
     if (shared_a) {
         memcpy(ea, A, la * sizeof *ea);
-        for (size_t x = 0; x < la; x++) ea[x] += sd * ts_rng_normal(&r);
+        for (size_t x = 0; x < la; x++)
+            ea[x] += sd * ts_rng_normal(&r);
     }
     for (int s = 0; s < k; s++) {
         int j = set[s];
         for (int a = 0; a < qa && !shared_a; a++) {
             encode_f64(c->ga + ((size_t)j * qa + a) * c->na, c->na, A, la, ea + a * la);
-            for (size_t x = 0; x < la; x++) ea[a * la + x] += sd * ts_rng_normal(&r);
+            for (size_t x = 0; x < la; x++)
+                ea[a * la + x] += sd * ts_rng_normal(&r);
         }
         for (int b = 0; b < qb; b++) {
             encode_f64(c->gb + ((size_t)j * qb + b) * c->nb, c->nb, B, lb, eb + b * lb);
-            for (size_t x = 0; x < lb; x++) eb[b * lb + x] += sd * ts_rng_normal(&r);
+            for (size_t x = 0; x < lb; x++)
+                eb[b * lb + x] += sd * ts_rng_normal(&r);
         }
         for (int a = 0; a < qa; a++)
             for (int b = 0; b < qb; b++) {
@@ -195,7 +207,8 @@ ts_status ts_code_noise_mse(ts_code *c, const int *set, const ts_code_noise_opts
                 pp[s * per + a * qb + b] = p;
             }
     }
-    for (int u = 0; u < c->ntargets; u++) tp[u] = D + (size_t)u * lt;
+    for (int u = 0; u < c->ntargets; u++)
+        tp[u] = D + (size_t)u * lt;
     exact_targets(c, A, B, t, o->ba, o->bb, T);
     st = ts_code_decode_f64(c, set, k, pp, lt, tp, NULL, err);
     if (st == TS_OK) {

@@ -29,15 +29,16 @@ static int is_prime(int q) {
 
 int ts_code_circ_default_q(int n) {
     int q = n < 2 ? 2 : n;
-    while (!is_prime(q)) q++;
+    while (!is_prime(q))
+        q++;
     return q;
 }
 
 ts_status ts_code_circ_check(ts_code_params *p, ts_err *err) {
     if (p->kA > 1)
-        return ts_errorf(err, TS_ERR_INVALID,
-                         "the circulant code is matrix-vector: set kA = 1 and k in kB (not kA = %d)",
-                         p->kA);
+        return ts_errorf(
+            err, TS_ERR_INVALID,
+            "the circulant code is matrix-vector: set kA = 1 and k in kB (not kA = %d)", p->kA);
     if (p->kB < 1 || p->kB > p->n)
         return ts_errorf(err, TS_ERR_INVALID, "the circulant code needs 1 <= k <= n = %d, not %d",
                          p->n, p->kB);
@@ -74,12 +75,14 @@ ts_status ts_code_circ_build(ts_code *c, ts_err *err) {
                 if (cc < q - 1)
                     g[i * (q - 1) + cc] = 1.0;
                 else
-                    for (int t = 0; t < q - 1; t++) g[i * (q - 1) + t] = -1.0;
+                    for (int t = 0; t < q - 1; t++)
+                        g[i * (q - 1) + t] = -1.0;
             }
             memcpy(c->w + ((size_t)j * q + s) * c->nunk, g, (size_t)c->nb * sizeof *g);
         }
     }
-    for (int t = 0; t < c->ntargets; t++) c->tsel[t] = t;
+    for (int t = 0; t < c->ntargets; t++)
+        c->tsel[t] = t;
     return TS_OK;
 }
 
@@ -94,7 +97,8 @@ static double complex *freq_vandermonde(const ts_code *c, const int *ids, int f)
     double complex *v = malloc((size_t)k * k * sizeof *v);
     if (!v) return NULL;
     for (int r = 0; r < k; r++)
-        for (int i = 0; i < k; i++) v[(size_t)r * k + i] = root((long long)f * ids[r] * i, q);
+        for (int i = 0; i < k; i++)
+            v[(size_t)r * k + i] = root((long long)f * ids[r] * i, q);
     return v;
 }
 
@@ -142,11 +146,11 @@ ts_status ts_code_circ_apply(ts_code *c, const ts_code_cache_entry *e, const voi
         if (!b) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for decoding scratch");
         c->buf = b, c->buf_len = need;
     }
-    double complex *F = (double complex *)c->buf;  /* q x q forward DFT */
-    double complex *Fi = F + (size_t)q * q;        /* q x q inverse DFT / q */
-    double complex *Y = Fi + (size_t)q * q;        /* responder r, freq f, column: [r][f][x] */
-    double complex *Yf = Y + (size_t)k * q * CH;   /* per frequency: [f][r][x] */
-    double complex *Z = Yf + (size_t)k * q * CH;   /* [f][i][x], then reused */
+    double complex *F = (double complex *)c->buf; /* q x q forward DFT */
+    double complex *Fi = F + (size_t)q * q;       /* q x q inverse DFT / q */
+    double complex *Y = Fi + (size_t)q * q;       /* responder r, freq f, column: [r][f][x] */
+    double complex *Yf = Y + (size_t)k * q * CH;  /* per frequency: [f][r][x] */
+    double complex *Z = Yf + (size_t)k * q * CH;  /* [f][i][x], then reused */
     double *tmp = (double *)(Z + (size_t)k * q * CH);
     for (int f = 0; f < q; f++)
         for (int s = 0; s < q; s++) {
@@ -161,10 +165,13 @@ ts_status ts_code_circ_apply(ts_code *c, const ts_code_cache_entry *e, const voi
             for (int s = 0; s < q; s++) {
                 const void *src = prod[(size_t)r * q + s];
                 if (f64)
-                    for (int x = 0; x < nx; x++) tmp[x] = ((const double *)src)[x0 + x];
+                    for (int x = 0; x < nx; x++)
+                        tmp[x] = ((const double *)src)[x0 + x];
                 else
-                    for (int x = 0; x < nx; x++) tmp[x] = ((const float *)src)[x0 + x];
-                for (int x = 0; x < nx; x++) yr[(size_t)s * CH + x] = tmp[x];
+                    for (int x = 0; x < nx; x++)
+                        tmp[x] = ((const float *)src)[x0 + x];
+                for (int x = 0; x < nx; x++)
+                    yr[(size_t)s * CH + x] = tmp[x];
             }
             cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q, nx, q, &one, F, q, yr,
                         (int)CH, &zero, Y + (size_t)r * q * CH, (int)CH);
@@ -190,9 +197,11 @@ ts_status ts_code_circ_apply(ts_code *c, const ts_code_cache_entry *e, const voi
                 void *dst = targets[(size_t)i * (q - 1) + s];
                 const double complex *o = out + (size_t)s * CH;
                 if (f64)
-                    for (int x = 0; x < nx; x++) ((double *)dst)[x0 + x] = creal(o[x]);
+                    for (int x = 0; x < nx; x++)
+                        ((double *)dst)[x0 + x] = creal(o[x]);
                 else
-                    for (int x = 0; x < nx; x++) ((float *)dst)[x0 + x] = (float)creal(o[x]);
+                    for (int x = 0; x < nx; x++)
+                        ((float *)dst)[x0 + x] = (float)creal(o[x]);
             }
         }
     }

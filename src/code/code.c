@@ -5,12 +5,18 @@
 #include "code_internal.h"
 
 static const char *const KIND_NAMES[] = {
-    [TS_CODE_UNCODED] = "uncoded",         [TS_CODE_REPLICATION] = "replication",
-    [TS_CODE_VANDERMONDE] = "vandermonde", [TS_CODE_CHEBYSHEV] = "chebyshev",
-    [TS_CODE_RANDOM] = "random",           [TS_CODE_POLYNOMIAL] = "polynomial",
-    [TS_CODE_CRME] = "crme",               [TS_CODE_COMPLEX] = "complex",
-    [TS_CODE_CIRCULANT] = "circulant",     [TS_CODE_MATDOT] = "matdot",
-    [TS_CODE_POLYDOT] = "polydot",         [TS_CODE_GPOLYDOT] = "gpolydot",
+    [TS_CODE_UNCODED] = "uncoded",
+    [TS_CODE_REPLICATION] = "replication",
+    [TS_CODE_VANDERMONDE] = "vandermonde",
+    [TS_CODE_CHEBYSHEV] = "chebyshev",
+    [TS_CODE_RANDOM] = "random",
+    [TS_CODE_POLYNOMIAL] = "polynomial",
+    [TS_CODE_CRME] = "crme",
+    [TS_CODE_COMPLEX] = "complex",
+    [TS_CODE_CIRCULANT] = "circulant",
+    [TS_CODE_MATDOT] = "matdot",
+    [TS_CODE_POLYDOT] = "polydot",
+    [TS_CODE_GPOLYDOT] = "gpolydot",
 };
 #define N_KINDS ((int)(sizeof KIND_NAMES / sizeof KIND_NAMES[0]))
 
@@ -121,8 +127,8 @@ static ts_status check_params(ts_code_params *p, ts_err *err) {
         }
         if (p->kA < 1 || p->kB < 1 || p->m < 1 || p->kA > n || p->kB > n || p->m > n)
             return ts_errorf(err, TS_ERR_INVALID,
-                             "the %s code needs kA, kB, m >= 1 (got kA = %d, kB = %d, m = %d)", name,
-                             p->kA, p->kB, p->m);
+                             "the %s code needs kA, kB, m >= 1 (got kA = %d, kB = %d, m = %d)",
+                             name, p->kA, p->kB, p->m);
         long q = p->kind == TS_CODE_GPOLYDOT ? (long)p->kA * p->m * p->kB + p->m - 1
                                              : (long)(2 * p->m - 1) * p->kA * p->kB;
         if (q > n)
@@ -171,16 +177,36 @@ void ts_code_free(ts_code *c) {
     free(c);
 }
 
-int ts_code_n(const ts_code *c) { return c->n; }
-int ts_code_threshold(const ts_code *c) { return c->threshold; }
-int ts_code_a_blocks(const ts_code *c) { return c->na; }
-int ts_code_b_blocks(const ts_code *c) { return c->nb; }
-int ts_code_a_shares(const ts_code *c) { return c->qa; }
-int ts_code_b_shares(const ts_code *c) { return c->qb; }
-int ts_code_num_targets(const ts_code *c) { return c->ntargets; }
-const double *ts_code_a_gen(const ts_code *c) { return c->ga; }
-const double *ts_code_b_gen(const ts_code *c) { return c->gb; }
-const ts_code_params *ts_code_params_of(const ts_code *c) { return &c->p; }
+int ts_code_n(const ts_code *c) {
+    return c->n;
+}
+int ts_code_threshold(const ts_code *c) {
+    return c->threshold;
+}
+int ts_code_a_blocks(const ts_code *c) {
+    return c->na;
+}
+int ts_code_b_blocks(const ts_code *c) {
+    return c->nb;
+}
+int ts_code_a_shares(const ts_code *c) {
+    return c->qa;
+}
+int ts_code_b_shares(const ts_code *c) {
+    return c->qb;
+}
+int ts_code_num_targets(const ts_code *c) {
+    return c->ntargets;
+}
+const double *ts_code_a_gen(const ts_code *c) {
+    return c->ga;
+}
+const double *ts_code_b_gen(const ts_code *c) {
+    return c->gb;
+}
+const ts_code_params *ts_code_params_of(const ts_code *c) {
+    return &c->p;
+}
 
 /* Encoding streams the blocks once: for each chunk (8 KB, so the output
  * chunks stay in L1) every block is read once and added into every share
@@ -188,8 +214,8 @@ const ts_code_params *ts_code_params_of(const ts_code *c) { return &c->p; }
  * are skipped; 0 + 1*b is exact, so those shares are exact copies. */
 #define ENC_CHUNK 2048
 
-static ts_status encode(const double *g, int nblk, int nsh, const float *const *blocks,
-                        size_t len, float *const *out, ts_err *err) {
+static ts_status encode(const double *g, int nblk, int nsh, const float *const *blocks, size_t len,
+                        float *const *out, ts_err *err) {
     if (!blocks || !out) return ts_errorf(err, TS_ERR_INVALID, "encode needs blocks and outputs");
     if (len == 0) return ts_errorf(err, TS_ERR_INVALID, "cannot encode zero-length blocks");
     for (int i = 0; i < nblk; i++)
@@ -198,14 +224,16 @@ static ts_status encode(const double *g, int nblk, int nsh, const float *const *
         if (!out[s]) return ts_errorf(err, TS_ERR_INVALID, "encode: output share %d is NULL", s);
     for (size_t x0 = 0; x0 < len; x0 += ENC_CHUNK) {
         size_t nx = len - x0 < ENC_CHUNK ? len - x0 : ENC_CHUNK;
-        for (int s = 0; s < nsh; s++) memset(out[s] + x0, 0, nx * sizeof(float));
+        for (int s = 0; s < nsh; s++)
+            memset(out[s] + x0, 0, nx * sizeof(float));
         for (int i = 0; i < nblk; i++) {
             const float *b = blocks[i] + x0;
             for (int s = 0; s < nsh; s++) {
                 float a = (float)g[(size_t)s * nblk + i];
                 if (a == 0.0f) continue;
                 float *restrict o = out[s] + x0;
-                for (size_t x = 0; x < nx; x++) o[x] += a * b[x];
+                for (size_t x = 0; x < nx; x++)
+                    o[x] += a * b[x];
             }
         }
     }

@@ -22,22 +22,23 @@
 #define TS_CODE_CACHE 8
 
 typedef struct {
-    int *ids;       /* threshold sorted worker ids; NULL when the slot is empty */
-    double *dec;    /* real path: N x N LU factors (N = threshold*qa*qb) */
-    int *piv;       /* real path: row pivots of the LU */
+    int *ids;             /* threshold sorted worker ids; NULL when the slot is empty */
+    double *dec;          /* real path: N x N LU factors (N = threshold*qa*qb) */
+    int *piv;             /* real path: row pivots of the LU */
+    double *inv;          /* real path: target rows of inv(M) when well-conditioned, else NULL */
     double complex *zdec; /* complex paths: their own decoding matrices */
-    double cond;    /* < 0: not computed yet */
-    int mode;       /* TS_CODE_MODE_* the matrices were built for */
-    uint64_t used;  /* LRU stamp */
+    double cond;          /* < 0: not computed yet */
+    int mode;             /* TS_CODE_MODE_* the matrices were built for */
+    uint64_t used;        /* LRU stamp */
 } ts_code_cache_entry;
 
 struct ts_code {
     ts_code_params p;
     int n, threshold, na, nb, qa, qb, ntargets, nunk;
-    double *ga, *gb; /* [n][qa][na], [n][qb][nb] */
-    double *w;       /* [n][qa*qb][nunk] */
-    int *tsel;       /* [ntargets] unknown index of each target */
-    int *task_of;    /* replication: task held by each worker */
+    double *ga, *gb;       /* [n][qa][na], [n][qb][nb] */
+    double *w;             /* [n][qa*qb][nunk] */
+    int *tsel;             /* [ntargets] unknown index of each target */
+    int *task_of;          /* replication: task held by each worker */
     double complex *nodes; /* complex codes: evaluation node of each worker */
     ts_code_cache_entry cache[TS_CODE_CACHE];
     uint64_t clock;

@@ -4,11 +4,12 @@
  * Real path (every code whose product map is square): an LU of M_S with
  * row pivoting, applied to column chunks of the products with two BLAS-3
  * triangular solves (for the ill-conditioned real Vandermonde family this
- * is far more accurate than multiplying by an explicit inverse). Complex Vandermonde: one k x k complex solve on the
- * combined products y_j = sum_{c,d} i^(c+d) P[j][c][d]. CRME (digest 1.2.8,
+ * is far more accurate than multiplying by an explicit inverse). Complex Vandermonde: one k x k
+ * complex solve on the combined products y_j = sum_{c,d} i^(c+d) P[j][c][d]. CRME (digest 1.2.8,
  * "option B"): two k x k complex Vandermonde solves, half the flops of the
  * 4k x 4k real solve and the same condition number. */
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +25,13 @@ static int dec_chunk(int rows) {
     return ch & ~63;
 }
 
-
 void ts_code_cache_clear(ts_code *c) {
     for (int s = 0; s < TS_CODE_CACHE; s++) {
         free(c->cache[s].ids);
         free(c->cache[s].dec);
         free(c->cache[s].zdec);
         free(c->cache[s].piv);
+        free(c->cache[s].inv);
         memset(&c->cache[s], 0, sizeof c->cache[s]);
     }
 }
@@ -113,11 +114,14 @@ double ts_code_set_cond(const ts_code *c, const int *ids, int nset, int mode) {
     return k;
 }
 
+static ts_status fast_rows(ts_code *c, ts_code_cache_entry *e, int N, double norm1);
+
 static ts_status build_entry(ts_code *c, ts_code_cache_entry *e, int nset, int mode, ts_err *err) {
     if (c->p.kind == TS_CODE_CIRCULANT) {
         if (mode != TS_CODE_MODE_FAST)
-            return ts_errorf(err, TS_ERR_UNSUPPORTED,
-                             "the circulant code decodes per frequency only (no dense real system)");
+            return ts_errorf(
+                err, TS_ERR_UNSUPPORTED,
+                "the circulant code decodes per frequency only (no dense real system)");
         return ts_code_circ_entry(c, e, err);
     }
     if (uses_complex(c, mode)) {
@@ -141,8 +145,53 @@ static ts_status build_entry(ts_code *c, ts_code_cache_entry *e, int nset, int m
                          ts_code_kind_name(c->p.kind), N, c->nunk);
     e->dec = product_system(c, e->ids, nset);
     e->piv = malloc((size_t)N * sizeof *e->piv);
-    if (!e->dec || !e->piv) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for a decoding matrix");
-    return ts_la_lu(e->dec, N, e->piv, err);
+    if (!e->dec || !e->piv)
+        return ts_errorf(err, TS_ERR_NOMEM, "out of memory for a decoding matrix");
+    double norm1 = 0; /* ||M||_1, before the factorization overwrites M */
+    for (int j = 0; j < N; j++) {
+        double col = 0;
+        for (int i = 0; i < N; i++)
+            col += fabs(e->dec[(size_t)i * N + j]);
+        norm1 = fmax(norm1, col);
+    }
+    TS_TRY(ts_la_lu(e->dec, N, e->piv, err));
+    return fast_rows(c, e, N, norm1);
+}
+
+/* Float32 decodes of well-conditioned systems multiply by the target rows of
+ * the inverse (one DGEMM, faster than two triangular solves). That is safe
+ * when the inverse's error, about kappa_1 N eps_double, stays below float32
+ * round-off (2^-24) of the outputs; otherwise the LU path is kept. */
+static ts_status fast_rows(ts_code *c, ts_code_cache_entry *e, int N, double norm1) {
+    double *x = calloc((size_t)N * N, sizeof *x);
+    if (!x) return TS_OK; /* the LU path still works */
+    for (int i = 0; i < N; i++)
+        x[(size_t)i * N + i] = 1;
+    for (int k = 0; k < N; k++)
+        if (e->piv[k] != k)
+            for (int j = 0; j < N; j++) {
+                double t = x[(size_t)k * N + j];
+                x[(size_t)k * N + j] = x[(size_t)e->piv[k] * N + j];
+                x[(size_t)e->piv[k] * N + j] = t;
+            }
+    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasUnit, N, N, 1.0, e->dec, N,
+                x, N);
+    cblas_dtrsm(CblasRowMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, N, N, 1.0, e->dec,
+                N, x, N);
+    double inv1 = 0;
+    for (int j = 0; j < N; j++) {
+        double col = 0;
+        for (int i = 0; i < N; i++)
+            col += fabs(x[(size_t)i * N + j]);
+        inv1 = fmax(inv1, col);
+    }
+    if (norm1 * inv1 * N * DBL_EPSILON <= ldexp(1.0, -24)) {
+        e->inv = malloc((size_t)c->ntargets * N * sizeof *e->inv);
+        for (int t = 0; e->inv && t < c->ntargets; t++)
+            memcpy(e->inv + (size_t)t * N, x + (size_t)c->tsel[t] * N, (size_t)N * sizeof *x);
+    }
+    free(x);
+    return TS_OK;
 }
 
 /* Finds or builds the cache entry of the sorted set ids[nset]. */
@@ -161,6 +210,7 @@ static ts_code_cache_entry *lookup(ts_code *c, const int *ids, int nset, int mod
     free(victim->dec);
     free(victim->zdec);
     free(victim->piv);
+    free(victim->inv);
     memset(victim, 0, sizeof *victim);
     victim->ids = malloc((size_t)nset * sizeof *ids);
     if (!victim->ids) {
@@ -176,6 +226,7 @@ static ts_code_cache_entry *lookup(ts_code *c, const int *ids, int nset, int mod
         free(victim->dec);
         free(victim->zdec);
         free(victim->piv);
+        free(victim->inv);
         memset(victim, 0, sizeof *victim);
         return NULL;
     }
@@ -191,7 +242,8 @@ static void load(const void *src, int f64, size_t x0, int nx, double *dst) {
         memcpy(dst, (const double *)src + x0, (size_t)nx * sizeof *dst);
     } else {
         const float *f = (const float *)src + x0;
-        for (int x = 0; x < nx; x++) dst[x] = f[x];
+        for (int x = 0; x < nx; x++)
+            dst[x] = f[x];
     }
 }
 
@@ -200,7 +252,8 @@ static void store(void *dst, int f64, size_t x0, int nx, const double *src) {
         memcpy((double *)dst + x0, src, (size_t)nx * sizeof *src);
     } else {
         float *f = (float *)dst + x0;
-        for (int x = 0; x < nx; x++) f[x] = (float)src[x];
+        for (int x = 0; x < nx; x++)
+            f[x] = (float)src[x];
     }
 }
 
@@ -217,11 +270,25 @@ static ts_status grow(ts_code *c, size_t doubles, ts_err *err) {
 static ts_status apply_real(ts_code *c, const ts_code_cache_entry *e, const void *const *rows,
                             int N, size_t len, void *const *targets, int f64, ts_err *err) {
     const int CH = dec_chunk(N);
-    TS_TRY(grow(c, (size_t)N * CH + CH, err));
-    double *in = c->buf, *tmp = c->buf + (size_t)N * CH;
+    int T = c->ntargets;
+    TS_TRY(grow(c, (size_t)(N + T) * CH + CH, err));
+    double *in = c->buf, *tmp = c->buf + (size_t)N * CH, *out = tmp + CH;
+    if (!f64 && e->inv) {
+        for (size_t x0 = 0; x0 < len; x0 += CH) {
+            int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
+            for (int r = 0; r < N; r++)
+                load(rows[r], f64, x0, nx, in + (size_t)r * CH);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, nx, N, 1.0, e->inv, N, in, CH,
+                        0.0, out, CH);
+            for (int t = 0; t < T; t++)
+                store(targets[t], f64, x0, nx, out + (size_t)t * CH);
+        }
+        return TS_OK;
+    }
     for (size_t x0 = 0; x0 < len; x0 += CH) {
         int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
-        for (int r = 0; r < N; r++) load(rows[r], f64, x0, nx, in + (size_t)r * CH);
+        for (int r = 0; r < N; r++)
+            load(rows[r], f64, x0, nx, in + (size_t)r * CH);
         for (int k = 0; k < N; k++)
             if (e->piv[k] != k) {
                 double *a = in + (size_t)k * CH, *b = in + (size_t)e->piv[k] * CH;
@@ -253,18 +320,21 @@ static ts_status apply_complex(ts_code *c, const ts_code_cache_entry *e, const v
         int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
         for (int r = 0; r < k; r++) {
             double complex *yr = y + (size_t)r * CH;
-            for (int x = 0; x < nx; x++) yr[x] = 0;
+            for (int x = 0; x < nx; x++)
+                yr[x] = 0;
             for (int a = 0; a < c->qa; a++)
                 for (int b = 0; b < c->qb; b++) {
                     load(prod[r * per + a * c->qb + b], f64, x0, nx, tmp);
                     double complex f = IPOW[a + b];
-                    for (int x = 0; x < nx; x++) yr[x] += f * tmp[x];
+                    for (int x = 0; x < nx; x++)
+                        yr[x] += f * tmp[x];
                 }
         }
-        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, y,
-                    CH, &zero, z, CH);
+        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, y, CH,
+                    &zero, z, CH);
         for (int t = 0; t < k; t++) {
-            for (int x = 0; x < nx; x++) tmp[x] = creal(z[(size_t)t * CH + x]);
+            for (int x = 0; x < nx; x++)
+                tmp[x] = creal(z[(size_t)t * CH + x]);
             store(targets[t], f64, x0, nx, tmp);
         }
     }
@@ -288,9 +358,9 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void
     for (size_t x0 = 0; x0 < len; x0 += CH) {
         int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
         for (int r = 0; r < k; r++) {
-            for (int q = 0; q < 4; q++) load(prod[4 * r + q], f64, x0, nx, o + q * CH);
-            const double *o00 = o, *o01 = o + CH, *o10 = o + 2 * CH,
-                         *o11 = o + 3 * CH;
+            for (int q = 0; q < 4; q++)
+                load(prod[4 * r + q], f64, x0, nx, o + q * CH);
+            const double *o00 = o, *o01 = o + CH, *o10 = o + 2 * CH, *o11 = o + 3 * CH;
             double complex *pr = p + (size_t)r * CH, *qr = q + (size_t)r * CH;
             for (int x = 0; x < nx; x++) {
                 double a = o00[x], b = o01[x], cc = o10[x], d = o11[x];
@@ -298,15 +368,14 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void
                 qr[x] = CMPLX(0.5 * (a + d), 0.5 * (b - cc));
             }
         }
-        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, p,
-                    CH, &zero, zp, CH);
+        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, p, CH,
+                    &zero, zp, CH);
         cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one,
                     e->zdec + (size_t)k * k, k, q, CH, &zero, zq, CH);
         for (int u = 0; u < k; u++) {
             int i = u / kB, l = u % kB;
             const double complex *a = zp + (size_t)u * CH, *b = zq + (size_t)u * CH;
-            double *y00 = o, *y01 = o + CH, *y10 = o + 2 * CH,
-                   *y11 = o + 3 * CH;
+            double *y00 = o, *y01 = o + CH, *y10 = o + 2 * CH, *y11 = o + 3 * CH;
             for (int x = 0; x < nx; x++) {
                 double rp = creal(a[x]), ip = cimag(a[x]), rq = creal(b[x]), iq = cimag(b[x]);
                 y00[x] = rp + rq;
@@ -338,13 +407,15 @@ static ts_status apply_crme_mv(ts_code *c, const ts_code_cache_entry *e, const v
             load(prod[2 * r], f64, x0, nx, o);
             load(prod[2 * r + 1], f64, x0, nx, o + CH);
             double complex *pr = p + (size_t)r * CH;
-            for (int x = 0; x < nx; x++) pr[x] = CMPLX(o[x], -o[CH + x]);
+            for (int x = 0; x < nx; x++)
+                pr[x] = CMPLX(o[x], -o[CH + x]);
         }
-        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, p,
-                    CH, &zero, z, CH);
+        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, p, CH,
+                    &zero, z, CH);
         for (int l = 0; l < k; l++) {
             const double complex *zl = z + (size_t)l * CH;
-            for (int x = 0; x < nx; x++) o[x] = creal(zl[x]), o[CH + x] = -cimag(zl[x]);
+            for (int x = 0; x < nx; x++)
+                o[x] = creal(zl[x]), o[CH + x] = -cimag(zl[x]);
             store(targets[2 * l], f64, x0, nx, o);
             store(targets[2 * l + 1], f64, x0, nx, o + CH);
         }
@@ -359,7 +430,8 @@ static ts_status decode_replication(ts_code *c, const int *resp, int n_resp,
     int T = c->nb;
     for (int t = 0; t < T; t++) {
         int r = 0;
-        while (r < n_resp && c->task_of[resp[r]] != t) r++;
+        while (r < n_resp && c->task_of[resp[r]] != t)
+            r++;
         if (r == n_resp)
             return ts_errorf(err, TS_ERR_INVALID,
                              "too few responders: no responder holds task %d (workers %d, %d, ... "
@@ -374,7 +446,8 @@ static ts_status decode_replication(ts_code *c, const int *resp, int n_resp,
 }
 
 static void sort_set(const int *resp, int k, int *ids, int *pos) {
-    for (int r = 0; r < k; r++) ids[r] = resp[r], pos[r] = r;
+    for (int r = 0; r < k; r++)
+        ids[r] = resp[r], pos[r] = r;
     for (int a = 1; a < k; a++)
         for (int b = a; b > 0 && ids[b - 1] > ids[b]; b--) {
             int t = ids[b];
@@ -387,7 +460,8 @@ ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const voi
                               size_t len, void *const *targets, int f64, double *cond, int mode,
                               ts_err *err) {
     if (!c) return ts_errorf(err, TS_ERR_INVALID, "decode needs a code");
-    if (!prod || !targets) return ts_errorf(err, TS_ERR_INVALID, "decode needs products and targets");
+    if (!prod || !targets)
+        return ts_errorf(err, TS_ERR_INVALID, "decode needs products and targets");
     if (len == 0) return ts_errorf(err, TS_ERR_INVALID, "cannot decode zero-length products");
     int need = c->p.kind == TS_CODE_REPLICATION ? 1 : c->threshold;
     TS_TRY(ts_code_check_responders(c, resp, n_resp, need, err));
@@ -409,7 +483,8 @@ ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const voi
     const void **rows = malloc((size_t)k * per * sizeof *rows);
     if (!rows) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for decoding");
     for (int r = 0; r < k; r++)
-        for (int q = 0; q < per; q++) rows[r * per + q] = prod[pos[r] * per + q];
+        for (int q = 0; q < per; q++)
+            rows[r * per + q] = prod[pos[r] * per + q];
     ts_status st;
     if (c->p.kind == TS_CODE_CIRCULANT)
         st = ts_code_circ_apply(c, e, rows, len, targets, f64, err);

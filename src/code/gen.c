@@ -16,11 +16,19 @@ static double root_angle(long long m, int n) {
     return TWO_PI * (double)r / (double)n;
 }
 
-static double linspace_node(int j, int n) { return n == 1 ? 0.0 : -1.0 + 2.0 * j / (n - 1); }
-static double chebyshev_node(int j, int n) { return cos((2.0 * j + 1.0) * M_PI / (2.0 * n)); }
+static double linspace_node(int j, int n) {
+    return n == 1 ? 0.0 : -1.0 + 2.0 * j / (n - 1);
+}
+static double chebyshev_node(int j, int n) {
+    return cos((2.0 * j + 1.0) * M_PI / (2.0 * n));
+}
 
-static double *ga_at(ts_code *c, int j, int s) { return c->ga + ((size_t)j * c->qa + s) * c->na; }
-static double *gb_at(ts_code *c, int j, int s) { return c->gb + ((size_t)j * c->qb + s) * c->nb; }
+static double *ga_at(ts_code *c, int j, int s) {
+    return c->ga + ((size_t)j * c->qa + s) * c->na;
+}
+static double *gb_at(ts_code *c, int j, int s) {
+    return c->gb + ((size_t)j * c->qb + s) * c->nb;
+}
 
 static ts_status alloc_gens(ts_code *c, ts_err *err) {
     c->ga = calloc((size_t)c->n * c->qa * c->na, sizeof *c->ga);
@@ -42,9 +50,11 @@ static void product_map(ts_code *c) {
                 double *row = c->w + (((size_t)j * c->qa + a) * c->qb + b) * c->nunk;
                 const double *ra = ga_at(c, j, a), *rb = gb_at(c, j, b);
                 for (int i = 0; i < c->na; i++)
-                    for (int l = 0; l < c->nb; l++) row[i * c->nb + l] = ra[i] * rb[l];
+                    for (int l = 0; l < c->nb; l++)
+                        row[i * c->nb + l] = ra[i] * rb[l];
             }
-    for (int t = 0; t < c->ntargets; t++) c->tsel[t] = t;
+    for (int t = 0; t < c->ntargets; t++)
+        c->tsel[t] = t;
 }
 
 static void set_product_shape(ts_code *c, int na, int nb, int qa, int qb, int threshold) {
@@ -99,11 +109,13 @@ static ts_status make_systematic(ts_code *c, ts_err *err) {
         double *g = gb_at(c, j, 0);
         for (int l = 0; l < k; l++) {
             double s = 0;
-            for (int m = 0; m < k; m++) s += g[m] * top[m * k + l];
+            for (int m = 0; m < k; m++)
+                s += g[m] * top[m * k + l];
             row[l] = s;
         }
         if (j < k)
-            for (int l = 0; l < k; l++) row[l] = l == j ? 1.0 : 0.0; /* exact, not 1 - 1e-16 */
+            for (int l = 0; l < k; l++)
+                row[l] = l == j ? 1.0 : 0.0; /* exact, not 1 - 1e-16 */
         memcpy(g, row, (size_t)k * sizeof *row);
     }
     free(top);
@@ -142,8 +154,10 @@ static ts_status build_polynomial(ts_code *c, ts_err *err) {
     TS_TRY(alloc_gens(c, err));
     for (int j = 0; j < c->n; j++) {
         double x = linspace_node(j, c->n);
-        for (int i = 0; i < kA; i++) ga_at(c, j, 0)[i] = pow(x, (double)kB * i);
-        for (int l = 0; l < kB; l++) gb_at(c, j, 0)[l] = pow(x, l);
+        for (int i = 0; i < kA; i++)
+            ga_at(c, j, 0)[i] = pow(x, (double)kB * i);
+        for (int l = 0; l < kB; l++)
+            gb_at(c, j, 0)[l] = pow(x, l);
     }
     product_map(c);
     return TS_OK;
@@ -162,7 +176,8 @@ static ts_status build_crme(ts_code *c, ts_err *err) {
     c->nodes = calloc((size_t)c->n, sizeof *c->nodes);
     if (!c->nodes) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for a CRME code");
     if (mv)
-        for (int j = 0; j < c->n; j++) ga_at(c, j, 0)[0] = 1.0;
+        for (int j = 0; j < c->n; j++)
+            ga_at(c, j, 0)[0] = 1.0;
     for (int j = 0; j < c->n; j++) {
         c->nodes[j] = cexp(I * root_angle(j, c->n));
         for (int i = 0; i < kA && !mv; i++) {
@@ -225,14 +240,17 @@ static ts_status build_dot(ts_code *c, ts_err *err) {
     for (int j = 0; j < c->n; j++) {
         double x = chebyshev_node(j, c->n);
         for (int i = 0; i < kA; i++)
-            for (int q = 0; q < m; q++) ga_at(c, j, 0)[i * m + q] = pow(x, stride * i + q);
+            for (int q = 0; q < m; q++)
+                ga_at(c, j, 0)[i * m + q] = pow(x, stride * i + q);
         for (int q = 0; q < m; q++)
             for (int l = 0; l < kB; l++)
                 gb_at(c, j, 0)[q * kB + l] = pow(x, m - 1 - q + (double)stride * kA * l);
-        for (int e = 0; e < Q; e++) c->w[(size_t)j * Q + e] = pow(x, e);
+        for (int e = 0; e < Q; e++)
+            c->w[(size_t)j * Q + e] = pow(x, e);
     }
     for (int i = 0; i < kA; i++)
-        for (int l = 0; l < kB; l++) c->tsel[i * kB + l] = m - 1 + stride * (i + kA * l);
+        for (int l = 0; l < kB; l++)
+            c->tsel[i * kB + l] = m - 1 + stride * (i + kA * l);
     return TS_OK;
 }
 

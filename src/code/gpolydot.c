@@ -56,10 +56,13 @@ ts_code *ts_code_gpolydot_backward(const ts_code *fwd, ts_err *err) {
     memcpy(c->ga, fwd->ga, (size_t)n * c->na * sizeof *c->ga); /* the same stored shares */
     for (int j = 0; j < n; j++) {
         double x = node(fwd, j);
-        for (int i = 0; i < kA; i++) c->gb[(size_t)j * kA + i] = pow(x, (double)m * (kA - 1 - i));
-        for (int e = 0; e < Q; e++) c->w[(size_t)j * Q + e] = pow(x, e);
+        for (int i = 0; i < kA; i++)
+            c->gb[(size_t)j * kA + i] = pow(x, (double)m * (kA - 1 - i));
+        for (int e = 0; e < Q; e++)
+            c->w[(size_t)j * Q + e] = pow(x, e);
     }
-    for (int q = 0; q < m; q++) c->tsel[q] = m * (kA - 1) + q;
+    for (int q = 0; q < m; q++)
+        c->tsel[q] = m * (kA - 1) + q;
     return c;
 }
 
@@ -71,8 +74,10 @@ ts_status ts_code_gpolydot_update_coeffs(const ts_code *c, int worker, double *c
         return ts_errorf(err, TS_ERR_INVALID, "worker %d is not one of the %d workers", worker,
                          c->n);
     double x = node(c, worker);
-    for (int i = 0; i < c->p.kA; i++) cd[i] = pow(x, (double)c->p.m * i);
-    for (int q = 0; q < c->p.m; q++) cx[q] = pow(x, q);
+    for (int i = 0; i < c->p.kA; i++)
+        cd[i] = pow(x, (double)c->p.m * i);
+    for (int q = 0; q < c->p.m; q++)
+        cx[q] = pow(x, q);
     return TS_OK;
 }
 
@@ -86,7 +91,8 @@ ts_status ts_code_gpolydot_update(const ts_code *c, int worker, float *share, in
     double cd[TS_CODE_MAX_WORKERS], cx[TS_CODE_MAX_WORKERS];
     TS_TRY(ts_code_gpolydot_update_coeffs(c, worker, cd, cx, err));
     for (int i = 0; i < kA; i++)
-        if (!delta[i]) return ts_errorf(err, TS_ERR_INVALID, "coded update: delta block %d is NULL", i);
+        if (!delta[i])
+            return ts_errorf(err, TS_ERR_INVALID, "coded update: delta block %d is NULL", i);
     for (int q = 0; q < m; q++)
         if (!x[q]) return ts_errorf(err, TS_ERR_INVALID, "coded update: x block %d is NULL", q);
     size_t ld = (size_t)rows * batch, lx = (size_t)cols * batch;
@@ -98,8 +104,10 @@ ts_status ts_code_gpolydot_update(const ts_code *c, int worker, float *share, in
     }
     memset(dt, 0, ld * sizeof *dt);
     memset(xt, 0, lx * sizeof *xt);
-    for (int i = 0; i < kA; i++) cblas_saxpy((int)ld, (float)cd[i], delta[i], 1, dt, 1);
-    for (int q = 0; q < m; q++) cblas_saxpy((int)lx, (float)cx[q], x[q], 1, xt, 1);
+    for (int i = 0; i < kA; i++)
+        cblas_saxpy((int)ld, (float)cd[i], delta[i], 1, dt, 1);
+    for (int q = 0; q < m; q++)
+        cblas_saxpy((int)lx, (float)cx[q], x[q], 1, xt, 1);
     /* share (rows x cols) += eta * dt (rows x batch) * xt^T (batch x cols) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, batch, eta, dt, batch, xt,
                 batch, 1.0f, share, cols);

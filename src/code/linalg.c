@@ -12,10 +12,9 @@
 void dgetrf_(const int *m, const int *n, double *a, const int *lda, int *ipiv, int *info);
 void dgetri_(const int *n, double *a, const int *lda, const int *ipiv, double *work,
              const int *lwork, int *info);
-void zgetrf_(const int *m, const int *n, double complex *a, const int *lda, int *ipiv,
-             int *info);
-void zgetri_(const int *n, double complex *a, const int *lda, const int *ipiv,
-             double complex *work, const int *lwork, int *info);
+void zgetrf_(const int *m, const int *n, double complex *a, const int *lda, int *ipiv, int *info);
+void zgetri_(const int *n, double complex *a, const int *lda, const int *ipiv, double complex *work,
+             const int *lwork, int *info);
 void dgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, double *a,
              const int *lda, double *s, double *u, const int *ldu, double *vt, const int *ldvt,
              double *work, const int *lwork, int *info, size_t l1, size_t l2);
@@ -109,7 +108,8 @@ ts_status ts_la_lu(double *a, int n, int *piv, ts_err *err) {
         for (int i = k + 1; i < n; i++) {
             double f = a[(size_t)i * n + k] *= inv;
             if (f != 0)
-                for (int j = k + 1; j < n; j++) a[(size_t)i * n + j] -= f * a[(size_t)k * n + j];
+                for (int j = k + 1; j < n; j++)
+                    a[(size_t)i * n + j] -= f * a[(size_t)k * n + j];
         }
     }
     return TS_OK;
@@ -193,7 +193,8 @@ int ts_la_svd(const double *a, int rows, int cols, double *u, double *s, double 
     int ok = 0;
     if (!cm || (u && !ucm) || (vt && !vcm)) goto done;
     for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++) cm[(size_t)j * rows + i] = a[(size_t)i * cols + j];
+        for (int j = 0; j < cols; j++)
+            cm[(size_t)j * rows + i] = a[(size_t)i * cols + j];
     const char *ju = u ? "A" : "N", *jv = vt ? "A" : "N";
     int ldu = u ? rows : 1, ldv = vt ? cols : 1;
     dgesvd_(ju, jv, &m, &n, cm, &m, s, ucm ? ucm : &du, &ldu, vcm ? vcm : &du, &ldv, &q, &lwork,
@@ -207,10 +208,12 @@ int ts_la_svd(const double *a, int rows, int cols, double *u, double *s, double 
     if (info != 0) goto done;
     if (u)
         for (int i = 0; i < rows; i++)
-            for (int j = 0; j < rows; j++) u[(size_t)i * rows + j] = ucm[(size_t)j * rows + i];
+            for (int j = 0; j < rows; j++)
+                u[(size_t)i * rows + j] = ucm[(size_t)j * rows + i];
     if (vt)
         for (int i = 0; i < cols; i++)
-            for (int j = 0; j < cols; j++) vt[(size_t)i * cols + j] = vcm[(size_t)j * cols + i];
+            for (int j = 0; j < cols; j++)
+                vt[(size_t)i * cols + j] = vcm[(size_t)j * cols + i];
     ok = 1;
 done:
     (void)one;

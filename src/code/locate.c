@@ -64,14 +64,16 @@ static void load_rows(const loc_problem *lp, const int *rowidx, int nr, size_t x
         if (lp->f64)
             memcpy(d, (const double *)src + x0, (size_t)nx * sizeof *d);
         else
-            for (int x = 0; x < nx; x++) d[x] = ((const float *)src + x0)[x];
+            for (int x = 0; x < nx; x++)
+                d[x] = ((const float *)src + x0)[x];
     }
 }
 
 static int unit_rows(const loc_problem *lp, const int *units, int nu, int *rowidx) {
     int nr = 0;
     for (int i = 0; i < nu; i++)
-        for (int q = 0; q < lp->per; q++) rowidx[nr++] = units[i] * lp->per + q;
+        for (int q = 0; q < lp->per; q++)
+            rowidx[nr++] = units[i] * lp->per + q;
     return nr;
 }
 
@@ -90,7 +92,8 @@ static ts_status prepare(loc_problem *lp, ts_err *err) {
         for (size_t x0 = 0; x0 < lp->len; x0 += LOC_CHUNK) {
             int nx = (int)(lp->len - x0 < LOC_CHUNK ? lp->len - x0 : LOC_CHUNK);
             load_rows(lp, &r, 1, x0, nx, buf);
-            for (int x = 0; x < nx; x++) lp->rown2[r] += buf[x] * buf[x];
+            for (int x = 0; x < nx; x++)
+                lp->rown2[r] += buf[x] * buf[x];
         }
     for (int p = 0; p < lp->P; p++)
         if (ts_la_svd(lp->map + (size_t)p * lp->per * lp->U, lp->per, lp->U, NULL, s, NULL))
@@ -103,7 +106,8 @@ static ts_status prepare(loc_problem *lp, ts_err *err) {
 static double units_norm2(const loc_problem *lp, const int *units, int nu) {
     double s = 0;
     for (int i = 0; i < nu; i++)
-        for (int q = 0; q < lp->per; q++) s += lp->rown2[units[i] * lp->per + q];
+        for (int q = 0; q < lp->per; q++)
+            s += lp->rown2[units[i] * lp->per + q];
     return s;
 }
 
@@ -118,8 +122,10 @@ static int fit_and_test(const loc_problem *lp, const int *seed, int ns, int *agr
     double *mt = malloc((size_t)RT * U * sizeof *mt), *u = malloc((size_t)RT * RT * sizeof *u);
     double *s = malloc((size_t)(RT < U ? RT : U) * sizeof *s + 8);
     double *vt = malloc((size_t)U * U * sizeof *vt), *pinv = calloc((size_t)U * RT, sizeof *pinv);
-    double *L = malloc((size_t)R * RT * sizeof *L), *yt = malloc((size_t)RT * LOC_CHUNK * sizeof *yt);
-    double *res = malloc((size_t)R * LOC_CHUNK * sizeof *res), *e2 = calloc((size_t)lp->P, sizeof *e2);
+    double *L = malloc((size_t)R * RT * sizeof *L),
+           *yt = malloc((size_t)RT * LOC_CHUNK * sizeof *yt);
+    double *res = malloc((size_t)R * LOC_CHUNK * sizeof *res),
+           *e2 = calloc((size_t)lp->P, sizeof *e2);
     int *all = malloc((size_t)R * sizeof *all);
     int rc = -1;
     if (!mt || !u || !s || !vt || !pinv || !L || !yt || !res || !e2 || !all) goto done;
@@ -134,11 +140,13 @@ static int fit_and_test(const loc_problem *lp, const int *seed, int ns, int *agr
     for (int i = 0; i < U; i++)
         for (int k = 0; k < U; k++) {
             double f = vt[(size_t)k * U + i] / s[k];
-            for (int r = 0; r < RT; r++) pinv[(size_t)i * RT + r] += f * u[(size_t)r * RT + k];
+            for (int r = 0; r < RT; r++)
+                pinv[(size_t)i * RT + r] += f * u[(size_t)r * RT + k];
         }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, RT, U, 1.0, lp->map, U, pinv, RT,
-                0.0, L, RT);
-    for (int r = 0; r < R; r++) all[r] = r;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, RT, U, 1.0, lp->map, U, pinv, RT, 0.0,
+                L, RT);
+    for (int r = 0; r < R; r++)
+        all[r] = r;
     for (size_t x0 = 0; x0 < lp->len; x0 += LOC_CHUNK) {
         int nx = (int)(lp->len - x0 < LOC_CHUNK ? lp->len - x0 : LOC_CHUNK);
         load_rows(lp, ridx, RT, x0, nx, yt);
@@ -146,7 +154,8 @@ static int fit_and_test(const loc_problem *lp, const int *seed, int ns, int *agr
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, nx, RT, -1.0, L, RT, yt,
                     LOC_CHUNK, 1.0, res, LOC_CHUNK);
         for (int r = 0; r < R; r++)
-            for (int x = 0; x < nx; x++) e2[r / lp->per] += res[(size_t)r * LOC_CHUNK + x] * res[(size_t)r * LOC_CHUNK + x];
+            for (int x = 0; x < nx; x++)
+                e2[r / lp->per] += res[(size_t)r * LOC_CHUNK + x] * res[(size_t)r * LOC_CHUNK + x];
     }
     double yT = sqrt(units_norm2(lp, seed, ns)), smin = s[U - 1];
     for (int p = 0; p < lp->P; p++) {
@@ -167,13 +176,15 @@ done:
  * the syndrome rank (errors seen), or -1 when it cannot decide. */
 static int syndrome_candidates(const loc_problem *lp, int *flag) {
     int R = lp->R, U = lp->U, rank = 0;
-    double *u = malloc((size_t)R * R * sizeof *u), *s = malloc((size_t)(R < U ? R : U) * sizeof *s + 8);
+    double *u = malloc((size_t)R * R * sizeof *u),
+           *s = malloc((size_t)(R < U ? R : U) * sizeof *s + 8);
     double *H = NULL, *G = NULL, *S = NULL, *y = NULL, *w = NULL, *z = NULL;
     int *all = malloc((size_t)R * sizeof *all), t = -1;
     if (!u || !s || !all || !ts_la_svd(lp->map, R, U, u, s, NULL)) goto done;
     int k = R < U ? R : U;
     double cut = s[0] * (R > U ? R : U) * DBL_EPSILON;
-    while (rank < k && s[rank] > cut) rank++;
+    while (rank < k && s[rank] > cut)
+        rank++;
     int d = R - rank;
     if (d < 1) goto done;
     H = malloc((size_t)d * R * sizeof *H); /* rows: the left singular vectors past the rank */
@@ -183,8 +194,10 @@ static int syndrome_candidates(const loc_problem *lp, int *flag) {
     w = malloc((size_t)d * sizeof *w), z = malloc((size_t)d * d * sizeof *z);
     if (!H || !G || !S || !y || !w || !z) goto done;
     for (int i = 0; i < d; i++)
-        for (int r = 0; r < R; r++) H[(size_t)i * R + r] = u[(size_t)r * R + rank + i];
-    for (int r = 0; r < R; r++) all[r] = r;
+        for (int r = 0; r < R; r++)
+            H[(size_t)i * R + r] = u[(size_t)r * R + rank + i];
+    for (int r = 0; r < R; r++)
+        all[r] = r;
     for (size_t x0 = 0; x0 < lp->len; x0 += LOC_CHUNK) {
         int nx = (int)(lp->len - x0 < LOC_CHUNK ? lp->len - x0 : LOC_CHUNK);
         load_rows(lp, all, R, x0, nx, y);
@@ -195,20 +208,24 @@ static int syndrome_candidates(const loc_problem *lp, int *flag) {
     }
     if (!ts_la_syev(G, d, w, z)) goto done;
     double noise = 0;
-    for (int r = 0; r < R; r++) noise += lp->rown2[r];
+    for (int r = 0; r < R; r++)
+        noise += lp->rown2[r];
     noise *= lp->eps * lp->eps;
     t = 0;
-    while (t < d && w[d - 1 - t] > noise) t++;
+    while (t < d && w[d - 1 - t] > noise)
+        t++;
     memset(flag, 0, (size_t)lp->P * sizeof *flag);
     if (t == 0 || t >= d) goto done; /* clean, or more errors than B can separate */
     double eta = sqrt(noise / w[d - t]), tau = sqrt(eta);
     for (int r = 0; r < R; r++) {
         double hn = 0, proj = 0;
-        for (int i = 0; i < d; i++) hn += H[(size_t)i * R + r] * H[(size_t)i * R + r];
+        for (int i = 0; i < d; i++)
+            hn += H[(size_t)i * R + r] * H[(size_t)i * R + r];
         for (int e = 0; e < t; e++) {
             const double *v = z + (size_t)(d - 1 - e) * d;
             double dot = 0;
-            for (int i = 0; i < d; i++) dot += v[i] * H[(size_t)i * R + r];
+            for (int i = 0; i < d; i++)
+                dot += v[i] * H[(size_t)i * R + r];
             proj += dot * dot;
         }
         double rho = hn > 0 ? sqrt(fmax(hn - proj, 0) / hn) : 1;
@@ -221,16 +238,19 @@ done:
 
 static int next_subset(int *set, int k, int n) {
     int i = k - 1;
-    while (i >= 0 && set[i] == n - k + i) i--;
+    while (i >= 0 && set[i] == n - k + i)
+        i--;
     if (i < 0) return 0;
     set[i]++;
-    for (int j = i + 1; j < k; j++) set[j] = set[j - 1] + 1;
+    for (int j = i + 1; j < k; j++)
+        set[j] = set[j - 1] + 1;
     return 1;
 }
 
 static int count(const int *v, int n) {
     int c = 0;
-    for (int i = 0; i < n; i++) c += v[i] != 0;
+    for (int i = 0; i < n; i++)
+        c += v[i] != 0;
     return c;
 }
 
@@ -252,7 +272,8 @@ static ts_status locate(loc_problem *lp, const ts_code_locate_opts *o, ts_code_l
             int rc = fit_and_test(lp, units, nu, agree, ratio);
             if (rc < 0) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for error location");
             int ok = rc == 1;
-            for (int p = 0; ok && p < P; p++) ok = agree[p] == !(t > 0 && flag[p]);
+            for (int p = 0; ok && p < P; p++)
+                ok = agree[p] == !(t > 0 && flag[p]);
             if (ok) {
                 memcpy(healthy, agree, (size_t)P * sizeof *agree);
                 memcpy(rep->score, ratio, (size_t)P * sizeof *ratio);
@@ -272,11 +293,13 @@ static ts_status locate(loc_problem *lp, const ts_code_locate_opts *o, ts_code_l
                          Q, P);
     ts_rng r;
     ts_rng_seed(&r, o ? o->seed : 0);
-    for (int i = 0; i <= Q; i++) seed[i] = i;
+    for (int i = 0; i <= Q; i++)
+        seed[i] = i;
     for (long it = 0; it < (exhaustive ? total : tries); it++) {
         if (!exhaustive) {
             int pool[TS_CODE_MAX_WORKERS];
-            for (int i = 0; i < P; i++) pool[i] = i;
+            for (int i = 0; i < P; i++)
+                pool[i] = i;
             for (int i = 0; i <= Q; i++) {
                 int j = i + (int)ts_rng_below(&r, (uint64_t)(P - i)), tmp = pool[i];
                 pool[i] = pool[j], pool[j] = tmp;
@@ -286,7 +309,8 @@ static ts_status locate(loc_problem *lp, const ts_code_locate_opts *o, ts_code_l
         int rc = fit_and_test(lp, seed, Q + 1, agree, ratio);
         if (rc < 0) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for error location");
         int seed_ok = rc == 1;
-        for (int i = 0; seed_ok && i <= Q; i++) seed_ok = agree[seed[i]];
+        for (int i = 0; seed_ok && i <= Q; i++)
+            seed_ok = agree[seed[i]];
         if (seed_ok) {
             /* refit on everything that agrees, then keep the largest set */
             int nu = 0;
@@ -296,7 +320,8 @@ static ts_status locate(loc_problem *lp, const ts_code_locate_opts *o, ts_code_l
             double ratio2[TS_CODE_MAX_WORKERS];
             if (fit_and_test(lp, units, nu, agree2, ratio2) == 1) {
                 int ok = 1;
-                for (int i = 0; ok && i < nu; i++) ok = agree2[units[i]];
+                for (int i = 0; ok && i < nu; i++)
+                    ok = agree2[units[i]];
                 if (ok) memcpy(agree, agree2, sizeof agree2), memcpy(ratio, ratio2, sizeof ratio2);
             }
             int c = count(agree, P);
@@ -341,8 +366,13 @@ ts_status ts_code_locate(ts_code *c, const int *resp, int n_resp, const float *c
     for (int r = 0; r < n_resp; r++)
         memcpy(map + (size_t)r * per * c->nunk, c->w + (size_t)resp[r] * per * c->nunk,
                (size_t)per * c->nunk * sizeof *map);
-    loc_problem lp = {.map = map, .P = n_resp, .per = per, .U = c->nunk, .Q = c->threshold,
-                      .rows = (const void *const *)products, .len = len,
+    loc_problem lp = {.map = map,
+                      .P = n_resp,
+                      .per = per,
+                      .U = c->nunk,
+                      .Q = c->threshold,
+                      .rows = (const void *const *)products,
+                      .len = len,
                       .eps = default_eps(c, opt)};
     int healthy[TS_CODE_MAX_WORKERS];
     ts_status st = locate(&lp, opt, rep, healthy, err);
@@ -367,9 +397,11 @@ ts_status ts_code_decode_robust(ts_code *c, const int *resp, int n_resp,
     if (!pp) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for decoding");
     for (int r = 0; r < n_resp; r++) {
         int bad = 0;
-        for (int b = 0; b < rep->n_bad; b++) bad |= rep->bad[b] == resp[r];
+        for (int b = 0; b < rep->n_bad; b++)
+            bad |= rep->bad[b] == resp[r];
         if (bad) continue;
-        for (int q = 0; q < per; q++) pp[ng * per + q] = products[r * per + q];
+        for (int q = 0; q < per; q++)
+            pp[ng * per + q] = products[r * per + q];
         good[ng++] = resp[r];
     }
     ts_status st = ts_code_decode(c, good, ng, pp, len, targets, cond, err);
@@ -397,8 +429,14 @@ static ts_status share_problem(const ts_code *c, int operand, const float *const
                          "needed)",
                          operand ? "B" : "A", c->n, Q);
     double eps = opt && opt->rel_noise > 0 ? opt->rel_noise : ldexp(1.0, -24) * (nblk + 1);
-    *lp = (loc_problem){.map = operand ? c->gb : c->ga, .P = c->n, .per = q, .U = nblk, .Q = Q,
-                        .rows = (const void *const *)shares, .len = len, .eps = eps};
+    *lp = (loc_problem){.map = operand ? c->gb : c->ga,
+                        .P = c->n,
+                        .per = q,
+                        .U = nblk,
+                        .Q = Q,
+                        .rows = (const void *const *)shares,
+                        .len = len,
+                        .eps = eps};
     return TS_OK;
 }
 
@@ -422,7 +460,8 @@ ts_status ts_code_check_shares(const ts_code *c, int operand, const float *const
 ts_status ts_code_rebuild_share(const ts_code *c, int operand, int worker, const int *healthy,
                                 int n_healthy, const float *const *shares, size_t len,
                                 float *const *out, ts_err *err) {
-    if (!c || !healthy || !out) return ts_errorf(err, TS_ERR_INVALID, "rebuild needs its arguments");
+    if (!c || !healthy || !out)
+        return ts_errorf(err, TS_ERR_INVALID, "rebuild needs its arguments");
     if (worker < 0 || worker >= c->n)
         return ts_errorf(err, TS_ERR_INVALID, "worker %d is not one of the %d workers", worker,
                          c->n);
@@ -438,9 +477,11 @@ ts_status ts_code_rebuild_share(const ts_code *c, int operand, int worker, const
     if (!ridx) return ts_errorf(err, TS_ERR_NOMEM, "out of memory rebuilding a share");
     int RT = unit_rows(&lp, healthy, n_healthy, ridx);
     double *mt = malloc((size_t)RT * U * sizeof *mt), *u = malloc((size_t)RT * RT * sizeof *u);
-    double *s = malloc((size_t)(RT < U ? RT : U) * sizeof *s + 8), *vt = malloc((size_t)U * U * sizeof *vt);
+    double *s = malloc((size_t)(RT < U ? RT : U) * sizeof *s + 8),
+           *vt = malloc((size_t)U * U * sizeof *vt);
     double *pinv = calloc((size_t)U * RT, sizeof *pinv), *L = malloc((size_t)q * RT * sizeof *L);
-    double *yt = malloc((size_t)RT * LOC_CHUNK * sizeof *yt), *o = malloc((size_t)q * LOC_CHUNK * sizeof *o);
+    double *yt = malloc((size_t)RT * LOC_CHUNK * sizeof *yt),
+           *o = malloc((size_t)q * LOC_CHUNK * sizeof *o);
     ts_status st = TS_OK;
     if (!mt || !u || !s || !vt || !pinv || !L || !yt || !o) {
         st = ts_errorf(err, TS_ERR_NOMEM, "out of memory rebuilding a share");
@@ -458,17 +499,19 @@ ts_status ts_code_rebuild_share(const ts_code *c, int operand, int worker, const
     for (int i = 0; i < U; i++)
         for (int k = 0; k < U; k++) {
             double f = vt[(size_t)k * U + i] / s[k];
-            for (int r = 0; r < RT; r++) pinv[(size_t)i * RT + r] += f * u[(size_t)r * RT + k];
+            for (int r = 0; r < RT; r++)
+                pinv[(size_t)i * RT + r] += f * u[(size_t)r * RT + k];
         }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q, RT, U, 1.0,
                 lp.map + (size_t)worker * q * U, U, pinv, RT, 0.0, L, RT);
     for (size_t x0 = 0; x0 < len; x0 += LOC_CHUNK) {
         int nx = (int)(len - x0 < LOC_CHUNK ? len - x0 : LOC_CHUNK);
         load_rows(&lp, ridx, RT, x0, nx, yt);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q, nx, RT, 1.0, L, RT, yt,
-                    LOC_CHUNK, 0.0, o, LOC_CHUNK);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q, nx, RT, 1.0, L, RT, yt, LOC_CHUNK,
+                    0.0, o, LOC_CHUNK);
         for (int a = 0; a < q; a++)
-            for (int x = 0; x < nx; x++) out[a][x0 + x] = (float)o[(size_t)a * LOC_CHUNK + x];
+            for (int x = 0; x < nx; x++)
+                out[a][x0 + x] = (float)o[(size_t)a * LOC_CHUNK + x];
     }
 done:
     free(mt), free(u), free(s), free(vt), free(pinv), free(L), free(yt), free(o), free(ridx);
