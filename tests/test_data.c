@@ -157,7 +157,7 @@ static void test_small_idx_plain_and_gz(void) {
         ts_dataset_free(ds);
     }
     /* 4-D [count, channels, rows, cols], no labels */
-    uint8_t b[16 + 2 * 3 * 2 * 2];
+    uint8_t b[20 + 2 * 3 * 2 * 2];
     uint32_t d[4] = {2, 3, 2, 2};
     size_t h = idx_header(b, 8, 4, d);
     memset(b + h, 200, 24);
@@ -192,8 +192,7 @@ static void test_hostile_idx(void) {
     h = idx_header(b, 0x0D, 3, d); /* float data */
     write_file(tmp_path("type"), b, h + 18);
     expect_idx_fail(tmp_path("type"), NULL, "not supported");
-    h = idx_header(b, 8, 7, d);
-    write_file(tmp_path("ndim"), b, 4);
+    write_file(tmp_path("ndim"), "\x00\x00\x08\x07", 4);
     expect_idx_fail(tmp_path("ndim"), NULL, "dimensions");
     h = idx_header(b, 8, 3, d);
     write_file(tmp_path("hdr"), b, h - 2);
