@@ -7,7 +7,7 @@
  *       [--stragglers none,fixed,shiftexp,pareto] [--s S] [--gflops G] [--mbps M]
  *       [--latency-ms L] [--slow-count C] [--slow-factor F] [--shiftexp A]
  *       [--pareto A] [--runs R] [--warmup W] [--seed S] [--csv FILE] [--raw FILE]
- *       [--connect-procs] [--calibrate]
+ *       [--connect-procs] [--calibrate] [--ideal-only]
  *
  * Each configuration (n, straggler setting, scheme) gets a fresh cluster of
  * n workers: threads on inproc:// (ts_local_cluster), or with --connect-procs
@@ -23,10 +23,12 @@
  * 1 + Exp(mean A); pareto = every worker's task time times Pareto(1, A).
  *
  * The ideal bound printed per configuration is, summed over the coded layers,
- *   layer FLOPs / (threshold * G)                 device time, no padding
+ *   FLOPs of one worker's share / G               device time (ideal_ms), or
+ *   layer FLOPs / (threshold * G)                 the issue's formula (ideal_k_ms)
  * + (bytes in + bytes out per worker) * 8 / M     the plan's transfers
  * + 2 * L                                         one frame each way
  * It leaves out the master's compute and the non-coded layers.
+ * --ideal-only prints both bounds per (n, scheme) without running anything.
  *
  * --calibrate runs the same configurations with no emulation at all (the
  * workers report their real kernel time as device time) and prints, per
@@ -72,6 +74,7 @@ typedef struct {
     const char *csv, *raw;
     int calibrate;
     int procs; /* workers as `tessera worker` processes over tcp */
+    int ideal_only; /* plan and print the ideal bounds, run nothing */
     const char *cli;
     ts_scheme cur_scheme; /* the configuration running (for printing) */
 } bench_opts;
@@ -81,6 +84,7 @@ typedef struct {
     strag_setting strag;
     ts_scheme scheme;
     double p50, p95, p99, mean, ideal, master_share, backend_p50;
+    double ideal_k; /* the formula: FLOPs / (threshold * G) + transfers */
     int ok;
 } result;
 
@@ -91,7 +95,7 @@ static void usage(void) {
                     "[--stragglers none,fixed,shiftexp,pareto] [--s S] [--gflops G] [--mbps M] "
                     "[--latency-ms L] [--slow-count C] [--slow-factor F] [--shiftexp A] "
                     "[--pareto A] [--runs R] [--warmup W] [--seed S] [--csv FILE] [--raw FILE] "
-                    "[--connect-procs] [--cli PATH] [--calibrate]\n");
+                    "[--connect-procs] [--cli PATH] [--calibrate] [--ideal-only]\n");
 }
 
 static int parse_ints(const char *s, int *out, int cap, int lo, int hi) {
@@ -163,6 +167,10 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         const char *a = argv[i];
         if (!strcmp(a, "--calibrate")) {
             o->calibrate = 1;
+            continue;
+        }
+        if (!strcmp(a, "--ideal-only")) {
+            o->ideal_only = 1;
             continue;
         }
         if (!strcmp(a, "--connect-procs")) {
@@ -394,15 +402,29 @@ static double percentile(const double *sorted, int n, double p) {
     return sorted[i] + (pos - i) * (sorted[i + 1] - sorted[i]);
 }
 
-static double ideal_bound(const bench_opts *o, const ts_coded_model *cm) {
+/* The ideal bound of one plan: per coded layer the device time, the plan's
+ * bytes in and out of one worker at the link speed, and one latency each
+ * way. by_worker = 1: device time of the plan's per-worker FLOPs (what the
+ * scheme makes a worker do, padding and redundancy included: replication's
+ * workers each do 1/(n/(s+1)) of a layer); 0: the issue's formula, layer
+ * FLOPs / (threshold * G). */
+static double ideal_of(const bench_opts *o, const ts_layer_plan *plans, int n, int by_worker) {
     double t = 0;
-    for (int i = 0; i < ts_coded_model_num_layers(cm); i++) {
-        const ts_layer_plan *p = ts_coded_model_layer(cm, i);
-        t += p->flops_uncoded / ((double)p->threshold * o->gflops * 1e9);
+    for (int i = 0; i < n; i++) {
+        const ts_layer_plan *p = &plans[i];
+        t += (by_worker ? p->flops_worker : p->flops_uncoded / (double)p->threshold) /
+             (o->gflops * 1e9);
         if (o->mbps > 0) t += (double)(p->bytes_in + p->bytes_out) * 8.0 / (o->mbps * 1e6);
         t += 2.0 * o->latency_ms * 1e-3;
     }
     return t;
+}
+
+static double ideal_bound(const bench_opts *o, const ts_coded_model *cm, int by_worker) {
+    ts_layer_plan plans[MAX_LAYERS];
+    int n = ts_coded_model_num_layers(cm);
+    for (int i = 0; i < n && i < MAX_LAYERS; i++) plans[i] = *ts_coded_model_layer(cm, i);
+    return ideal_of(o, plans, n < MAX_LAYERS ? n : MAX_LAYERS, by_worker);
 }
 
 /* Calibration: per layer, the median over inferences of the slowest
@@ -435,7 +457,7 @@ static void print_calibration(const bench_opts *o, const ts_coded_model *cm, con
     printf("CALIB model=%s n=%d scheme=%s gflops=%g excess_ms=%.3f ideal_ms=%.3f excess_share=%.3f "
            "worst_layer=%s worst_ratio=%.2f\n",
            o->model, ts_coded_model_workers(cm), ts_scheme_name(o->cur_scheme), o->gflops,
-           excess * 1e3, ideal_bound(o, cm) * 1e3, excess / ideal_bound(o, cm), worst_name, worst);
+           excess * 1e3, ideal_bound(o, cm, 1) * 1e3, excess / ideal_bound(o, cm, 1), worst_name, worst);
 }
 
 static void write_raw(const bench_opts *o, int n, strag_setting st, ts_scheme sc, const double *sorted,
@@ -548,15 +570,24 @@ static result run_config(bench_opts *o, model_ctx *mc, int n, strag_setting st, 
         qsort(lat, (size_t)o->runs, sizeof *lat, cmp_double);
         double sum = 0;
         for (int i = 0; i < o->runs; i++) sum += lat[i];
-        res = (result){n, st, sc, percentile(lat, o->runs, 0.5) * 1e3,
-                       percentile(lat, o->runs, 0.95) * 1e3, percentile(lat, o->runs, 0.99) * 1e3,
-                       sum / o->runs * 1e3, ideal_bound(o, cm) * 1e3, master_s / sum, 0, 1};
+        res = (result){.n = n,
+                       .strag = st,
+                       .scheme = sc,
+                       .p50 = percentile(lat, o->runs, 0.5) * 1e3,
+                       .p95 = percentile(lat, o->runs, 0.95) * 1e3,
+                       .p99 = percentile(lat, o->runs, 0.99) * 1e3,
+                       .mean = sum / o->runs * 1e3,
+                       .ideal = ideal_bound(o, cm, 1) * 1e3,
+                       .ideal_k = ideal_bound(o, cm, 0) * 1e3,
+                       .master_share = master_s / sum,
+                       .ok = 1};
         qsort(backend, (size_t)o->runs, sizeof *backend, cmp_double);
         res.backend_p50 = percentile(backend, o->runs, 0.5) * 1e3;
         printf("RESULT model=%s n=%d scheme=%s s=%d stragglers=%s R=%d p50_ms=%.3f p95_ms=%.3f "
-               "p99_ms=%.3f mean_ms=%.3f ideal_ms=%.3f master_share=%.2f workers_p50_ms=%.3f\n",
+               "p99_ms=%.3f mean_ms=%.3f ideal_ms=%.3f ideal_k_ms=%.3f master_share=%.2f "
+               "workers_p50_ms=%.3f\n",
                o->model, n, ts_scheme_name(sc), s, STRAG_NAMES[st], o->runs, res.p50, res.p95,
-               res.p99, res.mean, res.ideal, res.master_share, res.backend_p50);
+               res.p99, res.mean, res.ideal, res.ideal_k, res.master_share, res.backend_p50);
         write_raw(o, n, st, sc, lat, o->runs);
         if (o->calibrate) print_calibration(o, cm, mc->g, real, o->runs);
     } else {
@@ -595,6 +626,30 @@ static ts_status open_model(const bench_opts *o, model_ctx *mc, ts_err *err) {
     printf("# model %s: input %lldx%lldx%lld, %.3f GFLOP per inference (2 x MACs)\n", o->model,
            (long long)in.shape[1], (long long)in.shape[2], (long long)in.shape[3], flops / 1e9);
     return TS_OK;
+}
+
+static void print_ideals(const bench_opts *o, model_ctx *mc) {
+    for (int w = 0; w < o->n_workers; w++)
+        for (int c = 0; c < o->n_schemes; c++) {
+            ts_coded_opts co = ts_coded_opts_default();
+            co.n_workers = o->workers[w];
+            co.scheme = o->schemes[c];
+            co.stragglers = co.scheme == TS_SCHEME_UNCODED ? 0 : o->s;
+            ts_layer_plan *plans = NULL;
+            int np = 0;
+            ts_err e = {0};
+            if (ts_coded_plan_graph(mc->g, &co, &plans, &np, &e) != TS_OK) {
+                printf("IDEAL model=%s n=%d scheme=%s: no plan: %s\n", o->model, co.n_workers,
+                       ts_scheme_name(co.scheme), e.msg);
+                continue;
+            }
+            printf("IDEAL model=%s n=%d scheme=%s s=%d gflops=%g mbps=%g latency_ms=%g "
+                   "ideal_ms=%.3f ideal_k_ms=%.3f\n",
+                   o->model, co.n_workers, ts_scheme_name(co.scheme), co.stragglers, o->gflops,
+                   o->mbps, o->latency_ms, ideal_of(o, plans, np, 1) * 1e3,
+                   ideal_of(o, plans, np, 0) * 1e3);
+            free(plans);
+        }
 }
 
 static const result *find(const result *rs, int nr, int n, strag_setting st, ts_scheme sc) {
@@ -638,11 +693,12 @@ static void write_csv(const bench_opts *o, const result *rs, int nr) {
     for (int i = 0; i < nr; i++) {
         const result *r = &rs[i];
         if (!r->ok) continue;
-        fprintf(f, "%s,%s,%d,%s,%s,%d,%g,%g,%g,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f,%.4f\n", o->model,
+        fprintf(f, "%s,%s,%d,%s,%s,%d,%g,%g,%g,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f,%.4f,%.4f\n",
+                o->model,
                 o->procs ? "tcp-procs" : "inproc-threads", r->n, STRAG_NAMES[r->strag],
                 ts_scheme_name(r->scheme), r->scheme == TS_SCHEME_UNCODED ? 0 : o->s, o->gflops,
-                o->mbps, o->latency_ms, o->runs, r->p50, r->p95, r->p99, r->mean, r->ideal,
-                r->master_share, r->backend_p50);
+                o->mbps, o->latency_ms, o->runs, r->p50, r->p95, r->p99, r->mean, r->ideal_k,
+                r->master_share, r->backend_p50, r->ideal);
     }
     fclose(f);
 }
@@ -666,6 +722,13 @@ int main(int argc, char **argv) {
     if (open_model(&o, &mc, &e) != TS_OK) {
         fprintf(stderr, "bench_coded_latency: %s\n", e.msg);
         return 1;
+    }
+    if (o.ideal_only) {
+        print_ideals(&o, &mc);
+        ts_tensor_free(mc.input);
+        ts_tensor_free(mc.reference);
+        ts_graph_free(mc.g);
+        return 0;
     }
     int cap = o.n_workers * o.n_strags * o.n_schemes, nr = 0, failed = 0;
     result *rs = calloc((size_t)cap, sizeof *rs);

@@ -10,7 +10,7 @@ bin=${BENCH:-$root/build/bench_coded_latency}
 out=$root/docs/results
 csv=$out/coded-latency.csv
 raw=$out/coded-latency-raw.csv
-[ -f "$csv" ] || echo "model,transport,n,stragglers,scheme,s,gflops,mbps,latency_ms,runs,p50_ms,p95_ms,p99_ms,mean_ms,ideal_ms,master_share,workers_p50_ms" > "$csv"
+[ -f "$csv" ] || echo "model,transport,n,stragglers,scheme,s,gflops,mbps,latency_ms,runs,p50_ms,p95_ms,p99_ms,mean_ms,ideal_k_ms,master_share,workers_p50_ms,ideal_plan_ms" > "$csv"
 [ -f "$raw" ] || echo "model,n,stragglers,scheme,latency_ms,cdf" > "$raw"
 all=uncoded,replication,mds,polynomial,crme
 
@@ -36,6 +36,8 @@ for phase in "$@"; do
         run fashionsweep --model fashion-cnn --workers 8,12,16,20 --schemes $all --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 200 --warmup 10 ;;
     fashionslow)
         run fashionslow --model fashion-cnn --workers 10 --schemes $all --stragglers none,fixed --gflops 0.1 --mbps 100 --latency-ms 1 --runs 300 --warmup 10 ;;
+    fashionfastlink)
+        run fashionfastlink --model fashion-cnn --workers 10 --schemes uncoded,mds,crme --stragglers none,fixed --gflops 0.1 --mbps 1000 --latency-ms 0.1 --runs 1000 --warmup 10 ;;
     alex10)
         run alex10 --model alexnet --workers 10 --schemes $all --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 3 ;;
     alexsweep)

@@ -1,0 +1,82 @@
+#!/bin/sh
+# plot_coded_latency.sh: PNGs for docs/results/coded-latency.md from
+# docs/results/coded-latency.csv and coded-latency-raw.csv (written by
+# bench/run_coded_latency.sh). Emulated (inproc-threads) rows only.
+#   coded-latency-vs-n-MODEL.png   p50 and p99 per scheme against n, without
+#                                  stragglers and with 2 workers fixed 5x
+#   coded-latency-cdf-MODEL.png    latency CDF per scheme at n = 10 with
+#                                  2 of 10 workers 5x slower (and uncoded
+#                                  without stragglers as the reference)
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+res=$root/docs/results
+csv=$res/coded-latency.csv
+raw=$res/coded-latency-raw.csv
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+schemes="uncoded replication mds polynomial crme"
+
+for model in fashion-cnn alexnet vgg16; do
+    # Rows of the emulated runs; when a configuration was run twice, the last row wins.
+    have=0
+    for st in none fixed; do
+        for sc in $schemes; do
+            awk -F, -v m="$model" -v st="$st" -v sc="$sc" \
+                'NR > 1 && $1 == m && $2 == "inproc-threads" && $4 == st && $5 == sc { row[$3] = $3 " " $11 " " $13 }
+                 END { for (n in row) print row[n] }' "$csv" | sort -n > "$tmp/$model-$st-$sc.dat"
+            [ -s "$tmp/$model-$st-$sc.dat" ] && have=1
+        done
+    done
+    if [ "$have" = 1 ]; then
+        plots_none="" plots_fixed=""
+        i=1
+        for sc in $schemes; do
+            for st in none fixed; do
+                f="$tmp/$model-$st-$sc.dat"
+                [ -s "$f" ] || continue
+                p="'$f' using 1:2 with linespoints lc $i pt 7 title '$sc p50', '$f' using 1:3 with linespoints lc $i pt 6 dt 2 title '$sc p99'"
+                if [ "$st" = none ]; then plots_none="${plots_none:+$plots_none, }$p"; else plots_fixed="${plots_fixed:+$plots_fixed, }$p"; fi
+            done
+            i=$((i + 1))
+        done
+        {
+            echo "set terminal pngcairo size 1300,520 font ',10'"
+            echo "set output '$res/coded-latency-vs-n-$model.png'"
+            echo "set multiplot layout 1,2 title '$model: batch-1 inference latency against n (emulated devices, see coded-latency.md)'"
+            echo "set xlabel 'workers n'; set ylabel 'latency (ms)'; set grid; set key top left font ',8'"
+            echo "set logscale y"
+            echo "set xrange [7:21]"
+            echo "set title 'no stragglers'"
+            [ -n "$plots_none" ] && echo "plot $plots_none" || echo "plot NaN notitle"
+            echo "set title '2 workers fixed 5x slower'"
+            [ -n "$plots_fixed" ] && echo "plot $plots_fixed" || echo "plot NaN notitle"
+            echo "unset multiplot"
+        } > "$tmp/vs-n.gp"
+        gnuplot "$tmp/vs-n.gp"
+    fi
+
+    # CDF at n = 10, 2 of 10 workers fixed 5x.
+    plots=""
+    i=1
+    for sc in $schemes; do
+        awk -F, -v m="$model" -v sc="$sc" 'NR > 1 && $1 == m && $2 == 10 && $3 == "fixed" && $4 == sc { print $5, $6 }' \
+            "$raw" > "$tmp/cdf-$model-$sc.dat"
+        [ -s "$tmp/cdf-$model-$sc.dat" ] && plots="${plots:+$plots, }'$tmp/cdf-$model-$sc.dat' using 1:2 with lines lw 2 lc $i title '$sc, 2 of 10 at 5x'"
+        i=$((i + 1))
+    done
+    awk -F, -v m="$model" 'NR > 1 && $1 == m && $2 == 10 && $3 == "none" && $4 == "uncoded" { print $5, $6 }' \
+        "$raw" > "$tmp/cdf-$model-ref.dat"
+    [ -s "$tmp/cdf-$model-ref.dat" ] && plots="${plots:+$plots, }'$tmp/cdf-$model-ref.dat' using 1:2 with lines lw 2 dt 2 lc rgb 'black' title 'uncoded, no stragglers'"
+    if [ -n "$plots" ]; then
+        {
+            echo "set terminal pngcairo size 900,560 font ',10'"
+            echo "set output '$res/coded-latency-cdf-$model.png'"
+            echo "set title '$model, n = 10, 2 of 10 workers 5x slower: latency CDF per scheme'"
+            echo "set xlabel 'latency (ms)'; set ylabel 'fraction of inferences'; set grid"
+            echo "set logscale x; set key bottom right font ',9'; set yrange [0:1.02]"
+            echo "plot $plots"
+        } > "$tmp/cdf.gp"
+        gnuplot "$tmp/cdf.gp"
+    fi
+done
+ls -1 "$res"/coded-latency-*.png 2>/dev/null || true
