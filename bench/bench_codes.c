@@ -515,7 +515,8 @@ static void cond_vs_n(FILE *md, const char *dir, int quick) {
                 "1-D codes (kA = 1, k = n - s; CRME in its matrix-vector form), worst over all "
                 "C(n, k) responder sets; data in codes-cond.csv. Random: one Gaussian generator "
                 "(seed 1). CRME coincides with the complex Vandermonde code (same singular values, "
-                "digest 1.2.8).\n\n");
+                "digest 1.2.8). Real Vandermonde values beyond about 1e16 (n > 34) exceed what a "
+                "double-precision SVD resolves: they only say 'singular in double'.\n\n");
 }
 
 int main(int argc, char **argv) {
@@ -546,7 +547,9 @@ int main(int argc, char **argv) {
     fprintf(md,
             "# Codes: conditioning, noise, throughput\n\n"
             "Produced by `bench_codes%s` (build/bench_codes from bench/bench_codes.c, "
-            "Release build, one thread). Load average at start: %s.\n\n",
+            "Release build, one thread). Load average at start: %s (2 cores shared with other "
+            "jobs: the timings of sections 3 and 4 vary by 2-3x between runs; condition numbers "
+            "and MSEs are deterministic).\n\n",
             quick ? " --quick" : "", la0);
     cond_table(md);
     mse_table(md, quick);
