@@ -22,7 +22,7 @@ PIDS=()
 fail=0
 
 cleanup() {
-    [[ -n "${TS_KEEP_WORK:-}" ]] && cp -r "$WORK" /tmp/ts-sys-kept
+    [[ -n "${TS_KEEP_WORK:-}" ]] && cp -r "$WORK" "/tmp/ts-sys-kept-$$"
     local p
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
