@@ -37,8 +37,8 @@ check "no worker process or socket left after success ($dir)" $?
 # --expect 3: the probe need not wait for the two that will crash (they may
 # be gone before it starts); 300 rounds 10 ms apart outlast their 1.5 s.
 "$CLI" cluster --workers 5 --straggler crash:1.5 --straggling 2 --heartbeat-ms 100 \
-    --liveness 5 -- probe --expect 3 --rounds 300 --interval-ms 10 --stragglers 2 \
-    --heartbeat-ms 100 --liveness 5 >"$WORK/c2.out" 2>"$WORK/c2.err"
+    --liveness 20 -- probe --expect 3 --rounds 300 --interval-ms 10 --stragglers 2 \
+    --heartbeat-ms 100 --liveness 20 >"$WORK/c2.out" 2>"$WORK/c2.err"
 rc=$?
 check "cluster survives 2 of 5 workers crashing (emulated) (status $rc)" $rc
 grep -q "0 wrong products" "$WORK/c2.out"

@@ -124,7 +124,7 @@ done
 url="ipc://$WORK/probe.ipc"
 for i in 0 1 2; do start_worker "p$i" "$url"; done
 start_bg probe "$CLI" probe --listen "$url" --expect 3 --stragglers 1 --rounds 150 \
-    --interval-ms 20 --heartbeat-ms 100 --liveness 5
+    --interval-ms 20 --heartbeat-ms 100 --liveness 20
 wait_for "$WORK/probe.out" "0 -> 3 live" 60
 check "probe: 3 workers mapped" $?
 start_bg rogue2 "$PY" "$WORK/rogue.py" "$url" 2
