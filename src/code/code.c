@@ -208,11 +208,11 @@ const ts_code_params *ts_code_params_of(const ts_code *c) {
     return &c->p;
 }
 
-/* Encoding streams the blocks once: for each chunk (8 KB, so the output
- * chunks stay in L1) every block is read once and added into every share
- * that uses it. Zero coefficients (uncoded, replication, systematic workers)
+/* Encoding streams the blocks once: for each chunk (64 KB per block: long
+ * enough runs for the prefetchers, while the output chunks stay in L2)
+ * every block is read once and added into every share that uses it. Zero coefficients (uncoded, replication, systematic workers)
  * are skipped; 0 + 1*b is exact, so those shares are exact copies. */
-#define ENC_CHUNK 2048
+#define ENC_CHUNK 16384
 
 static ts_status encode(const double *g, int nblk, int nsh, const float *const *blocks, size_t len,
                         float *const *out, ts_err *err) {
