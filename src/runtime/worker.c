@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BACKOFF_MAX_FACTOR 32 /* back-off doubles from one heartbeat up to 32 */
 #define STOP_CHECK_S 0.02     /* how often a thread worker looks at its stop flag */
@@ -381,8 +382,16 @@ static ts_status serve(worker *w, ts_worker_exit *why, ts_err *err) {
             continue;
         }
         double wait = next_wake(w, now) - now;
+        /* zmq_poll counts whole milliseconds; rounding up would release
+         * every emulated reply up to 1 ms late. Poll for the whole
+         * milliseconds and sleep the sub-millisecond rest precisely. */
+        if (wait > 0 && wait < 1e-3) {
+            struct timespec ts = {0, (long)(wait * 1e9)};
+            nanosleep(&ts, NULL);
+            continue;
+        }
         zmq_pollitem_t it = {.socket = w->sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, wait <= 0 ? 0 : (long)(wait * 1e3) + 1) < 0) {
+        if (zmq_poll(&it, 1, wait <= 0 ? 0 : (long)(wait * 1e3)) < 0) {
             if (errno == EINTR) continue;
             return ts_errorf(err, TS_ERR_IO, "worker poll failed: %s", zmq_strerror(errno));
         }
