@@ -35,9 +35,12 @@ enum {
     TS_CONV_NR = 32, /* micro-tile columns: two zmm */
 };
 
-/* Below this much work per thread a second thread costs more (create +
- * barriers) than it saves. */
-#define TS_CONV_MIN_FLOPS_PER_THREAD 4e6
+/* Below this much work per thread (~0.1 ms) a second thread costs about
+ * what it saves: creating it and the barriers take 20-50 us on an idle
+ * machine, and on a loaded one the new thread may wait a scheduler slice
+ * (measured: 1x1/2 ResNet layers of 13 MFLOP went from 0.15 to 2.3 ms p50
+ * at 2 threads under load 8). */
+#define TS_CONV_MIN_FLOPS_PER_THREAD 1.5e7
 
 /* ---- forward paths (conv.c) -------------------------------------------- */
 
