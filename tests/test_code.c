@@ -359,6 +359,29 @@ static void test_crme_f64_accuracy(void) {
            worst_crme, worst_vand);
 }
 
+/* The decoding cache: more sets than slots, then the first set again, must
+ * give the same answer and condition number as the first time. */
+static void test_cache(void) {
+    ts_code_params p = {.kind = TS_CODE_CRME, .n = 12, .kA = 2, .kB = 5};
+    fixture f;
+    if (!fixture_make(&f, &p, 40, 12)) return;
+    ts_rng r;
+    ts_rng_seed(&r, 12);
+    int first[12], perm[12];
+    for (int j = 0; j < 12; j++)
+        first[j] = j;
+    shuffle(first, 12, &r);
+    double c0 = 0, c1 = 0, e0 = check_set(&f, first, f.k, 1, &c0);
+    for (int t = 0; t < 20; t++) {
+        memcpy(perm, first, sizeof perm);
+        shuffle(perm, 12, &r);
+        check_set(&f, perm, f.k, t % 2, NULL);
+    }
+    double e1 = check_set(&f, first, f.k, 1, &c1);
+    TS_CHECK(c0 == c1 && e0 == e1);
+    fixture_free(&f);
+}
+
 /* CRME's two complex k x k solves agree with the 4k x 4k real solve, and
  * the condition numbers coincide (digest 1.2.8). */
 static void test_crme_fast_equals_dense(void) {
@@ -698,6 +721,13 @@ static void locate_case(const ts_code_params *p, int max_t, int adversarial, int
                          ts_code_kind_name(p->kind), f.n, t, adversarial ? " adversarial" : "",
                          rep.n_bad, rep.method, rep.syndrome_rank, t);
             if (adversarial) TS_CHECK(rep.guaranteed);
+            for (int i = 0; i < f.n; i++) { /* scores: > 1 exactly for the wrong workers */
+                int wrong = 0;
+                for (int b = 0; b < t; b++)
+                    wrong |= perm[i] == bad[b];
+                TS_CHECK_MSG((rep.score[i] > 1) == wrong, "worker %d score %.3g (wrong %d)",
+                             perm[i], rep.score[i], wrong);
+            }
             if (rep.method >= 0 && rep.method < 3) by_method[rep.method]++;
             double err = rel_err_f(&f, tf);
             TS_CHECK_MSG(err <= 2e-6 * fmax(cond, 1) * f.k, "%s t=%d: decode error %.3g",
@@ -1017,6 +1047,7 @@ int main(void) {
     TS_RUN(test_random_properties);
     TS_RUN(test_crme_f64_accuracy);
     TS_RUN(test_crme_fast_equals_dense);
+    TS_RUN(test_cache);
     TS_RUN(test_cond_table);
     TS_RUN(test_noise_mse);
     TS_RUN(test_gpolydot_training);
