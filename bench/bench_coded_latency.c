@@ -469,8 +469,9 @@ static void write_raw(const bench_opts *o, int n, strag_setting st, ts_scheme sc
         return;
     }
     for (int i = 0; i < runs; i++)
-        fprintf(f, "%s,%d,%s,%s,%.4f,%.5f\n", o->model, n, STRAG_NAMES[st], ts_scheme_name(sc),
-                sorted[i] * 1e3, (i + 1.0) / runs);
+        fprintf(f, "%s,%d,%s,%s,%.4f,%.5f,%g,%g,%s\n", o->model, n, STRAG_NAMES[st],
+                ts_scheme_name(sc), sorted[i] * 1e3, (i + 1.0) / runs, o->gflops, o->mbps,
+                o->procs ? "tcp-procs" : "inproc-threads");
     fclose(f);
 }
 

@@ -15,14 +15,23 @@ raw=$res/coded-latency-raw.csv
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 schemes="uncoded replication mds polynomial crme"
+# Raw rows of the first runs have 6 fields (fashion-cnn at 10 GFLOP/s and
+# AlexNet at 1 GFLOP/s, 100 Mbit/s, threads); later ones say G, M, transport.
+rawsel='NR > 1 && $1 == m && $2 == 10 && (NF == 6 || ($7 == gf && $8 == mb && $9 == "inproc-threads")) '
 
-for model in fashion-cnn alexnet vgg16; do
+
+# model:GFLOP/s:Mbit/s — the emulated setting plotted per model.
+for spec in fashion-cnn:10:100 alexnet:1:100 vgg16:1:100; do
+    model=${spec%%:*}
+    rest=${spec#*:}
+    gf=${rest%%:*}
+    mb=${rest#*:}
     # Rows of the emulated runs; when a configuration was run twice, the last row wins.
     have=0
     for st in none fixed; do
         for sc in $schemes; do
-            awk -F, -v m="$model" -v st="$st" -v sc="$sc" \
-                'NR > 1 && $1 == m && $2 == "inproc-threads" && $4 == st && $5 == sc { row[$3] = $3 " " $11 " " $13 }
+            awk -F, -v m="$model" -v st="$st" -v sc="$sc" -v gf="$gf" -v mb="$mb" \
+                'NR > 1 && $1 == m && $2 == "inproc-threads" && $4 == st && $5 == sc && $7 == gf && $8 == mb { row[$3] = $3 " " $11 " " $13 }
                  END { for (n in row) print row[n] }' "$csv" | sort -n > "$tmp/$model-$st-$sc.dat"
             [ -s "$tmp/$model-$st-$sc.dat" ] && have=1
         done
@@ -42,7 +51,7 @@ for model in fashion-cnn alexnet vgg16; do
         {
             echo "set terminal pngcairo size 1300,520 font ',10'"
             echo "set output '$res/coded-latency-vs-n-$model.png'"
-            echo "set multiplot layout 1,2 title '$model: batch-1 inference latency against n (emulated devices, see coded-latency.md)'"
+            echo "set multiplot layout 1,2 title '$model: batch-1 latency against n ($gf GFLOP/s devices, $mb Mbit/s + 1 ms links, threads on inproc)'"
             echo "set xlabel 'workers n'; set ylabel 'latency (ms)'; set grid; set key top left font ',8'"
             echo "set logscale y"
             echo "set xrange [7:21]"
@@ -59,19 +68,19 @@ for model in fashion-cnn alexnet vgg16; do
     plots=""
     i=1
     for sc in $schemes; do
-        awk -F, -v m="$model" -v sc="$sc" 'NR > 1 && $1 == m && $2 == 10 && $3 == "fixed" && $4 == sc { print $5, $6 }' \
+        awk -F, -v m="$model" -v sc="$sc" -v gf="$gf" -v mb="$mb" "$rawsel"'&& $3 == "fixed" && $4 == sc { print $5, $6 }' \
             "$raw" > "$tmp/cdf-$model-$sc.dat"
         [ -s "$tmp/cdf-$model-$sc.dat" ] && plots="${plots:+$plots, }'$tmp/cdf-$model-$sc.dat' using 1:2 with lines lw 2 lc $i title '$sc, 2 of 10 at 5x'"
         i=$((i + 1))
     done
-    awk -F, -v m="$model" 'NR > 1 && $1 == m && $2 == 10 && $3 == "none" && $4 == "uncoded" { print $5, $6 }' \
+    awk -F, -v m="$model" -v gf="$gf" -v mb="$mb" "$rawsel"'&& $3 == "none" && $4 == "uncoded" { print $5, $6 }' \
         "$raw" > "$tmp/cdf-$model-ref.dat"
     [ -s "$tmp/cdf-$model-ref.dat" ] && plots="${plots:+$plots, }'$tmp/cdf-$model-ref.dat' using 1:2 with lines lw 2 dt 2 lc rgb 'black' title 'uncoded, no stragglers'"
     if [ -n "$plots" ]; then
         {
             echo "set terminal pngcairo size 900,560 font ',10'"
             echo "set output '$res/coded-latency-cdf-$model.png'"
-            echo "set title '$model, n = 10, 2 of 10 workers 5x slower: latency CDF per scheme'"
+            echo "set title '$model, n = 10, 2 of 10 workers 5x slower: latency CDF per scheme ($gf GFLOP/s, $mb Mbit/s + 1 ms)'"
             echo "set xlabel 'latency (ms)'; set ylabel 'fraction of inferences'; set grid"
             echo "set logscale x; set key bottom right font ',9'; set yrange [0:1.02]"
             echo "plot $plots"

@@ -11,7 +11,7 @@ out=$root/docs/results
 csv=$out/coded-latency.csv
 raw=$out/coded-latency-raw.csv
 [ -f "$csv" ] || echo "model,transport,n,stragglers,scheme,s,gflops,mbps,latency_ms,runs,p50_ms,p95_ms,p99_ms,mean_ms,ideal_k_ms,master_share,workers_p50_ms,ideal_plan_ms" > "$csv"
-[ -f "$raw" ] || echo "model,n,stragglers,scheme,latency_ms,cdf" > "$raw"
+[ -f "$raw" ] || echo "model,n,stragglers,scheme,latency_ms,cdf,gflops,mbps,transport" > "$raw"
 all=uncoded,replication,mds,polynomial,crme
 
 run() { # phase, then bench arguments
