@@ -494,6 +494,9 @@ static void test_bad_params(void) {
         (ts_code_params){.kind = TS_CODE_POLYNOMIAL, .n = 8, .kA = 1, .kB = 2, .matvec = 1},
         "matvec");
     expect_refused((ts_code_params){.kind = (ts_code_kind)99, .n = 8}, "unknown");
+    expect_refused(
+        (ts_code_params){.kind = TS_CODE_GPOLYDOT, .n = 20, .kA = 2, .m = 2, .kB = 1, .d = 2},
+        "unused");
     expect_refused((ts_code_params){.kind = TS_CODE_CIRCULANT, .n = 8, .kB = 5, .q = 9}, "prime");
     expect_refused((ts_code_params){.kind = TS_CODE_CIRCULANT, .n = 8, .kB = 5, .q = 7}, "prime");
     expect_refused((ts_code_params){.kind = TS_CODE_CIRCULANT, .n = 8, .kA = 2, .kB = 2},

@@ -97,7 +97,8 @@ typedef struct {
     ts_code_kind kind;
     int n;          /* workers */
     int kA, kB;     /* splits of A and B (1-D codes: kA = 1, kB = k) */
-    int m, d;       /* PolyDot family extra splits (0: unused) */
+    int m, d;       /* m: PolyDot family inner split; d: unused, must be 0 (B's column
+                     * split, the paper's d, is kB) */
     int replicas;   /* replication only */
     int systematic; /* 1-D MDS: first k workers hold plain blocks */
     uint64_t seed;  /* random codes */

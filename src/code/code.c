@@ -64,6 +64,10 @@ static ts_status check_params(ts_code_params *p, ts_err *err) {
         return ts_errorf(err, TS_ERR_INVALID,
                          "matrix-vector CRME does not split A: set kA = 1 (not %d)", p->kA);
     if (p->matvec) p->kA = 1, p->matvec = 1;
+    if (p->d)
+        return ts_errorf(err, TS_ERR_INVALID,
+                         "the d field is unused (set 0): the PolyDot family takes B's column "
+                         "split (the paper's d) in kB");
     if (p->q && p->kind != TS_CODE_CIRCULANT)
         return ts_errorf(err, TS_ERR_INVALID, "q applies to the circulant code only, not %s", name);
     if (p->kA < 0 || p->kB < 0 || p->m < 0 || p->d < 0 || p->replicas < 0 || p->q < 0)
@@ -210,8 +214,9 @@ const ts_code_params *ts_code_params_of(const ts_code *c) {
 
 /* Encoding streams the blocks once: for each chunk (64 KB per block: long
  * enough runs for the prefetchers, while the output chunks stay in L2)
- * every block is read once and added into every share that uses it. Zero coefficients (uncoded, replication, systematic workers)
- * are skipped; 0 + 1*b is exact, so those shares are exact copies. */
+ * every block is read once and added into every share that uses it. Zero coefficients (uncoded,
+ * replication, systematic workers) are skipped; 0 + 1*b is exact, so those shares are exact copies.
+ */
 #define ENC_CHUNK 16384
 
 static ts_status encode(const double *g, int nblk, int nsh, const float *const *blocks, size_t len,
