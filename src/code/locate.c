@@ -111,6 +111,22 @@ static double units_norm2(const loc_problem *lp, const int *units, int nu) {
     return s;
 }
 
+/* pinv = V diag(1/s) U[:, :cols]^T from a full SVD (u rows x rows, vt
+ * cols x cols, rows >= cols, all s > 0), as one DGEMM. 0 on allocation
+ * failure. */
+static int pinv_from_svd(const double *u, const double *s, const double *vt, int rows, int cols,
+                         double *pinv) {
+    double *t = malloc((size_t)cols * cols * sizeof *t);
+    if (!t) return 0;
+    for (int i = 0; i < cols; i++)
+        for (int k = 0; k < cols; k++)
+            t[(size_t)i * cols + k] = vt[(size_t)k * cols + i] / s[k];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cols, rows, cols, 1.0, t, cols, u, rows,
+                0.0, pinv, rows);
+    free(t);
+    return 1;
+}
+
 /* Fits X to the units `seed` (least squares) and measures every unit's
  * residual against its bound. Returns 0 when the seed does not determine X
  * (rank < U), -1 on allocation failure, 1 otherwise; agree[p], ratio[p]. */
@@ -136,13 +152,10 @@ static int fit_and_test(const loc_problem *lp, const int *seed, int ns, int *agr
     if (RT < U) goto done;
     double cut = s[0] * (RT > U ? RT : U) * DBL_EPSILON;
     if (!(s[U - 1] > cut)) goto done; /* the seed does not determine X */
-    /* pinv = V diag(1/s) U^T restricted to the first U columns of U */
-    for (int i = 0; i < U; i++)
-        for (int k = 0; k < U; k++) {
-            double f = vt[(size_t)k * U + i] / s[k];
-            for (int r = 0; r < RT; r++)
-                pinv[(size_t)i * RT + r] += f * u[(size_t)r * RT + k];
-        }
+    if (!pinv_from_svd(u, s, vt, RT, U, pinv)) {
+        rc = -1;
+        goto done;
+    }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, RT, U, 1.0, lp->map, U, pinv, RT, 0.0,
                 L, RT);
     for (int r = 0; r < R; r++)
@@ -496,12 +509,10 @@ ts_status ts_code_rebuild_share(const ts_code *c, int operand, int worker, const
                        n_healthy);
         goto done;
     }
-    for (int i = 0; i < U; i++)
-        for (int k = 0; k < U; k++) {
-            double f = vt[(size_t)k * U + i] / s[k];
-            for (int r = 0; r < RT; r++)
-                pinv[(size_t)i * RT + r] += f * u[(size_t)r * RT + k];
-        }
+    if (!pinv_from_svd(u, s, vt, RT, U, pinv)) {
+        st = ts_errorf(err, TS_ERR_NOMEM, "out of memory rebuilding a share");
+        goto done;
+    }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q, RT, U, 1.0,
                 lp.map + (size_t)worker * q * U, U, pinv, RT, 0.0, L, RT);
     for (size_t x0 = 0; x0 < len; x0 += LOC_CHUNK) {
