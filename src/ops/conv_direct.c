@@ -61,18 +61,23 @@ size_t ts_conv_direct_workspace_floats(const conv_geom *g, const ts_conv2d_param
     return d.pad_floats + d.wt_floats;
 }
 
-/* Measured on the dev machine (bench_conv, --path taps vs packed): taps
- * wins on strided k x k layers whose 64-channel weight block (K * 64 floats)
- * stays in L2 (AlexNet 11x11/4: 1.9x, ResNet 7x7/2: 1.15x, 3x3/2 with
- * C = 64: 1.2-1.5x) and loses where it does not (C = 256, K = 2304: 0.5x)
- * or where K is too short to hide the scattered stores (1x1/2: 0.5-0.7x). */
-#define TS_DIRECT_MAX_K 1024
+/* Measured on the dev machine (min CPU time, --path taps vs packed, 1
+ * thread): taps wins on strided k x k layers (AlexNet 11x11/4: 1.9x, ResNet
+ * 7x7/2: 1.15x, 3x3/2 at batch 8: 1.05-1.5x) and on 5x5/1 (1.2x), where
+ * im2col copies a 25-tap window per output; it loses on 1x1/2 (K too short
+ * to hide the scattered stores: 0.7-0.9x) and when the output is too small
+ * to amortize transposing the weights once per call (M * K floats; 3x3/2
+ * with P = 49 at batch 1: 0.45x), hence the minimum of n * P positions. */
+#define TS_DIRECT_MIN_POSITIONS 384
+#define TS_DIRECT_MAX_K 2560
 
 int ts_conv_direct_preferred(const conv_geom *g, const ts_conv2d_params *p) {
     if (!ts_conv_direct_usable(g, p)) return 0;
     int strided = p->stride_h > 1 || p->stride_w > 1;
+    int window = g->kh * g->kw;
     double fill = (double)g->mg / (double)(((g->mg + DOC - 1) / DOC) * DOC);
-    return strided && g->kh * g->kw > 1 && g->k <= TS_DIRECT_MAX_K && fill >= 0.75;
+    return (strided ? window > 1 : window >= 25) && g->n * g->p >= TS_DIRECT_MIN_POSITIONS &&
+           g->k <= TS_DIRECT_MAX_K && fill >= 0.75;
 }
 
 #if TS_DIRECT_HAVE
@@ -136,12 +141,16 @@ direct_tile(const int np, const conv_geom *g, const ts_conv2d_params *p, const d
 #define DIRECT_CASE(N)                                                                             \
     case N: direct_tile(N, g, p, d, xpad, wt, q, bias, live, yb); break;
 
-/* Output positions [p_lo, p_hi) of one output-channel block. */
+/* Output positions [p_lo, p_hi) of one output-channel block, in tiles of
+ * nearly equal size (49 positions: 5,5,5,5,5,6,6,6,6 rather than 8 x 6 + 1;
+ * a 1-position tile runs at 1/6 of the FMA rate). */
 static void direct_span(const conv_geom *g, const ts_conv2d_params *p, const direct_plan *d,
                         const float *xpad, const float *wt, int64_t p_lo, int64_t p_hi,
                         const float *bias, int64_t live, float *yb) {
-    for (int64_t q = p_lo; q < p_hi; q += DP) {
-        int np = (int)(p_hi - q < DP ? p_hi - q : DP);
+    const int64_t len = p_hi - p_lo, ntiles = (len + DP - 1) / DP;
+    for (int64_t i = 0; i < ntiles; i++) {
+        int64_t q = p_lo + len * i / ntiles;
+        int np = (int)(p_lo + len * (i + 1) / ntiles - q);
         switch (np) {
             DIRECT_CASE(6)
             DIRECT_CASE(5)
@@ -208,11 +217,12 @@ static void direct_member(void *ctx, int t, int T, ts_conv_team *team) {
             const float *xg = j->x + (n * g->c + gi * g->cg) * g->h * g->w;
             pad_channels(j, xg, g->cg * t / T, g->cg * (t + 1) / T);
             ts_conv_team_barrier(team);
-            /* Items: an output-channel block x a span of SPAN positions. */
+            /* Items: an output-channel block x one of `spans` even spans of
+             * the output positions (about SPAN each). */
             const int64_t spans = (g->p + SPAN - 1) / SPAN, items = d->nob * spans;
             for (int64_t it = items * t / T; it < items * (t + 1) / T; it++) {
-                int64_t ob = it / spans, p_lo = it % spans * SPAN;
-                int64_t p_hi = g->p - p_lo < SPAN ? g->p : p_lo + SPAN;
+                int64_t ob = it / spans, sp = it % spans;
+                int64_t p_lo = g->p * sp / spans, p_hi = g->p * (sp + 1) / spans;
                 int64_t live = g->mg - ob * DOC < DOC ? g->mg - ob * DOC : DOC;
                 const float *bias = j->b ? j->b + gi * g->mg + ob * DOC : NULL;
                 float *yb = j->y + (n * g->m + gi * g->mg + ob * DOC) * g->p;

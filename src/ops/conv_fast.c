@@ -11,16 +11,15 @@
  * - col is built in chunks of CH output positions (CH a multiple of NR);
  *   a chunk is K x CH floats stored as CH/NR panels of [K][NR] (NR = 32
  *   floats = two zmm registers), so the micro-kernel streams it linearly.
- * - W is packed per (MC x KC) block into [MC/MR][KC][MR], MR = 12 rows, so
- *   one k step broadcasts 12 consecutive floats.
+ * - W is read in place: one k step broadcasts one float from each of MR =
+ *   12 rows (12 sequential streams the prefetcher follows). Packing W into
+ *   [M/MR][K][MR], per chunk or once per call, measured no faster.
  * - The micro-kernel keeps a 12 x 32 tile of Y in 24 zmm accumulators over
  *   KC steps; the first K block adds the bias, later ones add into Y.
- * - Loop order per chunk: KC block -> MC block (packed A stays in L2) ->
+ * - Loop order per chunk: KC block -> MC block (its W slice stays in L2) ->
  *   panel (B micro-panel of KC x 32 floats stays in L1) -> MR block.
  * - Threads split the panels of a chunk (or, when a chunk has few panels,
- *   the M blocks); a barrier separates packing a chunk from using it. Each
- *   thread packs W into its own slot, so the workspace does not depend on
- *   the thread count (up to TS_CONV_MAX_THREADS).
+ *   the M blocks); a barrier separates packing a chunk from using it.
  */
 #include "conv_internal.h"
 
@@ -37,7 +36,7 @@ enum {
     MR = TS_CONV_MR,
     NR = TS_CONV_NR,
     KC = 256, /* K block: the B micro-panel (KC x NR floats, 32 KiB) fits L1 */
-    MC = 144, /* M block: packed A (MC x KC floats, 144 KiB) stays in L2 */
+    MC = 144, /* M block: its W slice (MC x KC floats, 144 KiB) stays in L2 */
 };
 
 #define TS_CONV_GATHER_MAX_STRIDE (1 << 24)
@@ -46,10 +45,6 @@ enum {
  * (min(K, KC) x CH): ~384 KiB, so it stays in L2 while the MC blocks of W
  * sweep over it. A chunk is K x CH floats in all. */
 #define TS_CONV_FAST_SLICE_FLOATS (96 * 1024)
-
-#ifndef TS_CONV_PACK_A_MIN_PANELS
-#define TS_CONV_PACK_A_MIN_PANELS 8
-#endif
 
 static int64_t fast_chunk_cols(const conv_geom *g) {
     int64_t kslice = g->k < KC ? g->k : KC;
@@ -64,20 +59,9 @@ int ts_conv_fast_usable(const conv_geom *g) {
     return TS_CONV_HAVE_FAST && !g->direct && g->k <= (int64_t)1 << 24;
 }
 
-/* Panels of all images: when fewer than TS_CONV_PACK_A_MIN_PANELS, each
- * element of W meets too few panels to pay for packing it. */
-static int fast_packs_a(const conv_geom *g) {
-    return g->n * ((g->p + NR - 1) / NR) >= TS_CONV_PACK_A_MIN_PANELS;
-}
-
-/* W of all groups packed once per call: [groups][ceil(Mg/MR)][K][MR]. */
-static size_t fast_apack_floats(const conv_geom *g) {
-    return (size_t)(g->groups * ((g->mg + MR - 1) / MR) * MR * g->k);
-}
-
 size_t ts_conv_fast_workspace_floats(const conv_geom *g) {
     if (!ts_conv_fast_usable(g)) return 0;
-    return (size_t)(g->k * fast_chunk_cols(g)) + (fast_packs_a(g) ? fast_apack_floats(g) : 0);
+    return (size_t)(g->k * fast_chunk_cols(g));
 }
 
 #if TS_CONV_HAVE_FAST
@@ -195,21 +179,6 @@ static void pack_panel(const conv_geom *g, const ts_conv2d_params *p, const floa
     }
 }
 
-void ts_conv_pack_a(const float *a, int64_t lda, int64_t mc, int64_t kc, float *dst) {
-    for (int64_t r0 = 0; r0 < mc; r0 += MR, dst += kc * MR) {
-        int64_t rows = mc - r0 < MR ? mc - r0 : MR;
-        for (int64_t r = 0; r < MR; r++) { /* rows read in order, written strided */
-            const float *src = a + (r0 + r) * lda;
-            if (r < rows)
-                for (int64_t k = 0; k < kc; k++)
-                    dst[k * MR + r] = src[k];
-            else
-                for (int64_t k = 0; k < kc; k++)
-                    dst[k * MR + r] = 0.0f;
-        }
-    }
-}
-
 /* ---- micro-kernel ------------------------------------------------------- */
 
 /* Y[0..mr)[0..32) (row stride ldy, lanes masked by m0/m1) =
@@ -246,29 +215,6 @@ micro_tile(const int mr, int64_t kc, const float *a, const int64_t a_rs, const i
     }
 }
 
-#define TILE_CASE(R)                                                                               \
-    case R: micro_tile(R, kc, a, 1, MR, b, y, ldy, m0, m1, first, bias); break;
-
-void ts_conv_micro_tile(int mr, int64_t kc, const float *a, const float *b, float *y, int64_t ldy,
-                        unsigned m0_bits, unsigned m1_bits, int first, const float *bias) {
-    const __mmask16 m0 = (__mmask16)m0_bits, m1 = (__mmask16)m1_bits;
-    switch (mr) {
-        TILE_CASE(12)
-        TILE_CASE(11)
-        TILE_CASE(10)
-        TILE_CASE(9)
-        TILE_CASE(8)
-        TILE_CASE(7)
-        TILE_CASE(6)
-        TILE_CASE(5)
-        TILE_CASE(4)
-        TILE_CASE(3)
-        TILE_CASE(2)
-        TILE_CASE(1)
-    default: break;
-    }
-}
-
 #define TILE_ROWS_CASE(R)                                                                          \
     case R: micro_tile(R, kc, a, lda, 1, b, y, ldy, m0, m1, first, bias); break;
 
@@ -299,15 +245,15 @@ typedef struct {
     const conv_geom *g;
     const ts_conv2d_params *p;
     const float *x, *w, *b;
-    float *y, *bpack, *apack; /* apack NULL: W is read in place */
-    int64_t ch;               /* chunk columns */
+    float *y, *bpack;
+    int64_t ch; /* chunk columns */
 } fwd_job;
 
-/* The tile block [m_lo, m_hi) x panels [q_lo, q_hi) of one chunk; ag is the
- * group's packed W (or NULL), wg its W. */
-static void compute_block(const fwd_job *j, const float *ag, const float *wg, const float *bg,
-                          float *yg, int64_t p0, int64_t ncols, int64_t m_lo, int64_t m_hi,
-                          int64_t q_lo, int64_t q_hi) {
+/* The tile block [m_lo, m_hi) x panels [q_lo, q_hi) of one chunk; wg is the
+ * group's W, read in place by the micro-kernel (packing it, per chunk or
+ * once per call, measured no faster: its 12-row blocks stream well). */
+static void compute_block(const fwd_job *j, const float *wg, const float *bg, float *yg, int64_t p0,
+                          int64_t ncols, int64_t m_lo, int64_t m_hi, int64_t q_lo, int64_t q_hi) {
     const conv_geom *g = j->g;
     const int64_t K = g->k, P = g->p;
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -322,13 +268,8 @@ static void compute_block(const fwd_job *j, const float *ag, const float *wg, co
                 float *yt = yg + p0 + q * NR;
                 for (int64_t r0 = mc0; r0 < mc0 + mc; r0 += MR) {
                     int mr = (int)(mc0 + mc - r0 < MR ? mc0 + mc - r0 : MR);
-                    const float *bias = bg ? bg + r0 : NULL;
-                    if (ag)
-                        ts_conv_micro_tile(mr, kc, ag + r0 * K + k0 * MR, bp, yt + r0 * P, P, m0,
-                                           m1, first, bias);
-                    else
-                        ts_conv_micro_tile_rows(mr, kc, wg + r0 * K + k0, K, bp, yt + r0 * P, P, m0,
-                                                m1, first, bias);
+                    ts_conv_micro_tile_rows(mr, kc, wg + r0 * K + k0, K, bp, yt + r0 * P, P, m0, m1,
+                                            first, bg ? bg + r0 : NULL);
                 }
             }
         }
@@ -339,21 +280,10 @@ static void fwd_member(void *ctx, int t, int T, ts_conv_team *team) {
     const fwd_job *j = ctx;
     const conv_geom *g = j->g;
     const int64_t nmb = (g->mg + MR - 1) / MR;
-    if (j->apack) { /* W packed once per call; threads split the MR blocks */
-        const int64_t items = g->groups * nmb;
-        for (int64_t it = items * t / T; it < items * (t + 1) / T; it++) {
-            int64_t gi = it / nmb, r0 = it % nmb * MR;
-            int64_t rows = g->mg - r0 < MR ? g->mg - r0 : MR;
-            ts_conv_pack_a(j->w + (gi * g->mg + r0) * g->k, g->k, rows, g->k,
-                           j->apack + (gi * nmb * MR + r0) * g->k);
-        }
-        ts_conv_team_barrier(team);
-    }
     for (int64_t n = 0; n < g->n; n++) {
         for (int64_t gi = 0; gi < g->groups; gi++) {
             const float *xg = j->x + (n * g->c + gi * g->cg) * g->h * g->w;
             const float *wg = j->w + gi * g->mg * g->k;
-            const float *ag = j->apack ? j->apack + gi * nmb * MR * g->k : NULL;
             const float *bg = j->b ? j->b + gi * g->mg : NULL;
             float *yg = j->y + (n * g->m + gi * g->mg) * g->p;
             for (int64_t p0 = 0; p0 < g->p; p0 += j->ch) {
@@ -366,12 +296,12 @@ static void fwd_member(void *ctx, int t, int T, ts_conv_team *team) {
                 ts_conv_team_barrier(team);
                 /* Enough panels: split them; otherwise split M in MR blocks. */
                 if (npan >= 2 * T) {
-                    compute_block(j, ag, wg, bg, yg, p0, ncols, 0, g->mg, npan * t / T,
+                    compute_block(j, wg, bg, yg, p0, ncols, 0, g->mg, npan * t / T,
                                   npan * (t + 1) / T);
                 } else {
                     int64_t lo = nmb * t / T * MR, hi = nmb * (t + 1) / T * MR;
                     if (hi > g->mg) hi = g->mg;
-                    if (lo < hi) compute_block(j, ag, wg, bg, yg, p0, ncols, lo, hi, 0, npan);
+                    if (lo < hi) compute_block(j, wg, bg, yg, p0, ncols, lo, hi, 0, npan);
                 }
                 ts_conv_team_barrier(team);
             }
@@ -384,7 +314,6 @@ void ts_conv_fast_forward(const conv_geom *g, const ts_conv2d_params *p, const f
     double flops = 2.0 * (double)g->n * (double)g->m * (double)g->p * (double)g->k;
     fwd_job job = {.g = g, .p = p, .x = x, .w = w, .b = b, .y = y, .bpack = ws};
     job.ch = fast_chunk_cols(g);
-    job.apack = fast_packs_a(g) ? ws + g->k * job.ch : NULL;
     ts_conv_team_run(ts_conv_team_size(threads, flops), fwd_member, &job);
 }
 

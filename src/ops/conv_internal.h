@@ -77,16 +77,9 @@ size_t ts_conv_fast_workspace_floats(const conv_geom *g);
  * threads; ws holds ts_conv_fast_workspace_floats floats. */
 void ts_conv_fast_forward(const conv_geom *g, const ts_conv2d_params *p, const float *x,
                           const float *w, const float *b, float *y, float *ws, int threads);
-/* Packs rows [0, mc) x cols [0, kc) of A (row stride lda) into
- * [ceil(mc/MR)][kc][MR], zero-filling rows past mc. */
-void ts_conv_pack_a(const float *a, int64_t lda, int64_t mc, int64_t kc, float *dst);
 /* The micro-kernel: Y[0..mr)[0..32) (row stride ldy, columns masked by the
  * 16-bit lane masks m0 / m1) = (first ? bias-or-0 : Y) + A * B, with A
- * packed [kc][MR] and B packed [kc][NR]. */
-void ts_conv_micro_tile(int mr, int64_t kc, const float *a, const float *b, float *y, int64_t ldy,
-                        unsigned m0, unsigned m1, int first, const float *bias);
-
-/* The same with A unpacked, row-major (row stride lda). */
+ * row-major (row stride lda) and B packed [kc][NR]. */
 void ts_conv_micro_tile_rows(int mr, int64_t kc, const float *a, int64_t lda, const float *b,
                              float *y, int64_t ldy, unsigned m0, unsigned m1, int first,
                              const float *bias);
