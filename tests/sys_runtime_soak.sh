@@ -11,7 +11,7 @@
 source "$(dirname "$0")/runtime_sys_lib.bash"
 
 IMAGES_N=${SOAK_IMAGES:-3000}
-[[ -n "${TS_SANITIZED:-}" && -z "${SOAK_IMAGES:-}" ]] && IMAGES_N=300
+[[ -n "${TS_SANITIZED:-}" && -z "${SOAK_IMAGES:-}" ]] && IMAGES_N=150
 KILL_EVERY=${SOAK_KILL_EVERY:-1}
 # emulated 1 GFLOP/s devices stretch the run so that many kills land in it
 GFLOPS=${SOAK_GFLOPS:-1}
