@@ -11,8 +11,11 @@
 source "$(dirname "$0")/runtime_sys_lib.bash"
 
 IMAGES_N=${SOAK_IMAGES:-3000}
-[[ -n "${TS_SANITIZED:-}" && -z "${SOAK_IMAGES:-}" ]] && IMAGES_N=150
+[[ -n "${TS_SANITIZED:-}" && -z "${SOAK_IMAGES:-}" ]] && IMAGES_N=300
 KILL_EVERY=${SOAK_KILL_EVERY:-1}
+# sanitized re-plans take longer than a second: churn slower so that the
+# run makes progress between changes
+[[ -n "${TS_SANITIZED:-}" && -z "${SOAK_KILL_EVERY:-}" ]] && KILL_EVERY=2
 # emulated 1 GFLOP/s devices stretch the run so that many kills land in it
 GFLOPS=${SOAK_GFLOPS:-1}
 RANDOM=${SOAK_SEED:-11}
@@ -78,6 +81,9 @@ if ((n >= 4)); then
     check "the master's RSS stays flat (last $last KiB vs $half_max KiB)" $?
 fi
 
+# a replacement started just before the end may never have met the master:
+# SIGTERM makes every worker leave (and print its counts) either way
+for i in "${live[@]}"; do kill -TERM "$(pid_of "w$i")" 2>/dev/null; done
 for i in "${live[@]}"; do wait_exit "$(pid_of "w$i")" 30 >/dev/null; done
 tasks=0
 for f in "$WORK"/w*.out; do
