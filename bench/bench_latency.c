@@ -102,7 +102,8 @@ static int start(bench_cluster *c, const char *transport, int n, double mbps, do
 }
 
 static void stop(bench_cluster *c) {
-    for (int i = 0; i < c->n; i++) ts_worker_stop(c->w[i], 1);
+    for (int i = 0; i < c->n; i++)
+        ts_worker_stop(c->w[i], 1);
     ts_master_free(c->m);
 }
 
@@ -117,8 +118,11 @@ static int count_cb(void *user, const ts_result *r) {
 static double echo_job(bench_cluster *c, const ts_tensor *x, int n, int k) {
     ts_task t[MAX_W];
     for (int i = 0; i < n; i++)
-        t[i] = (ts_task){.kind = TS_TASK_ECHO, .worker = c->ids[i], .shard = (uint32_t)i,
-                         .inputs = &x, .n_inputs = 1};
+        t[i] = (ts_task){.kind = TS_TASK_ECHO,
+                         .worker = c->ids[i],
+                         .shard = (uint32_t)i,
+                         .inputs = &x,
+                         .n_inputs = 1};
     ts_err err = {0};
     int got = 0;
     double t0 = ts_now();
@@ -145,8 +149,10 @@ static int measure(bench_cluster *c, size_t bytes, int n, int k, int reps, lat *
     ts_tensor_fill(x, 1.0f);
     static double v[MAX_REPS];
     int ok = 1;
-    for (int i = 0; i < 3 && ok; i++) ok = echo_job(c, x, n, k) >= 0;
-    for (int i = 0; i < reps && ok; i++) ok = (v[i] = echo_job(c, x, n, k)) >= 0;
+    for (int i = 0; i < 3 && ok; i++)
+        ok = echo_job(c, x, n, k) >= 0;
+    for (int i = 0; i < reps && ok; i++)
+        ok = (v[i] = echo_job(c, x, n, k)) >= 0;
     ts_tensor_free(x);
     if (!ok) return 0;
     out->reps = reps;
@@ -193,8 +199,9 @@ static int parse(int argc, char **argv, opts *o) {
 int main(int argc, char **argv) {
     opts o = {0};
     if (!parse(argc, argv, &o)) {
-        fprintf(stderr, "usage: bench_latency [--reps R (10..%d)] [--transports inproc,ipc,tcp]\n"
-                        "                     [--csv FILE] [--mbps M] [--latency-ms L] [--quick]\n",
+        fprintf(stderr,
+                "usage: bench_latency [--reps R (10..%d)] [--transports inproc,ipc,tcp]\n"
+                "                     [--csv FILE] [--mbps M] [--latency-ms L] [--quick]\n",
                 MAX_REPS);
         return 2;
     }
@@ -210,8 +217,7 @@ int main(int argc, char **argv) {
         if (fscanf(la, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1;
         fclose(la);
     }
-    printf("bench_latency: %d timed jobs per point, load average %.2f at start\n", o.reps,
-           load[0]);
+    printf("bench_latency: %d timed jobs per point, load average %.2f at start\n", o.reps, load[0]);
 
     size_t sizes[] = {4 << 10, 64 << 10, 1 << 20, 16 << 20};
     int n_sizes = o.quick ? 3 : 4;
@@ -236,7 +242,8 @@ int main(int argc, char **argv) {
     }
 
     printf("\n## 2. Fan-out: 64 KiB ECHO to each of n workers, collected to k = n - 2\n\n");
-    printf("| transport | n | k | p50 ms | p95 ms | p99 ms |\n| --- | ---: | ---: | ---: | ---: | ---: |\n");
+    printf("| transport | n | k | p50 ms | p95 ms | p99 ms |\n| --- | ---: | ---: | ---: | ---: | "
+           "---: |\n");
     int ns[] = {8, 12, 16, 20};
     for (int t = 0; t < o.n_transports; t++) {
         for (int i = 0; i < (o.quick ? 2 : 4); i++) {
@@ -255,7 +262,8 @@ int main(int argc, char **argv) {
 
     printf("\n## 3. Link emulation: 1 worker at %g Mbit/s, %g ms one-way latency\n\n", o.mbps,
            o.latency_ms);
-    printf("| transport | payload | model ms | p50 ms | p50 / model |\n| --- | ---: | ---: | ---: | ---: |\n");
+    printf("| transport | payload | model ms | p50 ms | p50 / model |\n| --- | ---: | ---: | ---: "
+           "| ---: |\n");
     size_t esizes[] = {4 << 10, 64 << 10, 1 << 20};
     for (int t = 0; t < o.n_transports; t++) {
         bench_cluster c;
@@ -270,8 +278,8 @@ int main(int argc, char **argv) {
             printf("| %s | %zu KiB | %.3f | %.3f | %.3f |\n", o.transports[t], esizes[i] >> 10,
                    model * 1e3, l.p50 * 1e3, l.p50 / model);
             if (csv)
-                fprintf(csv, "emul,%s,1,1,%zu,%d,%.9f,%.9f,%.9f,%.9f\n", o.transports[t],
-                        esizes[i], l.reps, l.p50, l.p95, l.p99, model);
+                fprintf(csv, "emul,%s,1,1,%zu,%d,%.9f,%.9f,%.9f,%.9f\n", o.transports[t], esizes[i],
+                        l.reps, l.p50, l.p95, l.p99, model);
         }
         stop(&c);
     }

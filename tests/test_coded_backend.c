@@ -51,15 +51,21 @@ static void layer_make(layer_data *L, ts_share_kind kind, int n, uint64_t seed) 
     ts_shape xs = kind == TS_SHARE_CONV ? ts_shape4(1, 3, 7, 6) : ts_shape2(3, 12);
     ts_shape ws = kind == TS_SHARE_CONV ? ts_shape4(4, 3, 3, 3) : ts_shape2(5, 12);
     ts_shape ys = kind == TS_SHARE_CONV ? ts_shape4(1, 4, 5, 2) : ts_shape2(5, 3);
-    for (int i = 0; i < n * N_IN; i++) L->in[i] = random_tensor(xs, &rng);
-    for (int i = 0; i < n * N_SHARES; i++) L->share[i] = random_tensor(ws, &rng);
-    for (int i = 0; i < n * N_IN * N_SHARES; i++) L->out[i] = ts_tensor_new(&ys, NULL);
+    for (int i = 0; i < n * N_IN; i++)
+        L->in[i] = random_tensor(xs, &rng);
+    for (int i = 0; i < n * N_SHARES; i++)
+        L->share[i] = random_tensor(ws, &rng);
+    for (int i = 0; i < n * N_IN * N_SHARES; i++)
+        L->out[i] = ts_tensor_new(&ys, NULL);
 }
 
 static void layer_free(layer_data *L) {
-    for (int i = 0; i < MAX_W * N_IN; i++) ts_tensor_free(L->in[i]);
-    for (int i = 0; i < MAX_W * N_SHARES; i++) ts_tensor_free(L->share[i]);
-    for (int i = 0; i < MAX_W * N_IN * N_SHARES; i++) ts_tensor_free(L->out[i]);
+    for (int i = 0; i < MAX_W * N_IN; i++)
+        ts_tensor_free(L->in[i]);
+    for (int i = 0; i < MAX_W * N_SHARES; i++)
+        ts_tensor_free(L->share[i]);
+    for (int i = 0; i < MAX_W * N_IN * N_SHARES; i++)
+        ts_tensor_free(L->out[i]);
 }
 
 static ts_status deploy_all(ts_coded_backend *be, layer_data *L, int layer, ts_err *err) {
@@ -71,7 +77,8 @@ static ts_status deploy_all(ts_coded_backend *be, layer_data *L, int layer, ts_e
 
 static ts_layer_job layer_job(layer_data *L, int layer, int need, double deadline) {
     memset(L->responded, 0, sizeof L->responded);
-    for (int i = 0; i < L->n * N_IN * N_SHARES; i++) ts_tensor_fill(L->out[i], -999.0f);
+    for (int i = 0; i < L->n * N_IN * N_SHARES; i++)
+        ts_tensor_fill(L->out[i], -999.0f);
     ts_layer_job job = {.layer = layer,
                         .kind = L->kind,
                         .conv = L->conv,
@@ -113,7 +120,8 @@ static double slot_error(const layer_data *L, int j) {
 
 static int count_responded(const layer_data *L) {
     int n = 0;
-    for (int j = 0; j < L->n; j++) n += L->responded[j];
+    for (int j = 0; j < L->n; j++)
+        n += L->responded[j];
     return n;
 }
 
@@ -138,7 +146,8 @@ static void check_all_answer(ts_share_kind kind) {
     ts_layer_job job = layer_job(&L, 3, 4, 30);
     TS_CHECK_OK(be.run(be.ctx, &job, &err), &err);
     TS_CHECK(job.n_responded == 4 && count_responded(&L) == 4);
-    for (int j = 0; j < 4; j++) TS_CHECK_MSG(slot_error(&L, j) < TOL, "slot %d", j);
+    for (int j = 0; j < 4; j++)
+        TS_CHECK_MSG(slot_error(&L, j) < TOL, "slot %d", j);
 
     /* the same layer again (shares stay deployed), then an unused slot */
     job = layer_job(&L, 3, 3, 30);
@@ -280,7 +289,8 @@ static void test_rejoin(void) {
     ts_layer_job job = layer_job(&L, 4, 3, 30);
     TS_CHECK_OK(be.run(be.ctx, &job, &err), &err);
     TS_CHECK(slot >= 0 && L.responded[slot]);
-    for (int j = 0; j < 3; j++) TS_CHECK_MSG(slot_error(&L, j) < TOL, "slot %d", j);
+    for (int j = 0; j < 3; j++)
+        TS_CHECK_MSG(slot_error(&L, j) < TOL, "slot %d", j);
     layer_free(&L);
     ts_local_cluster_free(c);
 }
@@ -345,8 +355,7 @@ static void test_emulated_cluster(void) {
     int seen = 0;
     for (int i = 0; i < 2; i++) {
         ts_worker_info info;
-        TS_CHECK_OK(ts_master_worker_info(m, ts_local_cluster_worker_id(c, i), &info, &err),
-                    &err);
+        TS_CHECK_OK(ts_master_worker_info(m, ts_local_cluster_worker_id(c, i), &info, &err), &err);
         if (i == 0) seen += info.gflops == 5 && !strncmp(info.name, "edge-a", 6);
         if (i == 1) seen += info.mbps == 100 && !strcmp(info.straggler, "fixed:2");
     }

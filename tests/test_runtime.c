@@ -90,7 +90,8 @@ static int cluster_start(cluster *c, const char *transport, int n, const ts_work
     TS_CHECK(live == n);
     /* ids follow join order, which threads make random: map them back to
      * spawn order by name so that c->ids[i] is the id of c->w[i] */
-    for (int i = 0; i < live && i < 16; i++) c->ids[i] = ids[i];
+    for (int i = 0; i < live && i < 16; i++)
+        c->ids[i] = ids[i];
     for (int i = 0; i < live && i < 16; i++) {
         ts_worker_info info;
         if (opts || ts_master_worker_info(c->m, ids[i], &info, &err) != TS_OK) continue;
@@ -101,7 +102,8 @@ static int cluster_start(cluster *c, const char *transport, int n, const ts_work
 }
 
 static void cluster_stop(cluster *c) {
-    for (int i = 0; i < c->nw; i++) ts_worker_stop(c->w[i], 1);
+    for (int i = 0; i < c->nw; i++)
+        ts_worker_stop(c->w[i], 1);
     ts_master_free(c->m);
 }
 
@@ -266,8 +268,8 @@ static void test_straggler_models(void) {
     TS_CHECK(s.kind == TS_STRAGGLER_NONE);
     TS_CHECK_OK(ts_straggler_parse("crash:3", &s, &err), &err);
     TS_CHECK(s.kind == TS_STRAGGLER_CRASH && s.a == 3);
-    const char *bad[] = {"fixed", "fixed:", "fixed:0.5", "fixed:x", "pareto:0", "slow:2",
-                         "shiftexp:-1", "fixed:2x", "crash:nan"};
+    const char *bad[] = {"fixed",  "fixed:",      "fixed:0.5", "fixed:x",  "pareto:0",
+                         "slow:2", "shiftexp:-1", "fixed:2x",  "crash:nan"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         TS_CHECK_MSG(ts_straggler_parse(bad[i], &s, &err) == TS_ERR_INVALID, "%s", bad[i]);
 
@@ -341,8 +343,11 @@ static void test_echo_transports(void) {
         for (int i = 0; i < 3; i++) {
             in[i] = random_tensor(&s, &rng);
             log.expect[i] = in[i];
-            tasks[i] = (ts_task){.kind = TS_TASK_ECHO, .worker = c.ids[i], .shard = (uint32_t)i,
-                                 .inputs = (const ts_tensor *const *)&in[i], .n_inputs = 1};
+            tasks[i] = (ts_task){.kind = TS_TASK_ECHO,
+                                 .worker = c.ids[i],
+                                 .shard = (uint32_t)i,
+                                 .inputs = (const ts_tensor *const *)&in[i],
+                                 .n_inputs = 1};
         }
         ts_err err = {0};
         ts_job *job = ts_master_submit(c.m, 1, tasks, 3, &err);
@@ -353,7 +358,8 @@ static void test_echo_transports(void) {
                          log.calls, log.bad);
             ts_master_job_free(c.m, job);
         }
-        for (int i = 0; i < 3; i++) ts_tensor_free(in[i]);
+        for (int i = 0; i < 3; i++)
+            ts_tensor_free(in[i]);
         cluster_stop(&c);
     }
 }
@@ -406,9 +412,13 @@ static void run_gemm(const char *transport) {
         TS_CHECK_OK(ts_gemm_forward(0, 0, 1.0f, 0.0f, a[i], x, NULL, y[i], &err), &err);
         log.expect[i][0] = y[i];
         pairs[i] = (ts_task_pair){0, key};
-        tasks[i] = (ts_task){.kind = TS_TASK_GEMM, .worker = c.ids[i], .shard = (uint32_t)i,
-                             .inputs = (const ts_tensor *const *)&x, .n_inputs = 1,
-                             .pairs = &pairs[i], .n_pairs = 1};
+        tasks[i] = (ts_task){.kind = TS_TASK_GEMM,
+                             .worker = c.ids[i],
+                             .shard = (uint32_t)i,
+                             .inputs = (const ts_tensor *const *)&x,
+                             .n_inputs = 1,
+                             .pairs = &pairs[i],
+                             .n_pairs = 1};
     }
     TS_CHECK_OK(ts_master_deploy_wait(c.m, DEADLINE, &err), &err);
     ts_job *job = ts_master_submit(c.m, 2, tasks, 2, &err);
@@ -485,9 +495,14 @@ static void run_conv(const char *transport) {
             free(scratch);
             log.expect[i][q] = y[i][q];
         }
-        tasks[i] = (ts_task){.kind = TS_TASK_CONV2D, .worker = c.ids[i], .shard = (uint32_t)i,
-                             .inputs = (const ts_tensor *const *)x[i], .n_inputs = 2,
-                             .pairs = pairs[i], .n_pairs = 4, .conv = p};
+        tasks[i] = (ts_task){.kind = TS_TASK_CONV2D,
+                             .worker = c.ids[i],
+                             .shard = (uint32_t)i,
+                             .inputs = (const ts_tensor *const *)x[i],
+                             .n_inputs = 2,
+                             .pairs = pairs[i],
+                             .n_pairs = 4,
+                             .conv = p};
     }
     TS_CHECK_OK(ts_master_deploy_wait(c.m, DEADLINE, &err), &err);
     ts_job *job = ts_master_submit(c.m, 5, tasks, NW, &err);
@@ -521,8 +536,11 @@ static ts_job *submit_echo(cluster *c, uint32_t layer, ts_tensor **in, const uin
                            const uint32_t *sleep_ms, int n) {
     ts_task tasks[16];
     for (int i = 0; i < n; i++)
-        tasks[i] = (ts_task){.kind = TS_TASK_ECHO, .worker = workers[i], .shard = (uint32_t)i,
-                             .inputs = (const ts_tensor *const *)&in[i], .n_inputs = 1,
+        tasks[i] = (ts_task){.kind = TS_TASK_ECHO,
+                             .worker = workers[i],
+                             .shard = (uint32_t)i,
+                             .inputs = (const ts_tensor *const *)&in[i],
+                             .n_inputs = 1,
                              .echo_sleep_ms = sleep_ms ? sleep_ms[i] : 0};
     ts_err err = {0};
     ts_job *job = ts_master_submit(c->m, layer, tasks, n, &err);
@@ -534,7 +552,8 @@ static ts_job *submit_echo(cluster *c, uint32_t layer, ts_tensor **in, const uin
 static int poll_until(ts_master *m, int (*pred)(ts_master *, void *), void *arg) {
     double end = ts_now() + DEADLINE;
     ts_err err;
-    while (!pred(m, arg) && ts_now() < end) ts_master_poll(m, 0.05, &err);
+    while (!pred(m, arg) && ts_now() < end)
+        ts_master_poll(m, 0.05, &err);
     return pred(m, arg);
 }
 
@@ -568,7 +587,8 @@ static void test_k_of_n_straggler(void) {
      * the same job then still completes k = 3 from the others (plain k = 3
      * would race: shard 1 may come last and never be looked at) */
     collect_log log2 = {.reject_shard = 1};
-    for (int i = 0; i < 4; i++) log2.expect[i] = in[i];
+    for (int i = 0; i < 4; i++)
+        log2.expect[i] = in[i];
     ts_err err = {0};
     ts_job *job = submit_echo(&c, 2, in, c.ids, NULL, 4);
     ts_status st4 = ts_master_collect(c.m, job, 4, DEADLINE, echo_cb, &log2, &err);
@@ -584,7 +604,8 @@ static void test_k_of_n_straggler(void) {
     uint64_t stale0 = st.dropped_stale;
     uint32_t late_ms[4] = {0, 0, 0, 200};
     collect_log log3 = {.reject_shard = -1};
-    for (int i = 0; i < 4; i++) log3.expect[i] = in[i];
+    for (int i = 0; i < 4; i++)
+        log3.expect[i] = in[i];
     job = submit_echo(&c, 3, in, c.ids, late_ms, 4);
     TS_CHECK_OK(ts_master_collect(c.m, job, 3, DEADLINE, echo_cb, &log3, &err), &err);
     ts_master_job_free(c.m, job);
@@ -593,7 +614,8 @@ static void test_k_of_n_straggler(void) {
 
     /* two jobs in flight, collected in the opposite order */
     collect_log la = {.reject_shard = -1}, lb = {.reject_shard = -1};
-    for (int i = 0; i < 4; i++) la.expect[i] = lb.expect[i] = in[i];
+    for (int i = 0; i < 4; i++)
+        la.expect[i] = lb.expect[i] = in[i];
     ts_job *ja = submit_echo(&c, 4, in, c.ids, NULL, 4);
     ts_job *jb = submit_echo(&c, 5, in, c.ids, NULL, 4);
     TS_CHECK_OK(ts_master_collect(c.m, jb, 4, DEADLINE, echo_cb, &lb, &err), &err);
@@ -606,11 +628,13 @@ static void test_k_of_n_straggler(void) {
     job = submit_echo(&c, 1, in, c.ids, sleep_ms, 4);
     TS_CHECK_OK(ts_master_collect(c.m, job, 3, DEADLINE, echo_cb, &log, &err), &err);
     TS_CHECK(log.calls == 3 && log.bad == 0 && ts_job_accepted(job) == 3);
-    for (int i = 0; i < log.calls && i < 3; i++) TS_CHECK(log.shards[i] != 3);
+    for (int i = 0; i < log.calls && i < 3; i++)
+        TS_CHECK(log.shards[i] != 3);
     TS_CHECK(ts_job_in_flight(job) == 1);
     ts_master_job_free(c.m, job);
 
-    for (int i = 0; i < 4; i++) ts_tensor_free(in[i]);
+    for (int i = 0; i < 4; i++)
+        ts_tensor_free(in[i]);
     cluster_stop(&c);
 }
 
@@ -670,12 +694,14 @@ static void test_worker_loss(const char *transport) {
     TS_CHECK_OK(ts_master_worker_info(c.m, ids[1], &info, &err), &err);
     TS_CHECK(!strcmp(info.name, "replacement"));
     collect_log log2 = {.reject_shard = -1};
-    for (int i = 0; i < 2; i++) log2.expect[i] = in[i];
+    for (int i = 0; i < 2; i++)
+        log2.expect[i] = in[i];
     job = submit_echo(&c, 3, in, ids, NULL, 2);
     TS_CHECK_OK(ts_master_collect(c.m, job, 2, DEADLINE, echo_cb, &log2, &err), &err);
     TS_CHECK(log2.calls == 2 && log2.bad == 0);
     ts_master_job_free(c.m, job);
-    for (int i = 0; i < 3; i++) ts_tensor_free(in[i]);
+    for (int i = 0; i < 3; i++)
+        ts_tensor_free(in[i]);
     cluster_stop(&c);
 }
 
@@ -761,8 +787,12 @@ static void test_emulation_accounting(void) {
     TS_CHECK_OK(ts_master_deploy(c.m, id, key, (const ts_tensor *const *)&a, 1, &err), &err);
     TS_CHECK_OK(ts_master_deploy_wait(c.m, DEADLINE, &err), &err);
     ts_task_pair pair = {0, key};
-    ts_task t = {.kind = TS_TASK_GEMM, .worker = id, .inputs = (const ts_tensor *const *)&x,
-                 .n_inputs = 1, .pairs = &pair, .n_pairs = 1};
+    ts_task t = {.kind = TS_TASK_GEMM,
+                 .worker = id,
+                 .inputs = (const ts_tensor *const *)&x,
+                 .n_inputs = 1,
+                 .pairs = &pair,
+                 .n_pairs = 1};
     double t0 = ts_now();
     ts_job *job = ts_master_submit(c.m, 1, &t, 1, &err);
     compute_log log = {0};
@@ -804,7 +834,8 @@ static void raw_close(ts_master *m, void *s) {
 }
 
 static void raw_send(void *s, const void *const *frames, const size_t *lens, int n) {
-    for (int i = 0; i < n; i++) zmq_send(s, frames[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0);
+    for (int i = 0; i < n; i++)
+        zmq_send(s, frames[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0);
 }
 
 static void send_f0(void *s, const ts_proto_frame0 *f, const ts_proto_data *d, int n) {
@@ -843,7 +874,8 @@ static void result_frame(ts_proto_frame0 *f, const ts_msg_hdr *ids, const ts_sha
     ts_proto_result r = {0};
     ts_proto_begin(f, &h);
     ts_proto_put_result(f, &r);
-    for (int i = 0; i < n; i++) ts_proto_put_desc(f, s);
+    for (int i = 0; i < n; i++)
+        ts_proto_put_desc(f, s);
     TS_ASSERT(ts_proto_end(f, (uint32_t)n));
 }
 
@@ -865,8 +897,13 @@ static int good_gemm_round(cluster *c, uint32_t layer, const ts_tensor *x, const
     ts_task_pair pairs[2] = {{0, {9, 9, 0}}, {0, {9, 9, 1}}};
     ts_task t[2];
     for (int i = 0; i < 2; i++)
-        t[i] = (ts_task){.kind = TS_TASK_GEMM, .worker = c->ids[i], .shard = (uint32_t)i,
-                         .inputs = &x, .n_inputs = 1, .pairs = &pairs[i], .n_pairs = 1};
+        t[i] = (ts_task){.kind = TS_TASK_GEMM,
+                         .worker = c->ids[i],
+                         .shard = (uint32_t)i,
+                         .inputs = &x,
+                         .n_inputs = 1,
+                         .pairs = &pairs[i],
+                         .n_pairs = 1};
     compute_log log = {0};
     log.expect[0][0] = y0;
     log.expect[1][0] = y1;
@@ -1025,7 +1062,8 @@ static void test_duplicate_results(void) {
     ts_proto_frame0 r;
     ts_proto_data d = {v, sizeof v, 0};
     result_frame(&r, &ids, &s, 1);
-    for (int i = 0; i < 3; i++) send_f0(fake, &r, &d, 1); /* one good, two duplicates */
+    for (int i = 0; i < 3; i++)
+        send_f0(fake, &r, &d, 1); /* one good, two duplicates */
     ts_msg_hdr wrong = ids;
     wrong.seq++;
     result_frame(&r, &wrong, &s, 1);
@@ -1078,8 +1116,12 @@ static void test_master_arguments(void) {
     ts_task_pair pair = {3, {0, 0, 0}};
     ts_task bad_kind = {.kind = (ts_task_kind)42, .worker = c.ids[0], .inputs = &xp, .n_inputs = 1};
     TS_CHECK(ts_master_submit(c.m, 0, &bad_kind, 1, &err) == NULL && err.status == TS_ERR_INVALID);
-    ts_task bad_pair = {.kind = TS_TASK_GEMM, .worker = c.ids[0], .inputs = &xp, .n_inputs = 1,
-                        .pairs = &pair, .n_pairs = 1};
+    ts_task bad_pair = {.kind = TS_TASK_GEMM,
+                        .worker = c.ids[0],
+                        .inputs = &xp,
+                        .n_inputs = 1,
+                        .pairs = &pair,
+                        .n_pairs = 1};
     TS_CHECK(ts_master_submit(c.m, 0, &bad_pair, 1, &err) == NULL && err.status == TS_ERR_INVALID);
     ts_task twice[2] = {{.kind = TS_TASK_ECHO, .worker = c.ids[0], .inputs = &xp, .n_inputs = 1},
                         {.kind = TS_TASK_ECHO, .worker = c.ids[0], .inputs = &xp, .n_inputs = 1}};
@@ -1113,9 +1155,9 @@ static void test_deploy_cap(void) {
     uint32_t id;
     ts_master_workers(c.m, &id, 1);
     ts_tensor *big = ts_tensor_new(&(ts_shape){1, {1000}}, NULL);
-    TS_CHECK_OK(ts_master_deploy(c.m, id, (ts_blob_key){1, 2, 3}, (const ts_tensor *const *)&big,
-                                 1, &err),
-                &err);
+    TS_CHECK_OK(
+        ts_master_deploy(c.m, id, (ts_blob_key){1, 2, 3}, (const ts_tensor *const *)&big, 1, &err),
+        &err);
     ts_status s = ts_master_deploy_wait(c.m, DEADLINE, &err);
     TS_CHECK_MSG(s == TS_ERR_UNAVAILABLE && strstr(err.msg, "cap"), "%s: %s", ts_status_name(s),
                  err.msg);
@@ -1214,8 +1256,8 @@ static void test_curve(void) {
         cluster_stop(&c);
     }
     const char *files[] = {"master/master.pub", "master/master.secret", "master/authorized_workers",
-                           "good/worker.pub", "good/worker.secret", "good/master.pub",
-                           "bad/worker.pub", "bad/worker.secret", "bad/master.pub"};
+                           "good/worker.pub",   "good/worker.secret",   "good/master.pub",
+                           "bad/worker.pub",    "bad/worker.secret",    "bad/master.pub"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", root, files[i]);
         unlink(path);

@@ -70,14 +70,14 @@ typedef struct {
 
 typedef struct {
     ts_task_kind kind;
-    uint32_t worker; /* target worker id (from ts_master_workers) */
-    uint32_t shard;  /* caller's shard index, echoed in the result */
+    uint32_t worker;                /* target worker id (from ts_master_workers) */
+    uint32_t shard;                 /* caller's shard index, echoed in the result */
     const ts_tensor *const *inputs; /* copied at submit: may be reused at once */
     int n_inputs;
     const ts_task_pair *pairs; /* conv and gemm */
     int n_pairs;
-    ts_conv2d_params conv; /* conv only */
-    int trans_a, trans_b;  /* gemm only */
+    ts_conv2d_params conv;  /* conv only */
+    int trans_a, trans_b;   /* gemm only */
     uint32_t echo_sleep_ms; /* echo only: a deterministic straggler for tests */
 } ts_task;
 
@@ -87,12 +87,12 @@ typedef struct ts_master ts_master;
 typedef struct ts_job ts_job;
 
 typedef struct {
-    const char *url;     /* endpoint to bind: inproc://x, ipc:///tmp/x, tcp://127.0.0.1:0 */
-    void *zmq_ctx;       /* NULL: the master creates and owns one */
-    int heartbeat_ms;    /* default 1000 */
-    int liveness;        /* missed heartbeats before a worker is dead; default 3 */
+    const char *url;        /* endpoint to bind: inproc://x, ipc:///tmp/x, tcp://127.0.0.1:0 */
+    void *zmq_ctx;          /* NULL: the master creates and owns one */
+    int heartbeat_ms;       /* default 1000 */
+    int liveness;           /* missed heartbeats before a worker is dead; default 3 */
     size_t max_frame_bytes; /* cap on any received frame; default 1 GiB */
-    int max_workers;     /* live worker slots; default 256 */
+    int max_workers;        /* live worker slots; default 256 */
     /* Non-NULL: CURVE-encrypt and authenticate (DIR/master.secret, and
      * DIR/authorized_workers listing the worker public keys let in). Not
      * for inproc://, which has no security mechanism. */
@@ -126,13 +126,12 @@ int ts_master_worker_alive(const ts_master *m, uint32_t id);
 /* What a worker told the master in HELLO. */
 typedef struct {
     uint32_t id;
-    uint32_t caps; /* TS_TASK_CAPS bitmask */
+    uint32_t caps;                   /* TS_TASK_CAPS bitmask */
     double gflops, mbps, latency_ms; /* 0 = not emulated */
     char straggler[64];              /* straggler model as given, "" = none */
     char name[64];
 } ts_worker_info;
-ts_status ts_master_worker_info(const ts_master *m, uint32_t id, ts_worker_info *info,
-                                ts_err *err);
+ts_status ts_master_worker_info(const ts_master *m, uint32_t id, ts_worker_info *info, ts_err *err);
 
 /* Stores a named set of tensors on a worker (copied at the call). Replaces a
  * blob with the same key. The worker acknowledges; ts_master_deploy_wait
@@ -146,12 +145,10 @@ ts_status ts_master_deploy_wait(ts_master *m, double timeout_s, ts_err *err);
 /* Sends n tasks (each to its worker) as one job; the inputs are copied into
  * frames here. A task aimed at a dead or unknown worker fails the call. The
  * job lives until ts_master_job_free. layer is carried in the ids. */
-ts_job *ts_master_submit(ts_master *m, uint32_t layer, const ts_task *tasks, int n,
-                         ts_err *err);
+ts_job *ts_master_submit(ts_master *m, uint32_t layer, const ts_task *tasks, int n, ts_err *err);
 /* Adds more tasks to a job (re-plan after losses); shard numbers must be new
  * or belong to shards already lost. */
-ts_status ts_master_job_add(ts_master *m, ts_job *job, const ts_task *tasks, int n,
-                            ts_err *err);
+ts_status ts_master_job_add(ts_master *m, ts_job *job, const ts_task *tasks, int n, ts_err *err);
 uint32_t ts_job_id(const ts_job *job);
 
 /* One result as seen by the collect callback. outputs are views into the
@@ -173,8 +170,8 @@ typedef int (*ts_result_fn)(void *user, const ts_result *r);
  * the shards still in flight to live workers cannot bring the count to k,
  * and with TS_ERR_TIMEOUT at the deadline (seconds from now). A worker-side
  * task error counts as a lost shard and its message is logged. */
-ts_status ts_master_collect(ts_master *m, ts_job *job, int k, double timeout_s,
-                            ts_result_fn fn, void *user, ts_err *err);
+ts_status ts_master_collect(ts_master *m, ts_job *job, int k, double timeout_s, ts_result_fn fn,
+                            void *user, ts_err *err);
 /* Accepted results so far, and shards still in flight to live workers. */
 int ts_job_accepted(const ts_job *job);
 int ts_job_in_flight(const ts_job *job);
@@ -184,9 +181,9 @@ void ts_master_job_free(ts_master *m, ts_job *job);
 /* Counters for tests and benchmarks. */
 typedef struct {
     uint64_t frames_in, frames_out;
-    uint64_t dropped_invalid;   /* failed validation (peer disconnected) */
-    uint64_t dropped_stale;     /* late, duplicate or unknown ids */
-    uint64_t dropped_unknown;   /* from unregistered peers */
+    uint64_t dropped_invalid; /* failed validation (peer disconnected) */
+    uint64_t dropped_stale;   /* late, duplicate or unknown ids */
+    uint64_t dropped_unknown; /* from unregistered peers */
     uint64_t workers_joined, workers_lost;
     uint64_t task_errors;
     uint64_t auth_refused; /* CURVE handshakes refused (key not listed) */
@@ -197,11 +194,11 @@ void ts_master_get_stats(const ts_master *m, ts_master_stats *st);
 
 typedef enum {
     TS_STRAGGLER_NONE = 0,
-    TS_STRAGGLER_FIXED,     /* every task slowed by factor a */
-    TS_STRAGGLER_SHIFTEXP,  /* factor 1 + Exp(mean a) */
-    TS_STRAGGLER_PARETO,    /* factor Pareto(x_m = 1, shape a) */
-    TS_STRAGGLER_FAILSTOP,  /* silent (alive, answers nothing) after a seconds */
-    TS_STRAGGLER_CRASH,     /* ts_worker_run returns after a seconds, no goodbye */
+    TS_STRAGGLER_FIXED,    /* every task slowed by factor a */
+    TS_STRAGGLER_SHIFTEXP, /* factor 1 + Exp(mean a) */
+    TS_STRAGGLER_PARETO,   /* factor Pareto(x_m = 1, shape a) */
+    TS_STRAGGLER_FAILSTOP, /* silent (alive, answers nothing) after a seconds */
+    TS_STRAGGLER_CRASH,    /* ts_worker_run returns after a seconds, no goodbye */
 } ts_straggler_kind;
 
 typedef struct {
@@ -225,10 +222,10 @@ typedef struct {
     double mbps;       /* > 0: emulate a link of this bandwidth (each direction) */
     double latency_ms; /* emulated one-way latency per frame */
     ts_straggler straggler;
-    uint64_t seed;     /* straggler draws */
-    size_t max_frame_bytes;  /* default 1 GiB */
-    size_t max_blob_bytes;   /* total deployed bytes; default 4 GiB */
-    int exit_on_shutdown;    /* 1: return when the master says it shuts down */
+    uint64_t seed;          /* straggler draws */
+    size_t max_frame_bytes; /* default 1 GiB */
+    size_t max_blob_bytes;  /* total deployed bytes; default 4 GiB */
+    int exit_on_shutdown;   /* 1: return when the master says it shuts down */
     /* Non-NULL: read atomically; 1 = send DISCONNECT and return, 2 = return
      * without a word (the master finds out by missed heartbeats). */
     const int *stop;
@@ -311,7 +308,7 @@ uint32_t ts_master_backend_slot_worker(const ts_master_backend *b, int slot);
 typedef struct {
     uint64_t runs, runs_failed;
     uint64_t tasks_sent, results_accepted, results_rejected;
-    double last_run_s;         /* wall time of the last run */
+    double last_run_s;          /* wall time of the last run */
     double last_max_emulated_s; /* slowest accepted worker's emulated device time */
 } ts_master_backend_stats;
 void ts_master_backend_get_stats(const ts_master_backend *b, ts_master_backend_stats *st);

@@ -24,8 +24,8 @@
 #include "tessera/runtime.h"
 
 #define MAX_WORKERS 64
-#define GRACE_S 3.0      /* a stopped worker or interrupted job gets this long */
-#define REAP_STEP_MS 20  /* supervision loop period */
+#define GRACE_S 3.0     /* a stopped worker or interrupted job gets this long */
+#define REAP_STEP_MS 20 /* supervision loop period */
 
 typedef struct {
     long workers, straggling;
@@ -37,18 +37,17 @@ typedef struct {
 } cluster_opts;
 
 static void cluster_usage(FILE *f) {
-    fprintf(f,
-            "usage: tessera cluster --workers N [--gflops G] [--mbps M] [--latency-ms L]\n"
-            "                       [--straggler MODEL [--straggling K]] [--seed S]\n"
-            "                       [--heartbeat-ms MS] [--liveness N] [--verbose]\n"
-            "                       -- <command> [args...]\n\n"
-            "Starts N local `tessera worker` processes connected over a private ipc://\n"
-            "endpoint and runs `tessera <command> [args] --listen URL --expect N` against\n"
-            "them (e.g. -- eval --model m.onnx --stragglers 1, or -- probe --rounds 50).\n"
-            "Emulation options are passed to every worker; --straggler MODEL applies to\n"
-            "the first K workers only with --straggling K (default: all). Worker i gets\n"
-            "seed S + i. Workers' own output is shown with --verbose. The workers and\n"
-            "the socket are always cleaned up; the exit status is the command's.\n");
+    fprintf(f, "usage: tessera cluster --workers N [--gflops G] [--mbps M] [--latency-ms L]\n"
+               "                       [--straggler MODEL [--straggling K]] [--seed S]\n"
+               "                       [--heartbeat-ms MS] [--liveness N] [--verbose]\n"
+               "                       -- <command> [args...]\n\n"
+               "Starts N local `tessera worker` processes connected over a private ipc://\n"
+               "endpoint and runs `tessera <command> [args] --listen URL --expect N` against\n"
+               "them (e.g. -- eval --model m.onnx --stragglers 1, or -- probe --rounds 50).\n"
+               "Emulation options are passed to every worker; --straggler MODEL applies to\n"
+               "the first K workers only with --straggling K (default: all). Worker i gets\n"
+               "seed S + i. Workers' own output is shown with --verbose. The workers and\n"
+               "the socket are always cleaned up; the exit status is the command's.\n");
 }
 
 static volatile sig_atomic_t g_signal; /* last signal received; handler only */
@@ -251,7 +250,8 @@ static char **job_args(const cluster_opts *o, const char *url, char *expect) {
     if (!v) return NULL;
     int n = 0;
     v[n++] = "tessera";
-    for (int i = 0; i < o->n_job; i++) v[n++] = o->job[i];
+    for (int i = 0; i < o->n_job; i++)
+        v[n++] = o->job[i];
     if (!has_arg(o, "--listen")) {
         v[n++] = "--listen";
         v[n++] = (char *)url;
@@ -346,8 +346,7 @@ int ts_cmd_cluster(int argc, char **argv) {
     sigaction(SIGHUP, &sa, NULL);
     char dir[] = "/tmp/tessera-cluster-XXXXXX";
     if (!mkdtemp(dir)) {
-        fprintf(stderr, "tessera cluster: cannot create a socket directory: %s\n",
-                strerror(errno));
+        fprintf(stderr, "tessera cluster: cannot create a socket directory: %s\n", strerror(errno));
         return TS_EXIT_FAIL;
     }
     fflush(stdout);

@@ -24,20 +24,19 @@ typedef struct {
 } probe_opts;
 
 static void probe_usage(FILE *f) {
-    fprintf(f,
-            "usage: tessera probe --listen URL --expect N [--stragglers S] [--rounds R]\n"
-            "                     [--interval-ms MS] [--deadline SEC] [--wait SEC]\n"
-            "                     [--heartbeat-ms MS] [--liveness N] [--curve-keys DIR]\n"
-            "                     [--verbose]\n\n"
-            "Binds URL, waits up to --wait seconds (default 60) for N workers\n"
-            "(`tessera worker --connect URL`), deploys random filter shares to each and\n"
-            "runs R rounds (default 100) of conv tasks on every live worker, each round\n"
-            "finished by the first (live - S) answers within --deadline seconds (default\n"
-            "30). Every accepted product is checked against the local kernel. A changed\n"
-            "worker set is re-mapped and re-deployed; fewer than S + 1 live workers is an\n"
-            "error. Prints a summary line per change and at the end; exit status 0 only\n"
-            "when every round finished with correct products. --curve-keys DIR: CURVE with\n"
-            "DIR/master.secret, admitting only the keys in DIR/authorized_workers.\n");
+    fprintf(f, "usage: tessera probe --listen URL --expect N [--stragglers S] [--rounds R]\n"
+               "                     [--interval-ms MS] [--deadline SEC] [--wait SEC]\n"
+               "                     [--heartbeat-ms MS] [--liveness N] [--curve-keys DIR]\n"
+               "                     [--verbose]\n\n"
+               "Binds URL, waits up to --wait seconds (default 60) for N workers\n"
+               "(`tessera worker --connect URL`), deploys random filter shares to each and\n"
+               "runs R rounds (default 100) of conv tasks on every live worker, each round\n"
+               "finished by the first (live - S) answers within --deadline seconds (default\n"
+               "30). Every accepted product is checked against the local kernel. A changed\n"
+               "worker set is re-mapped and re-deployed; fewer than S + 1 live workers is an\n"
+               "error. Prints a summary line per change and at the end; exit status 0 only\n"
+               "when every round finished with correct products. --curve-keys DIR: CURVE with\n"
+               "DIR/master.secret, admitting only the keys in DIR/authorized_workers.\n");
 }
 
 static volatile sig_atomic_t g_interrupted; /* set by the signal handler only */
@@ -157,11 +156,11 @@ static int check_products(probe_state *p, ts_master_backend *mb, ts_err *err) {
         for (int d = 0; d < N_SHARES; d++) {
             ts_tensor *want = ts_tensor_new4(1, 4, 8, 7, err);
             if (!want) return -1;
-            size_t ws = ts_conv2d_workspace_floats(&p->conv, &p->in[j]->s,
-                                                   &p->share[j * N_SHARES + d]->s);
+            size_t ws =
+                ts_conv2d_workspace_floats(&p->conv, &p->in[j]->s, &p->share[j * N_SHARES + d]->s);
             float *buf = ws ? ts_alloc(ws * sizeof(float)) : NULL;
-            ts_status s = ts_conv2d_forward(&p->conv, p->in[j], p->share[j * N_SHARES + d],
-                                            NULL, want, buf, err);
+            ts_status s = ts_conv2d_forward(&p->conv, p->in[j], p->share[j * N_SHARES + d], NULL,
+                                            want, buf, err);
             ts_free(buf);
             double e = s == TS_OK ? ts_tensor_rel_err(p->out[j * N_SHARES + d], want) : 1;
             ts_tensor_free(want);

@@ -11,21 +11,20 @@
 #include "tessera/runtime.h"
 
 static void worker_usage(FILE *f) {
-    fprintf(f,
-            "usage: tessera worker --connect URL [--name NAME] [--gflops G] [--mbps M]\n"
-            "                      [--latency-ms L] [--straggler MODEL] [--seed S]\n"
-            "                      [--heartbeat-ms MS] [--liveness N] [--threads T] [--once]\n"
-            "                      [--curve-keys DIR] [--verbose]\n\n"
-            "Connects to a master (ipc:///path or tcp://host:port), registers, and runs the\n"
-            "tasks it is sent. Emulation: --gflops runs the real kernel, then waits until a\n"
-            "device of G GFLOP/s would be done; --mbps and --latency-ms delay every frame by\n"
-            "its size and the latency, in each direction. Straggler models (seeded by\n"
-            "--seed): none, fixed:F (every task F times slower), shiftexp:A (1 + A*Exp(1)),\n"
-            "pareto:A (tail index A), failstop:T (mute after T s), crash:T (the process\n"
-            "exits after T s). --once exits when the master shuts down instead of waiting\n"
-            "for a new one. --curve-keys DIR encrypts and authenticates with CURVE: DIR\n"
-            "holds master.pub (the master's public key) and this worker's worker.pub and\n"
-            "worker.secret (made by `tessera keygen --dir DIR --role worker`).\n");
+    fprintf(f, "usage: tessera worker --connect URL [--name NAME] [--gflops G] [--mbps M]\n"
+               "                      [--latency-ms L] [--straggler MODEL] [--seed S]\n"
+               "                      [--heartbeat-ms MS] [--liveness N] [--threads T] [--once]\n"
+               "                      [--curve-keys DIR] [--verbose]\n\n"
+               "Connects to a master (ipc:///path or tcp://host:port), registers, and runs the\n"
+               "tasks it is sent. Emulation: --gflops runs the real kernel, then waits until a\n"
+               "device of G GFLOP/s would be done; --mbps and --latency-ms delay every frame by\n"
+               "its size and the latency, in each direction. Straggler models (seeded by\n"
+               "--seed): none, fixed:F (every task F times slower), shiftexp:A (1 + A*Exp(1)),\n"
+               "pareto:A (tail index A), failstop:T (mute after T s), crash:T (the process\n"
+               "exits after T s). --once exits when the master shuts down instead of waiting\n"
+               "for a new one. --curve-keys DIR encrypts and authenticates with CURVE: DIR\n"
+               "holds master.pub (the master's public key) and this worker's worker.pub and\n"
+               "worker.secret (made by `tessera keygen --dir DIR --role worker`).\n");
 }
 
 static volatile sig_atomic_t g_stop; /* set by the signal handler only */
@@ -152,13 +151,12 @@ int ts_cmd_worker(int argc, char **argv) {
 /* ---- tessera keygen ---------------------------------------------------- */
 
 static void keygen_usage(FILE *f) {
-    fprintf(f,
-            "usage: tessera keygen --dir DIR --role master|worker\n"
-            "       tessera keygen --dir DIR --authorize WORKER_PUBLIC_KEY\n\n"
-            "Makes a CURVE keypair (DIR/<role>.pub, DIR/<role>.secret with mode 0600)\n"
-            "and prints the public key; or appends a worker's public key to the master's\n"
-            "DIR/authorized_workers. A worker directory also needs a copy of the\n"
-            "master's master.pub. Use the directories with --curve-keys.\n");
+    fprintf(f, "usage: tessera keygen --dir DIR --role master|worker\n"
+               "       tessera keygen --dir DIR --authorize WORKER_PUBLIC_KEY\n\n"
+               "Makes a CURVE keypair (DIR/<role>.pub, DIR/<role>.secret with mode 0600)\n"
+               "and prints the public key; or appends a worker's public key to the master's\n"
+               "DIR/authorized_workers. A worker directory also needs a copy of the\n"
+               "master's master.pub. Use the directories with --curve-keys.\n");
 }
 
 int ts_cmd_keygen(int argc, char **argv) {

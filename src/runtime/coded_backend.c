@@ -79,7 +79,8 @@ static int be_num_workers(void *ctx) {
 static ts_status forgive_lost_worker(ts_master_backend *b, ts_status s, const ts_err *e,
                                      ts_err *err) {
     if (s == TS_OK) return TS_OK;
-    if (s == TS_ERR_UNAVAILABLE && ts_master_epoch(b->m) != b->map_epoch && !strstr(e->msg, "refused")) {
+    if (s == TS_ERR_UNAVAILABLE && ts_master_epoch(b->m) != b->map_epoch &&
+        !strstr(e->msg, "refused")) {
         ts_log(TS_LOG_WARN, "%s; the worker set changed, the model will re-plan", e->msg);
         return TS_OK;
     }
@@ -149,7 +150,8 @@ static int accept_result(void *user, const ts_result *r) {
     job->responded[slot] = 1;
     job->n_responded++;
     rc->b->st.results_accepted++;
-    if (r->emulated_s > rc->b->st.last_max_emulated_s) rc->b->st.last_max_emulated_s = r->emulated_s;
+    if (r->emulated_s > rc->b->st.last_max_emulated_s)
+        rc->b->st.last_max_emulated_s = r->emulated_s;
     return 1;
 }
 
@@ -159,17 +161,16 @@ static ts_status check_job(const ts_master_backend *b, const ts_layer_job *job, 
     if (job->kind != TS_SHARE_CONV && job->kind != TS_SHARE_GEMM)
         return ts_errorf(err, TS_ERR_INVALID, "layer %d: unknown share kind %d", job->layer,
                          (int)job->kind);
-    if (job->layer < 0 || job->n_in < 1 || job->n_shares < 1 ||
-        job->n_in > TS_RT_MAX_TENSORS || job->n_in * job->n_shares > TS_RT_MAX_PAIRS)
+    if (job->layer < 0 || job->n_in < 1 || job->n_shares < 1 || job->n_in > TS_RT_MAX_TENSORS ||
+        job->n_in * job->n_shares > TS_RT_MAX_PAIRS)
         return ts_errorf(err, TS_ERR_INVALID,
                          "layer %d: %d inputs x %d shares per worker (at most %d inputs and %d "
                          "pairs)",
-                         job->layer, job->n_in, job->n_shares, TS_RT_MAX_TENSORS,
-                         TS_RT_MAX_PAIRS);
+                         job->layer, job->n_in, job->n_shares, TS_RT_MAX_TENSORS, TS_RT_MAX_PAIRS);
     if (job->need < 1 || job->need > b->n_slots)
         return ts_errorf(err, TS_ERR_UNAVAILABLE,
-                         "layer %d needs %d workers but the backend has %d", job->layer,
-                         job->need, b->n_slots);
+                         "layer %d needs %d workers but the backend has %d", job->layer, job->need,
+                         b->n_slots);
     return TS_OK;
 }
 
@@ -286,8 +287,7 @@ static void set_name(ts_local_cluster *c, int i) {
 }
 
 ts_status ts_local_cluster_restart(ts_local_cluster *c, int i, ts_err *err) {
-    if (!c || i < 0 || i >= c->n)
-        return ts_errorf(err, TS_ERR_INVALID, "no local worker %d", i);
+    if (!c || i < 0 || i >= c->n) return ts_errorf(err, TS_ERR_INVALID, "no local worker %d", i);
     if (c->w[i].th) ts_worker_stop(c->w[i].th, 1);
     c->w[i].th = NULL;
     set_name(c, i);
@@ -296,8 +296,7 @@ ts_status ts_local_cluster_restart(ts_local_cluster *c, int i, ts_err *err) {
 }
 
 ts_status ts_local_cluster_fail(ts_local_cluster *c, int i, ts_worker_fault how, ts_err *err) {
-    if (!c || i < 0 || i >= c->n)
-        return ts_errorf(err, TS_ERR_INVALID, "no local worker %d", i);
+    if (!c || i < 0 || i >= c->n) return ts_errorf(err, TS_ERR_INVALID, "no local worker %d", i);
     if (!c->w[i].th) return ts_errorf(err, TS_ERR_INVALID, "local worker %d is not running", i);
     switch (how) {
     case TS_FAULT_LEAVE:
@@ -404,7 +403,8 @@ void ts_local_cluster_free(ts_local_cluster *c) {
     if (!c) return;
     /* Workers first: they share the master's context, which cannot be
      * terminated while their sockets are open. */
-    for (int i = 0; i < c->n; i++) ts_worker_stop(c->w[i].th, 1);
+    for (int i = 0; i < c->n; i++)
+        ts_worker_stop(c->w[i].th, 1);
     ts_master_backend_free(c->b);
     ts_master_free(c->m);
     free(c->w);

@@ -41,14 +41,14 @@ static ts_status read_key(const char *dir, const char *file, char out[41], ts_er
     fclose(f);
     buf[n] = '\0';
     char *s = buf;
-    while (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t') s++;
+    while (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t')
+        s++;
     size_t len = strcspn(s, " \r\n\t");
     uint8_t bin[32];
     if (len != Z85_KEY_CHARS || s[len + strspn(s + len, " \r\n\t")] != '\0')
         return ts_errorf(err, TS_ERR_FORMAT, "%s is not a 40-character Z85 CURVE key", path);
     s[len] = '\0';
-    if (!zmq_z85_decode(bin, s))
-        return ts_errorf(err, TS_ERR_FORMAT, "%s is not valid Z85", path);
+    if (!zmq_z85_decode(bin, s)) return ts_errorf(err, TS_ERR_FORMAT, "%s is not valid Z85", path);
     memcpy(out, s, 41);
     return TS_OK;
 }
@@ -60,7 +60,8 @@ static ts_status write_file(const char *path, const char *text, int mode, ts_err
     ssize_t w = write(fd, text, len);
     int e = errno;
     close(fd);
-    if (w != (ssize_t)len) return ts_errorf(err, TS_ERR_IO, "cannot write %s: %s", path, strerror(e));
+    if (w != (ssize_t)len)
+        return ts_errorf(err, TS_ERR_IO, "cannot write %s: %s", path, strerror(e));
     return TS_OK;
 }
 
@@ -111,7 +112,8 @@ static ts_status load_authorized(ts_curve_server *cs, const char *dir, ts_err *e
     while (s == TS_OK && fgets(line, sizeof line, f)) {
         lineno++;
         char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
+        while (*p == ' ' || *p == '\t')
+            p++;
         size_t len = strcspn(p, " \t\r\n");
         if (len == 0 || *p == '#') continue;
         p[len] = '\0';
@@ -183,7 +185,8 @@ int ts_curve_server_handle(ts_curve_server *cs) {
         zmq_msg_init(m);
         if (zmq_msg_recv(m, cs->zap, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(m);
-            for (int i = 0; i < n; i++) zmq_msg_close(&part[i]);
+            for (int i = 0; i < n; i++)
+                zmq_msg_close(&part[i]);
             return n > 0 ? -1 : 0; /* nothing pending */
         }
         more = zmq_msg_more(m);
@@ -213,7 +216,8 @@ int ts_curve_server_handle(ts_curve_server *cs) {
     send_part(cs->zap, ok ? "OK" : "key not authorized", ok ? 2 : 18, 1);
     send_part(cs->zap, "", 0, 1);
     send_part(cs->zap, "", 0, 0);
-    for (int i = 0; i < n; i++) zmq_msg_close(&part[i]);
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&part[i]);
     return 1;
 }
 

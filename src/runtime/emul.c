@@ -26,8 +26,9 @@ ts_status ts_straggler_parse(const char *s, ts_straggler *out, ts_err *err) {
     for (size_t i = 1; i < N_MODELS; i++) {
         if (strlen(MODELS[i].name) != nlen || strncmp(s, MODELS[i].name, nlen)) continue;
         if (!colon)
-            return ts_errorf(err, TS_ERR_INVALID, "straggler model '%s' needs a parameter, e.g. %s:2",
-                             s, MODELS[i].name);
+            return ts_errorf(err, TS_ERR_INVALID,
+                             "straggler model '%s' needs a parameter, e.g. %s:2", s,
+                             MODELS[i].name);
         char *end;
         double a = strtod(colon + 1, &end);
         if (end == colon + 1 || *end || !isfinite(a) || a < MODELS[i].lo)

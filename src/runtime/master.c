@@ -131,8 +131,8 @@ static void fail_deploys_of(ts_master *m, uint32_t worker, const char *why) {
         if (m->deploy_err.status == TS_OK)
             ts_errorf(&m->deploy_err, TS_ERR_UNAVAILABLE,
                       "worker %u did not store blob (%u,%u,%u): %s", worker,
-                      m->deploys[i].key.model, m->deploys[i].key.layer,
-                      m->deploys[i].key.index, why);
+                      m->deploys[i].key.model, m->deploys[i].key.layer, m->deploys[i].key.index,
+                      why);
         m->deploys[i] = m->deploys[--m->n_deploys];
     }
 }
@@ -247,7 +247,8 @@ static shard_rec *find_shard(ts_job *j, uint32_t shard, uint32_t seq, uint32_t w
 static void free_pending(pending_result *p) {
     while (p) {
         pending_result *next = p->next;
-        for (int i = 0; i < p->n; i++) zmq_msg_close(&p->parts[i]);
+        for (int i = 0; i < p->n; i++)
+            zmq_msg_close(&p->parts[i]);
         free(p);
         p = next;
     }
@@ -259,8 +260,8 @@ static void free_pending(pending_result *p) {
 static void reject_peer(ts_master *m, worker_slot *w, const void *ident, size_t ident_len,
                         const char *what) {
     m->st.dropped_invalid++;
-    ts_log(TS_LOG_WARN, "dropped a frame from %s: %s",
-           w ? w->info.name : "an unregistered peer", what);
+    ts_log(TS_LOG_WARN, "dropped a frame from %s: %s", w ? w->info.name : "an unregistered peer",
+           what);
     send_simple(m, ident, ident_len, TS_MSG_DISCONNECT, TS_DISC_PROTOCOL);
     if (w) remove_worker(m, w, "protocol violation");
 }
@@ -330,8 +331,8 @@ static void handle_result(ts_master *m, worker_slot *w, ts_proto_in *in, ts_prot
     }
     if (msg->n_tensors != r->n_outputs) {
         char what[128];
-        snprintf(what, sizeof what, "result of job %u shard %u has %d outputs, expected %d",
-                 j->id, r->shard, msg->n_tensors, r->n_outputs);
+        snprintf(what, sizeof what, "result of job %u shard %u has %d outputs, expected %d", j->id,
+                 r->shard, msg->n_tensors, r->n_outputs);
         r->state = SHARD_LOST;
         reject_peer(m, w, w->ident, w->ident_len, what);
         return;
@@ -349,8 +350,8 @@ static void handle_error(ts_master *m, worker_slot *w, const ts_proto_msg *msg) 
         for (int i = 0; i < m->n_deploys; i++) {
             if (m->deploys[i].seq != msg->h.seq || m->deploys[i].worker != w->id) continue;
             if (m->deploy_err.status == TS_OK)
-                ts_errorf(&m->deploy_err, TS_ERR_UNAVAILABLE, "worker %u refused a blob: %s",
-                          w->id, msg->u.error.msg);
+                ts_errorf(&m->deploy_err, TS_ERR_UNAVAILABLE, "worker %u refused a blob: %s", w->id,
+                          msg->u.error.msg);
             m->deploys[i] = m->deploys[--m->n_deploys];
             return;
         }
@@ -448,8 +449,8 @@ typedef int (*pump_cond)(ts_master *m, void *arg, ts_status *s, ts_err *err);
 /* The single poll loop: drain what is pending before judging liveness (a
  * caller that was away must not condemn workers whose heartbeats sit in the
  * queue), then wait for frames or the next timer. */
-static ts_status pump(ts_master *m, double timeout_s, const collector *c, pump_cond cond,
-                      void *arg, ts_err *err) {
+static ts_status pump(ts_master *m, double timeout_s, const collector *c, pump_cond cond, void *arg,
+                      ts_err *err) {
     double deadline = ts_now() + (timeout_s > 0 ? timeout_s : 0);
     for (;;) {
         drain(m, c);
@@ -470,7 +471,8 @@ static ts_status pump(ts_master *m, double timeout_s, const collector *c, pump_c
         if (zmq_poll(items, m->curve.zap ? 2 : 1, ms) < 0 && errno != EINTR)
             return ts_errorf(err, TS_ERR_IO, "master poll failed: %s", zmq_strerror(errno));
         if (m->curve.zap)
-            while (ts_curve_server_handle(&m->curve) > 0) m->st.auth_refused = m->curve.refused;
+            while (ts_curve_server_handle(&m->curve) > 0)
+                m->st.auth_refused = m->curve.refused;
     }
 }
 
@@ -501,8 +503,7 @@ static ts_status open_socket(ts_master *m, ts_err *err) {
         TS_TRY(ts_curve_server_open(&m->curve, m->ctx, m->sock, m->opts.curve_dir, err));
     }
     if (zmq_bind(m->sock, m->opts.url) != 0)
-        return ts_errorf(err, TS_ERR_IO, "cannot bind %s: %s", m->opts.url,
-                         zmq_strerror(errno));
+        return ts_errorf(err, TS_ERR_IO, "cannot bind %s: %s", m->opts.url, zmq_strerror(errno));
     size_t len = sizeof m->endpoint;
     if (zmq_getsockopt(m->sock, ZMQ_LAST_ENDPOINT, m->endpoint, &len) != 0)
         snprintf(m->endpoint, sizeof m->endpoint, "%s", m->opts.url);
@@ -555,7 +556,8 @@ void ts_master_free(ts_master *m) {
         zmq_close(m->sock);
     }
     ts_curve_server_close(&m->curve);
-    while (m->jobs) ts_master_job_free(m, m->jobs);
+    while (m->jobs)
+        ts_master_job_free(m, m->jobs);
     if (m->owns_ctx && m->ctx) zmq_ctx_term(m->ctx);
     free(m->deploys);
     free(m->slots);
@@ -578,7 +580,8 @@ ts_status ts_master_poll(ts_master *m, double timeout_s, ts_err *err) {
 
 static int live_count(const ts_master *m) {
     int n = 0;
-    for (int i = 0; i < m->opts.max_workers; i++) n += m->slots[i].live;
+    for (int i = 0; i < m->opts.max_workers; i++)
+        n += m->slots[i].live;
     return n;
 }
 
@@ -611,7 +614,8 @@ int ts_master_workers(const ts_master *m, uint32_t *ids, int cap) {
         }
     if (all) {
         qsort(all, (size_t)n, sizeof *all, cmp_u32);
-        for (int i = 0; i < n && i < cap; i++) ids[i] = all[i];
+        for (int i = 0; i < n && i < cap; i++)
+            ids[i] = all[i];
         free(all);
     }
     return n;
@@ -639,8 +643,7 @@ void ts_master_get_stats(const ts_master *m, ts_master_stats *st) {
 
 /* ---- public: deploy ------------------------------------------------------ */
 
-static ts_status check_tensors(const ts_tensor *const *ts, int n, const char *what,
-                               ts_err *err) {
+static ts_status check_tensors(const ts_tensor *const *ts, int n, const char *what, ts_err *err) {
     if (n < 0 || n > TS_RT_MAX_TENSORS || (n && !ts))
         return ts_errorf(err, TS_ERR_INVALID, "%s: %d tensors (0..%d allowed)", what, n,
                          TS_RT_MAX_TENSORS);
@@ -659,8 +662,8 @@ ts_status ts_master_deploy(ts_master *m, uint32_t worker, ts_blob_key key,
                            const ts_tensor *const *tensors, int n, ts_err *err) {
     TS_TRY(check_tensors(tensors, n, "deploy", err));
     worker_slot *w = find_by_id(m, worker);
-    if (!w) return ts_errorf(err, TS_ERR_UNAVAILABLE, "cannot deploy to worker %u: not live",
-                             worker);
+    if (!w)
+        return ts_errorf(err, TS_ERR_UNAVAILABLE, "cannot deploy to worker %u: not live", worker);
     if (m->n_deploys == m->cap_deploys) {
         int cap = m->cap_deploys ? 2 * m->cap_deploys : 16;
         deploy_rec *d = realloc(m->deploys, sizeof *d * (size_t)cap);
@@ -672,15 +675,15 @@ ts_status ts_master_deploy(ts_master *m, uint32_t worker, ts_blob_key key,
     ts_proto_frame0 f;
     ts_proto_begin(&f, &h);
     ts_proto_put_key(&f, key);
-    for (int i = 0; i < n; i++) ts_proto_put_desc(&f, &tensors[i]->s);
+    for (int i = 0; i < n; i++)
+        ts_proto_put_desc(&f, &tensors[i]->s);
     TS_ASSERT(ts_proto_end(&f, (uint32_t)n));
     ts_proto_data data[TS_RT_MAX_TENSORS];
     tensor_frames(tensors, n, data);
     ts_err e = {0};
     if (send_to(m, w, &f, data, n, &e) != TS_OK) {
         remove_worker(m, w, "its connection is gone");
-        return ts_errorf(err, TS_ERR_UNAVAILABLE, "cannot deploy to worker %u: %s", worker,
-                         e.msg);
+        return ts_errorf(err, TS_ERR_UNAVAILABLE, "cannot deploy to worker %u: %s", worker, e.msg);
     }
     m->deploys[m->n_deploys++] = (deploy_rec){h.seq, worker, key};
     return TS_OK;
@@ -715,8 +718,8 @@ static ts_status check_task(const ts_task *t, int i, ts_err *err) {
     TS_TRY(check_tensors(t->inputs, t->n_inputs, "task inputs", err));
     if (t->kind == TS_TASK_ECHO) return TS_OK;
     if (t->n_pairs < 1 || t->n_pairs > TS_RT_MAX_PAIRS || !t->pairs)
-        return ts_errorf(err, TS_ERR_INVALID, "task %d: %d pairs (1..%d allowed)", i,
-                         t->n_pairs, TS_RT_MAX_PAIRS);
+        return ts_errorf(err, TS_ERR_INVALID, "task %d: %d pairs (1..%d allowed)", i, t->n_pairs,
+                         TS_RT_MAX_PAIRS);
     for (int p = 0; p < t->n_pairs; p++)
         if (t->pairs[p].input >= (uint32_t)t->n_inputs)
             return ts_errorf(err, TS_ERR_INVALID, "task %d pair %d: input %u of %d", i, p,
@@ -727,7 +730,8 @@ static ts_status check_task(const ts_task *t, int i, ts_err *err) {
 static ts_status grow_shards(ts_job *j, int extra, ts_err *err) {
     if (j->n_shards + extra <= j->cap_shards) return TS_OK;
     int cap = j->cap_shards ? j->cap_shards : 8;
-    while (cap < j->n_shards + extra) cap *= 2;
+    while (cap < j->n_shards + extra)
+        cap *= 2;
     shard_rec *s = realloc(j->shards, sizeof *s * (size_t)cap);
     if (!s) return ts_errorf(err, TS_ERR_NOMEM, "out of memory growing job %u", j->id);
     j->shards = s;
@@ -748,24 +752,21 @@ static void send_task(ts_master *m, ts_job *j, const ts_task *t) {
     *r = (shard_rec){t->shard, m->next_seq++, t->worker, expected_outputs(t), SHARD_LOST};
     worker_slot *w = find_by_id(m, t->worker);
     if (!w) {
-        ts_log(TS_LOG_WARN, "job %u shard %u: worker %u is not live", j->id, t->shard,
-               t->worker);
+        ts_log(TS_LOG_WARN, "job %u shard %u: worker %u is not live", j->id, t->shard, t->worker);
         return;
     }
     if (!(w->info.caps & (1u << t->kind))) {
-        ts_log(TS_LOG_WARN, "job %u shard %u: worker %u cannot run task kind %d", j->id,
-               t->shard, t->worker, (int)t->kind);
+        ts_log(TS_LOG_WARN, "job %u shard %u: worker %u cannot run task kind %d", j->id, t->shard,
+               t->worker, (int)t->kind);
         return;
     }
-    ts_msg_hdr h = {.type = TS_MSG_TASK,
-                    .job = j->id,
-                    .layer = j->layer,
-                    .shard = t->shard,
-                    .seq = r->seq};
+    ts_msg_hdr h = {
+        .type = TS_MSG_TASK, .job = j->id, .layer = j->layer, .shard = t->shard, .seq = r->seq};
     ts_proto_frame0 f;
     ts_proto_begin(&f, &h);
     ts_proto_put_task(&f, t);
-    for (int i = 0; i < t->n_inputs; i++) ts_proto_put_desc(&f, &t->inputs[i]->s);
+    for (int i = 0; i < t->n_inputs; i++)
+        ts_proto_put_desc(&f, &t->inputs[i]->s);
     TS_ASSERT(ts_proto_end(&f, (uint32_t)t->n_inputs));
     ts_proto_data data[TS_RT_MAX_TENSORS];
     tensor_frames(t->inputs, t->n_inputs, data);
@@ -777,8 +778,7 @@ static void send_task(ts_master *m, ts_job *j, const ts_task *t) {
     r->state = SHARD_SENT;
 }
 
-ts_status ts_master_job_add(ts_master *m, ts_job *j, const ts_task *tasks, int n,
-                            ts_err *err) {
+ts_status ts_master_job_add(ts_master *m, ts_job *j, const ts_task *tasks, int n, ts_err *err) {
     if (n < 0 || (n && !tasks)) return ts_errorf(err, TS_ERR_INVALID, "no tasks given");
     for (int i = 0; i < n; i++) {
         TS_TRY(check_task(&tasks[i], i, err));
@@ -790,12 +790,12 @@ ts_status ts_master_job_add(ts_master *m, ts_job *j, const ts_task *tasks, int n
                 return ts_errorf(err, TS_ERR_INVALID, "shard %u given twice", tasks[i].shard);
     }
     TS_TRY(grow_shards(j, n, err));
-    for (int i = 0; i < n; i++) send_task(m, j, &tasks[i]);
+    for (int i = 0; i < n; i++)
+        send_task(m, j, &tasks[i]);
     return TS_OK;
 }
 
-ts_job *ts_master_submit(ts_master *m, uint32_t layer, const ts_task *tasks, int n,
-                         ts_err *err) {
+ts_job *ts_master_submit(ts_master *m, uint32_t layer, const ts_task *tasks, int n, ts_err *err) {
     ts_job *j = calloc(1, sizeof *j);
     if (!j) {
         ts_errorf(err, TS_ERR_NOMEM, "out of memory creating a job");
@@ -824,7 +824,8 @@ int ts_job_accepted(const ts_job *job) {
 
 int ts_job_in_flight(const ts_job *job) {
     int n = 0;
-    for (int i = 0; i < job->n_shards; i++) n += job->shards[i].state == SHARD_SENT;
+    for (int i = 0; i < job->n_shards; i++)
+        n += job->shards[i].state == SHARD_SENT;
     return n;
 }
 
@@ -878,9 +879,10 @@ static int cond_collect(ts_master *m, void *arg, ts_status *s, ts_err *err) {
     return 0;
 }
 
-ts_status ts_master_collect(ts_master *m, ts_job *job, int k, double timeout_s,
-                            ts_result_fn fn, void *user, ts_err *err) {
-    if (!job || !fn || k < 1) return ts_errorf(err, TS_ERR_INVALID, "collect needs a job, k >= 1 and a callback");
+ts_status ts_master_collect(ts_master *m, ts_job *job, int k, double timeout_s, ts_result_fn fn,
+                            void *user, ts_err *err) {
+    if (!job || !fn || k < 1)
+        return ts_errorf(err, TS_ERR_INVALID, "collect needs a job, k >= 1 and a callback");
     collector c = {job, fn, user};
     replay_pending(m, job, &c);
     collect_arg a = {job, k};
@@ -888,8 +890,7 @@ ts_status ts_master_collect(ts_master *m, ts_job *job, int k, double timeout_s,
     if (s == TS_ERR_TIMEOUT)
         return ts_errorf(err, TS_ERR_TIMEOUT,
                          "job %u (layer %u): %d of %d results after %.3g s, %d still in flight",
-                         job->id, job->layer, job->accepted, k, timeout_s,
-                         ts_job_in_flight(job));
+                         job->id, job->layer, job->accepted, k, timeout_s, ts_job_in_flight(job));
     return s;
 }
 

@@ -63,8 +63,8 @@ static void get_str(reader *r, char *dst, size_t n) {
 }
 
 const char *ts_msg_type_name(uint32_t type) {
-    static const char *names[] = {"?",      "HELLO",  "READY", "HEARTBEAT", "DEPLOY",
-                                  "DEPLOYED", "TASK", "RESULT", "ERROR",   "DISCONNECT"};
+    static const char *names[] = {"?",        "HELLO", "READY",  "HEARTBEAT", "DEPLOY",
+                                  "DEPLOYED", "TASK",  "RESULT", "ERROR",     "DISCONNECT"};
     return type <= TS_MSG_TYPE_MAX ? names[type] : "?";
 }
 
@@ -103,7 +103,8 @@ int ts_proto_recv(void *sock, ts_proto_in *in, int flags) {
 }
 
 void ts_proto_in_close(ts_proto_in *in) {
-    for (int i = 0; i < in->n; i++) zmq_msg_close(&in->part[i]);
+    for (int i = 0; i < in->n; i++)
+        zmq_msg_close(&in->part[i]);
     in->n = 0;
 }
 
@@ -111,8 +112,9 @@ void ts_proto_in_close(ts_proto_in *in) {
 
 static ts_status decode_header(const uint8_t *p, size_t len, ts_msg_hdr *h, ts_err *err) {
     if (len < TS_PROTO_HDR_BYTES)
-        return ts_errorf(err, TS_ERR_FORMAT, "frame of %zu bytes is shorter than the %u-byte header",
-                         len, TS_PROTO_HDR_BYTES);
+        return ts_errorf(err, TS_ERR_FORMAT,
+                         "frame of %zu bytes is shorter than the %u-byte header", len,
+                         TS_PROTO_HDR_BYTES);
     if (len > TS_PROTO_MAX_FRAME0)
         return ts_errorf(err, TS_ERR_FORMAT, "header frame of %zu bytes exceeds the %u-byte cap",
                          len, TS_PROTO_MAX_FRAME0);
@@ -183,24 +185,23 @@ static ts_status decode_desc(reader *r, ts_shape *s, int i, ts_err *err) {
     uint32_t ndim = get_u32(r);
     uint32_t dtype = get_u32(r);
     if (dtype != 1)
-        return ts_errorf(err, TS_ERR_FORMAT, "tensor %d has dtype %u (only 1 = float32)", i,
-                         dtype);
+        return ts_errorf(err, TS_ERR_FORMAT, "tensor %d has dtype %u (only 1 = float32)", i, dtype);
     if (ndim < 1 || ndim > TS_MAX_DIMS)
-        return ts_errorf(err, TS_ERR_FORMAT, "tensor %d has %u dimensions (1..%d allowed)", i,
-                         ndim, TS_MAX_DIMS);
+        return ts_errorf(err, TS_ERR_FORMAT, "tensor %d has %u dimensions (1..%d allowed)", i, ndim,
+                         TS_MAX_DIMS);
     s->ndim = (int)ndim;
     for (int d = 0; d < TS_MAX_DIMS; d++) {
         int64_t v = (int64_t)get_u64(r);
         if (d >= (int)ndim) {
             if (v != 0)
-                return ts_errorf(err, TS_ERR_FORMAT, "tensor %d: unused dimension %d is not 0",
-                                 i, d);
+                return ts_errorf(err, TS_ERR_FORMAT, "tensor %d: unused dimension %d is not 0", i,
+                                 d);
             s->shape[d] = 0;
             continue;
         }
         if (v < 1 || v > TS_PROTO_MAX_DIM)
-            return ts_errorf(err, TS_ERR_FORMAT, "tensor %d: dimension %d = %lld out of range",
-                             i, d, (long long)v);
+            return ts_errorf(err, TS_ERR_FORMAT, "tensor %d: dimension %d = %lld out of range", i,
+                             d, (long long)v);
         s->shape[d] = v;
     }
     return TS_OK;
@@ -214,8 +215,8 @@ static ts_status check_frame(const ts_shape *s, size_t frame_bytes, size_t max_f
     uint64_t cap = max_frame / sizeof(float);
     for (int d = 0; d < s->ndim; d++) {
         if ((uint64_t)s->shape[d] > cap / elems)
-            return ts_errorf(err, TS_ERR_FORMAT,
-                             "tensor %d is larger than the %zu-byte frame cap", i, max_frame);
+            return ts_errorf(err, TS_ERR_FORMAT, "tensor %d is larger than the %zu-byte frame cap",
+                             i, max_frame);
         elems *= (uint64_t)s->shape[d];
     }
     if (elems * sizeof(float) != frame_bytes)
@@ -230,8 +231,9 @@ static void decode_task(reader *r, ts_proto_task *t) {
     t->n_pairs = get_u32(r);
     ts_conv2d_params *c = &t->conv;
     int *fields[] = {&c->stride_h, &c->stride_w, &c->pad_t, &c->pad_l, &c->pad_b,
-                         &c->pad_r,    &c->dil_h,    &c->dil_w, &c->groups};
-    for (int i = 0; i < 9; i++) *fields[i] = (int)(int32_t)get_u32(r);
+                     &c->pad_r,    &c->dil_h,    &c->dil_w, &c->groups};
+    for (int i = 0; i < 9; i++)
+        *fields[i] = (int)(int32_t)get_u32(r);
     t->trans_a = get_u32(r);
     t->trans_b = get_u32(r);
     t->echo_sleep_ms = get_u32(r);
@@ -330,8 +332,7 @@ ts_status ts_proto_decode(ts_proto_in *in, int first, size_t max_frame, ts_proto
     memset(&m->h, 0, sizeof m->h);
     m->n_tensors = 0;
     if (in->too_many)
-        return ts_errorf(err, TS_ERR_FORMAT, "message has more than %d frames",
-                         TS_PROTO_MAX_PARTS);
+        return ts_errorf(err, TS_ERR_FORMAT, "message has more than %d frames", TS_PROTO_MAX_PARTS);
     if (in->n <= first) return ts_errorf(err, TS_ERR_FORMAT, "message has no header frame");
     const uint8_t *p = zmq_msg_data(&in->part[first]);
     size_t len = zmq_msg_size(&in->part[first]);
@@ -454,7 +455,8 @@ void ts_proto_put_task(ts_proto_frame0 *f, const ts_task *t) {
     const ts_conv2d_params *c = &t->conv;
     int32_t fields[] = {c->stride_h, c->stride_w, c->pad_t, c->pad_l, c->pad_b,
                         c->pad_r,    c->dil_h,    c->dil_w, c->groups};
-    for (int i = 0; i < 9; i++) ts_proto_put_u32(f, (uint32_t)fields[i]);
+    for (int i = 0; i < 9; i++)
+        ts_proto_put_u32(f, (uint32_t)fields[i]);
     ts_proto_put_u32(f, (uint32_t)t->trans_a);
     ts_proto_put_u32(f, (uint32_t)t->trans_b);
     ts_proto_put_u32(f, t->echo_sleep_ms);
@@ -540,8 +542,7 @@ ts_status ts_proto_send(void *sock, const void *ident, size_t ident_len, const t
         if (send_data(sock, &data[i], (i + 1 < n ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) != 0) {
             int e = errno;
             release_given(data, i + 1, n);
-            return ts_errorf(err, TS_ERR_IO, "cannot send tensor frame %d: %s", i,
-                             zmq_strerror(e));
+            return ts_errorf(err, TS_ERR_IO, "cannot send tensor frame %d: %s", i, zmq_strerror(e));
         }
     }
     return TS_OK;

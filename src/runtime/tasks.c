@@ -13,12 +13,14 @@ void ts_store_init(ts_blob_store *s, size_t max_bytes) {
 
 static void blob_free(ts_blob *b) {
     if (!b) return;
-    for (int i = 0; i < b->n; i++) zmq_msg_close(&b->frames[i]);
+    for (int i = 0; i < b->n; i++)
+        zmq_msg_close(&b->frames[i]);
     free(b);
 }
 
 void ts_store_clear(ts_blob_store *s) {
-    for (int i = 0; i < s->n; i++) blob_free(s->blobs[i]);
+    for (int i = 0; i < s->n; i++)
+        blob_free(s->blobs[i]);
     free(s->blobs);
     ts_free(s->ws);
     size_t max = s->max_bytes;
@@ -39,10 +41,11 @@ ts_status ts_store_put(ts_blob_store *s, ts_proto_in *in, int first, const ts_pr
                        ts_err *err) {
     ts_blob_key k = msg->u.key;
     if (msg->n_tensors < 1)
-        return ts_errorf(err, TS_ERR_INVALID, "blob (%u,%u,%u) has no tensors", k.model,
-                         k.layer, k.index);
+        return ts_errorf(err, TS_ERR_INVALID, "blob (%u,%u,%u) has no tensors", k.model, k.layer,
+                         k.index);
     size_t bytes = 0;
-    for (int i = 0; i < msg->n_tensors; i++) bytes += ts_proto_tensor_bytes(&msg->tensors[i]);
+    for (int i = 0; i < msg->n_tensors; i++)
+        bytes += ts_proto_tensor_bytes(&msg->tensors[i]);
     int old = find_blob(s, k);
     size_t kept = s->bytes - (old >= 0 ? s->blobs[old]->bytes : 0);
     if (bytes > s->max_bytes - kept)
@@ -104,7 +107,8 @@ static ts_status new_output(const ts_shape *s, size_t max_bytes, ts_tensor *out,
 }
 
 static void free_outputs(ts_tensor *outs, int n) {
-    for (int i = 0; i < n; i++) ts_free(outs[i].data);
+    for (int i = 0; i < n; i++)
+        ts_free(outs[i].data);
 }
 
 /* ---- kernels ------------------------------------------------------------- */
@@ -198,7 +202,8 @@ ts_status ts_task_run(ts_blob_store *s, const ts_proto_task *t, const ts_tensor 
                       double *flops, ts_err *err) {
     *n_outs = 0;
     *flops = 0;
-    if (t->kind == TS_TASK_ECHO) return run_echo(inputs, n_inputs, max_out_bytes, outs, n_outs, err);
+    if (t->kind == TS_TASK_ECHO)
+        return run_echo(inputs, n_inputs, max_out_bytes, outs, n_outs, err);
     if (t->kind != TS_TASK_CONV2D && t->kind != TS_TASK_GEMM)
         return ts_errorf(err, TS_ERR_UNSUPPORTED, "task kind %u is not supported", t->kind);
     if (t->kind == TS_TASK_CONV2D) TS_TRY(check_conv_params(&t->conv, err));

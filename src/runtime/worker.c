@@ -148,8 +148,8 @@ static ts_status open_socket(worker *w, ts_err *err) {
         return err ? err->status : TS_ERR_IO;
     }
     if (zmq_connect(w->sock, w->o->url) != 0) {
-        ts_status s = ts_errorf(err, TS_ERR_IO, "cannot connect to %s: %s", w->o->url,
-                                zmq_strerror(errno));
+        ts_status s =
+            ts_errorf(err, TS_ERR_IO, "cannot connect to %s: %s", w->o->url, zmq_strerror(errno));
         zmq_close(w->sock);
         w->sock = NULL;
         return s;
@@ -258,8 +258,8 @@ static void handle_task(worker *w, ts_proto_msg *msg, size_t in_bytes, double no
         reply_error(w, &msg->h, ts_emul_outbound(&w->link, have, 64), s, e.msg);
         return;
     }
-    double dev_s = device_time(w, &msg->u.task, flops, real_s) *
-                   ts_emul_slowdown(&w->o->straggler, &w->rng);
+    double dev_s =
+        device_time(w, &msg->u.task, flops, real_s) * ts_emul_slowdown(&w->o->straggler, &w->rng);
     double start = have > w->dev_free ? have : w->dev_free;
     double done = start + dev_s;
     w->dev_free = done;
@@ -268,7 +268,8 @@ static void handle_task(worker *w, ts_proto_msg *msg, size_t in_bytes, double no
     h.type = TS_MSG_RESULT;
     outmsg *m = outmsg_new(&h);
     if (!m) {
-        for (int i = 0; i < n_outs; i++) ts_free(outs[i].data);
+        for (int i = 0; i < n_outs; i++)
+            ts_free(outs[i].data);
         return;
     }
     ts_proto_result r = {.compute_s = real_s, .emulated_s = dev_s};
@@ -346,7 +347,8 @@ static ts_status fail_stopped(worker *w, ts_worker_exit *why, ts_err *err) {
         zmq_pollitem_t it = {.socket = w->sock, .events = ZMQ_POLLIN};
         if (zmq_poll(&it, 1, (long)(STOP_CHECK_S * 1e3)) < 0 && errno == ETERM) break;
         ts_proto_in in;
-        while (ts_proto_recv(w->sock, &in, ZMQ_DONTWAIT) == 0) ts_proto_in_close(&in);
+        while (ts_proto_recv(w->sock, &in, ZMQ_DONTWAIT) == 0)
+            ts_proto_in_close(&in);
     }
     *why = TS_WORKER_EXIT_STOPPED;
     (void)err;
@@ -449,7 +451,8 @@ ts_status ts_worker_run(const ts_worker_opts *opts, ts_worker_exit *why, ts_err 
     ts_status s = open_socket(&w, err);
     if (s == TS_OK) s = serve(&w, why, err);
     /* A graceful stop lingers so DISCONNECT gets out; a crash does not. */
-    close_socket(&w, (s == TS_OK && *why == TS_WORKER_EXIT_STOPPED && stop_requested(&w) == 1) ? 200 : 0);
+    close_socket(&w, (s == TS_OK && *why == TS_WORKER_EXIT_STOPPED && stop_requested(&w) == 1) ? 200
+                                                                                               : 0);
     ts_store_clear(&w.store);
     if (own_ctx) zmq_ctx_term(w.ctx);
     if (opts->stats) *opts->stats = w.st;
