@@ -65,7 +65,7 @@ for transport in $TRANSPORTS; do
 done
 
 url="tcp://127.0.0.1:$(free_tcp_port)"
-run_killed eval_tcp "$url" "$CLI" eval --model "$MODEL" --limit $N --batch 20 \
+run_killed eval_tcp "$url" "$CLI" eval --model "$MODEL" --limit $N \
     --listen "$url" --expect 6 --stragglers 2 --scheme crme
 got_acc=$(grep '^accuracy:' "$WORK/eval_tcp.out")
 [[ "$got_acc" == "$want_acc" ]]
