@@ -67,27 +67,27 @@ static int parse_args(int argc, char **argv, const char **model, ts_coded_opts *
 
 static void print_plans(const ts_graph *g, const ts_layer_plan *p, int n) {
     printf("%-18s %-5s %3s %3s %5s %10s %10s %10s %10s %10s %6s %10s\n", "layer", "op", "kA",
-           "kB", "need", "in/wkr", "out/wkr", "stored/wkr", "GFLOP/wkr", "GFLOP/all", "ratio",
+           "kB", "need", "in/wkr", "out/wkr", "stored/wkr", "MFLOP/wkr", "MFLOP/all", "ratio",
            "worst-cond");
     double in = 0, out = 0, st = 0, fw = 0, fu = 0;
     for (int i = 0; i < n; i++) {
         char b1[32], b2[32], b3[32];
         ts_node_view nv = ts_graph_node(g, p[i].node);
-        printf("%-18.18s %-5s %3d %3d %5d %10s %10s %10s %10.4f %10.4f %5.1f%% %s%9.4g\n", nv.name,
+        printf("%-18.18s %-5s %3d %3d %5d %10s %10s %10s %10.3f %10.3f %5.1f%% %s%9.4g\n", nv.name,
                ts_op_name(p[i].op), p[i].kA, p[i].kB, p[i].threshold,
                ts_cli_human_bytes((double)p[i].bytes_in, b1, sizeof b1),
                ts_cli_human_bytes((double)p[i].bytes_out, b2, sizeof b2),
                ts_cli_human_bytes((double)p[i].bytes_stored, b3, sizeof b3),
-               1e-9 * p[i].flops_worker, 1e-9 * p[i].flops_uncoded,
+               1e-6 * p[i].flops_worker, 1e-6 * p[i].flops_uncoded,
                100.0 * p[i].flops_worker / p[i].flops_uncoded, p[i].cond_exhaustive ? " " : "~",
                p[i].worst_cond);
         in += (double)p[i].bytes_in, out += (double)p[i].bytes_out;
         st += (double)p[i].bytes_stored, fw += p[i].flops_worker, fu += p[i].flops_uncoded;
     }
     char b1[32], b2[32], b3[32];
-    printf("%-18s %-5s %3s %3s %5s %10s %10s %10s %10.4f %10.4f %5.1f%%\n", "total", "", "", "",
+    printf("%-18s %-5s %3s %3s %5s %10s %10s %10s %10.3f %10.3f %5.1f%%\n", "total", "", "", "",
            "", ts_cli_human_bytes(in, b1, sizeof b1), ts_cli_human_bytes(out, b2, sizeof b2),
-           ts_cli_human_bytes(st, b3, sizeof b3), 1e-9 * fw, 1e-9 * fu, 100.0 * fw / fu);
+           ts_cli_human_bytes(st, b3, sizeof b3), 1e-6 * fw, 1e-6 * fu, 100.0 * fw / fu);
 }
 
 int ts_cmd_plan(int argc, char **argv) {
