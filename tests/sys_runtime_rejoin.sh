@@ -31,10 +31,12 @@ wait_exit "$job" 100
 rc=$?
 check "the run finishes with status 0 (got $rc)" $rc
 [[ $rc -eq 0 ]] || show_logs
-wait_exit "$(pid_of w0b)" 30 >/dev/null
+wait_exit "$(pid_of w0b)" 30
+wrc=$?
 grep -q "after [1-9][0-9]* tasks" "$WORK/w0b.out"
 st=$?
 check "the restarted worker rejoined and ran tasks: $(grep after "$WORK/w0b.out")" $st
+[[ $st -eq 0 ]] || { echo "w0b exit status $wrc"; tail -n 5 "$WORK/w0b.out" "$WORK/w0b.err"; grep -n "w0b\|joined" "$WORK/run.err" | tail -n 5; }
 labels "$WORK/run.out" >"$WORK/run.labels"
 cmp -s "$WORK/single.labels" "$WORK/run.labels" && [[ $(wc -l <"$WORK/run.labels") -eq $N ]]
 st=$?
