@@ -38,6 +38,11 @@ for phase in "$@"; do
         run fashionslow --model fashion-cnn --workers 10 --schemes $all --stragglers none,fixed --gflops 0.1 --mbps 100 --latency-ms 1 --runs 300 --warmup 10 ;;
     fashionfastlink)
         run fashionfastlink --model fashion-cnn --workers 10 --schemes uncoded,mds,crme --stragglers none,fixed --gflops 0.1 --mbps 1000 --latency-ms 0.1 --runs 1000 --warmup 10 ;;
+    fastlinkmore)
+        run fastlinkmore --model fashion-cnn --workers 10 --schemes replication,polynomial --stragglers none,fixed --gflops 0.1 --mbps 1000 --latency-ms 0.1 --runs 1000 --warmup 10
+        run fastlinkstrag --model fashion-cnn --workers 10 --schemes uncoded,mds,crme --stragglers shiftexp,pareto --gflops 0.1 --mbps 1000 --latency-ms 0.1 --runs 1000 --warmup 10 ;;
+    alexstrag)
+        run alexstrag --model alexnet --workers 10 --schemes uncoded,mds,crme --stragglers shiftexp,pareto --gflops 1 --mbps 100 --latency-ms 1 --runs 50 --warmup 2 ;;
     alex10)
         run alex10 --model alexnet --workers 10 --schemes $all --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 3 ;;
     alexsweep)
