@@ -68,16 +68,22 @@ static void write_small_idx(const char *img, const char *lbl, uint32_t count, ui
     uint8_t *b = malloc(16 + n);
     uint32_t d[3] = {count, rows, cols};
     size_t h = idx_header(b, 8, 3, d);
-    for (size_t i = 0; i < n; i++) b[h + i] = (uint8_t)(i % 251);
-    if (gz) write_gz(img, b, h + n);
-    else write_file(img, b, h + n);
+    for (size_t i = 0; i < n; i++)
+        b[h + i] = (uint8_t)(i % 251);
+    if (gz)
+        write_gz(img, b, h + n);
+    else
+        write_file(img, b, h + n);
     free(b);
     if (!lbl) return;
     uint8_t *l = malloc(8 + count);
     h = idx_header(l, 8, 1, &count);
-    for (uint32_t i = 0; i < count; i++) l[h + i] = (uint8_t)(i % (uint32_t)classes);
-    if (gz) write_gz(lbl, l, h + count);
-    else write_file(lbl, l, h + count);
+    for (uint32_t i = 0; i < count; i++)
+        l[h + i] = (uint8_t)(i % (uint32_t)classes);
+    if (gz)
+        write_gz(lbl, l, h + count);
+    else
+        write_file(lbl, l, h + count);
     free(l);
 }
 
@@ -93,8 +99,10 @@ static void test_fmnist_real(void) {
     TS_CHECK(ts_dataset_num_classes(test) == 10);
     int hist[10] = {0};
     const int32_t *lab = ts_dataset_labels(test);
-    for (int64_t i = 0; i < ts_dataset_count(test); i++) hist[lab[i]]++;
-    for (int k = 0; k < 10; k++) TS_CHECK_MSG(hist[k] == 1000, "class %d: %d", k, hist[k]);
+    for (int64_t i = 0; i < ts_dataset_count(test); i++)
+        hist[lab[i]]++;
+    for (int k = 0; k < 10; k++)
+        TS_CHECK_MSG(hist[k] == 1000, "class %d: %d", k, hist[k]);
     TS_CHECK(!strcmp(ts_dataset_class_name(test, 9), "Ankle boot"));
     TS_CHECK(ts_dataset_class_name(test, 10) == NULL);
     /* the first test image is an ankle boot (label 9) with a dark border */
@@ -106,7 +114,8 @@ static void test_fmnist_real(void) {
     double sum = 0;
     for (int64_t i = 0; i < 1000; i++) {
         ts_dataset_get(test, i, x);
-        for (int k = 0; k < 784; k++) sum += x[k];
+        for (int k = 0; k < 784; k++)
+            sum += x[k];
     }
     free(x);
     TS_CHECK_NEAR(sum / (1000.0 * 784), 0.0, 0.05);
@@ -118,8 +127,10 @@ static void test_fmnist_real(void) {
     TS_CHECK(ts_dataset_count(train) == 60000);
     memset(hist, 0, sizeof hist);
     lab = ts_dataset_labels(train);
-    for (int64_t i = 0; i < 60000; i++) hist[lab[i]]++;
-    for (int k = 0; k < 10; k++) TS_CHECK_MSG(hist[k] == 6000, "class %d: %d", k, hist[k]);
+    for (int64_t i = 0; i < 60000; i++)
+        hist[lab[i]]++;
+    for (int k = 0; k < 10; k++)
+        TS_CHECK_MSG(hist[k] == 6000, "class %d: %d", k, hist[k]);
     ts_dataset_free(train);
 }
 
@@ -134,7 +145,8 @@ static void test_fmnist_bad_split_and_dir(void) {
 static void test_small_idx_plain_and_gz(void) {
     ts_err err = {0};
     for (int gz = 0; gz < 2; gz++) {
-        const char *img = tmp_path(gz ? "s-img.gz" : "s-img"), *lbl = tmp_path(gz ? "s-lbl.gz" : "s-lbl");
+        const char *img = tmp_path(gz ? "s-img.gz" : "s-img"),
+                   *lbl = tmp_path(gz ? "s-lbl.gz" : "s-lbl");
         write_small_idx(img, lbl, 7, 3, 5, 4, gz);
         ts_dataset *ds = ts_dataset_load_idx(img, lbl, &err);
         TS_CHECK_MSG(ds != NULL, "%s", err.msg);
@@ -246,11 +258,11 @@ static void test_corrupt_gzip(void) {
     ts_err err = {0};
     TS_CHECK(ts_dataset_load_idx(tmp_path("cut.gz"), NULL, &err) == NULL);
     TS_CHECK(err.status == TS_ERR_FORMAT);
-    for (size_t i = len / 3; i < len / 3 + 64; i++) b[i] ^= 0x5A;
+    for (size_t i = len / 3; i < len / 3 + 64; i++)
+        b[i] ^= 0x5A;
     write_file(tmp_path("bad.gz"), b, len);
     TS_CHECK(ts_dataset_load_idx(tmp_path("bad.gz"), NULL, &err) == NULL);
-    TS_CHECK_MSG(err.status == TS_ERR_FORMAT && strstr(err.msg, "bad.gz") != NULL, "%s",
-                 err.msg);
+    TS_CHECK_MSG(err.status == TS_ERR_FORMAT && strstr(err.msg, "bad.gz") != NULL, "%s", err.msg);
     free(b);
     /* a Fashion-MNIST directory whose files have the wrong geometry or
      * labels out of range */
@@ -287,7 +299,8 @@ static void test_batcher(void) {
     /* identity order before any shuffle; last batch padded with label -1 */
     int n, seen = 0;
     while ((n = ts_batcher_next(b, &x, &l)) > 0) {
-        for (int k = 0; k < n; k++) TS_CHECK(l[k] == seen + k);
+        for (int k = 0; k < n; k++)
+            TS_CHECK(l[k] == seen + k);
         if (n < 4) TS_CHECK(l[n] == -1 && x->data[n] == 0.0f);
         seen += n;
     }
@@ -302,7 +315,8 @@ static void test_batcher(void) {
                 order[e][pos++] = l[k];
                 mark[l[k]]++;
             }
-        for (int k = 0; k < 10; k++) TS_CHECK(mark[k] == 1);
+        for (int k = 0; k < 10; k++)
+            TS_CHECK(mark[k] == 1);
     }
     TS_CHECK(memcmp(order[1], order[2], sizeof order[1]) == 0);
     TS_CHECK(memcmp(order[0], order[1], sizeof order[0]) != 0);

@@ -63,7 +63,8 @@ static double train_and_eval(ts_optim_kind optim, double lr, int64_t n, int epoc
         acc = ts_eval_accuracy(&r);
         TS_CHECK(r.count == 1000);
         int64_t sum = 0;
-        for (int i = 0; i < 100; i++) sum += r.confusion[i];
+        for (int i = 0; i < 100; i++)
+            sum += r.confusion[i];
         TS_CHECK(sum == 1000);
         ts_eval_result_free(&r);
     }

@@ -49,9 +49,9 @@ typedef struct {
     double warmup_epochs; /* linear warmup from lr/100 (may be fractional) */
     int step_epochs;      /* TS_SCHED_STEP: multiply by step_gamma every N epochs */
     double step_gamma;
-    int augment;          /* 1: random horizontal flip + shift by up to 2 pixels */
+    int augment; /* 1: random horizontal flip + shift by up to 2 pixels */
     uint64_t seed;
-    int64_t max_steps;    /* > 0: stop after this many steps in total (tests) */
+    int64_t max_steps;          /* > 0: stop after this many steps in total (tests) */
     const char *checkpoint_dir; /* NULL: no checkpoints */
 } ts_train_opts;
 
@@ -69,16 +69,16 @@ int ts_sched_parse(const char *s);
 
 /* What a progress callback sees (after every step and at epoch end). */
 typedef struct {
-    int epoch, epochs;               /* 0-based current epoch, total */
+    int epoch, epochs; /* 0-based current epoch, total */
     int64_t step_in_epoch, steps_per_epoch;
-    int64_t step;                    /* global step, 1-based after a step */
-    double loss, accuracy;           /* running means over the epoch so far */
+    int64_t step;          /* global step, 1-based after a step */
+    double loss, accuracy; /* running means over the epoch so far */
     double lr;
-    double images_per_s;             /* over this epoch so far */
-    double eta_s;                    /* for the whole run */
-    int epoch_done;                  /* 1 at the end of an epoch */
-    double val_accuracy;             /* epoch end with a validation set, else -1 */
-    const char *checkpoint;          /* path written at epoch end, or NULL */
+    double images_per_s;    /* over this epoch so far */
+    double eta_s;           /* for the whole run */
+    int epoch_done;         /* 1 at the end of an epoch */
+    double val_accuracy;    /* epoch end with a validation set, else -1 */
+    const char *checkpoint; /* path written at epoch end, or NULL */
 } ts_train_progress;
 typedef void (*ts_train_progress_fn)(const ts_train_progress *p, void *user);
 
@@ -91,7 +91,9 @@ void ts_trainer_free(ts_trainer *t); /* accepts NULL */
 void ts_trainer_set_progress(ts_trainer *t, ts_train_progress_fn fn, void *user);
 
 /* One optimizer step on a full batch (x [batch,C,H,W], batch labels).
- * Writes the batch's mean loss and number of correct predictions. */
+ * at the peak learning rate o->lr (the schedule belongs to ts_trainer_fit;
+ * augmentation and dropout still follow the step count). Writes the batch's
+ * mean loss and number of correct predictions (either may be NULL). */
 ts_status ts_trainer_step(ts_trainer *t, const ts_tensor *x, const int32_t *labels, float *loss,
                           int *correct, ts_err *err);
 /* Trains from the trainer's current epoch to o->epochs on `train`
@@ -120,11 +122,11 @@ ts_status ts_trainer_checkpoint(ts_trainer *t, const char *dir, char *path, size
 /* ---- evaluation ------------------------------------------------------- */
 
 typedef struct {
-    int64_t count;       /* items evaluated */
+    int64_t count; /* items evaluated */
     int64_t correct;
     int classes;
-    int64_t *confusion;  /* classes x classes, [true][predicted]; owned */
-    double loss;         /* mean cross-entropy */
+    int64_t *confusion; /* classes x classes, [true][predicted]; owned */
+    double loss;        /* mean cross-entropy */
 } ts_eval_result;
 
 /* Runs g (planned for inference at `batch` by the caller, or re-planned

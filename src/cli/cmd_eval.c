@@ -34,34 +34,41 @@ typedef struct {
     ts_cli_coded coded;
 } eval_args;
 
-static const char *const VALUE_OPTS[] = {"--model", "--data", "--split", "--images", "--labels",
+static const char *const VALUE_OPTS[] = {"--model", "--data",  "--split",   "--images", "--labels",
                                          "--batch", "--limit", "--threads", NULL};
 
 /* 1 consumed, 0 unknown, -1 bad value. */
 static int parse_opt(eval_args *a, int argc, char **argv, int *i) {
     const char *opt = argv[*i];
     int known = 0;
-    for (int k = 0; VALUE_OPTS[k]; k++) known |= !strcmp(opt, VALUE_OPTS[k]);
+    for (int k = 0; VALUE_OPTS[k]; k++)
+        known |= !strcmp(opt, VALUE_OPTS[k]);
     if (!known) return ts_cli_coded_arg(&a->coded, argc, argv, i);
     if (*i + 1 >= argc) {
         fprintf(stderr, "tessera: %s needs a value\n", opt);
         return -1;
     }
     const char *v = argv[++*i];
-    if (!strcmp(opt, "--model")) a->model = v;
-    else if (!strcmp(opt, "--data")) a->data = v;
-    else if (!strcmp(opt, "--images")) a->images = v;
-    else if (!strcmp(opt, "--labels")) a->labels = v;
+    if (!strcmp(opt, "--model"))
+        a->model = v;
+    else if (!strcmp(opt, "--data"))
+        a->data = v;
+    else if (!strcmp(opt, "--images"))
+        a->images = v;
+    else if (!strcmp(opt, "--labels"))
+        a->labels = v;
     else if (!strcmp(opt, "--split")) {
         if (strcmp(v, "test") && strcmp(v, "train")) {
             fprintf(stderr, "tessera: --split expects test or train, got '%s'\n", v);
             return -1;
         }
         a->split = v;
-    } else if (!strcmp(opt, "--batch")) return ts_cli_parse_int(opt, v, 1, 65536, &a->batch) ? 1 : -1;
+    } else if (!strcmp(opt, "--batch"))
+        return ts_cli_parse_int(opt, v, 1, 65536, &a->batch) ? 1 : -1;
     else if (!strcmp(opt, "--limit"))
         return ts_cli_parse_int(opt, v, 1, TS_DATA_MAX_ITEMS, &a->limit) ? 1 : -1;
-    else return ts_cli_parse_int(opt, v, 1, 256, &a->threads) ? 1 : -1;
+    else
+        return ts_cli_parse_int(opt, v, 1, 256, &a->threads) ? 1 : -1;
     return 1;
 }
 
@@ -75,7 +82,8 @@ static const char *class_label(const ts_dataset *ds, int k, char *buf, size_t le
 static void print_confusion(const ts_dataset *ds, const ts_eval_result *r) {
     printf("confusion matrix (rows: true class, columns: predicted class):\n");
     printf("%-16s", "");
-    for (int j = 0; j < r->classes; j++) printf(" %6d", j);
+    for (int j = 0; j < r->classes; j++)
+        printf(" %6d", j);
     printf("  %8s\n", "accuracy");
     for (int i = 0; i < r->classes; i++) {
         char buf[32];
@@ -87,8 +95,10 @@ static void print_confusion(const ts_dataset *ds, const ts_eval_result *r) {
             printf(" %6lld", (long long)c);
         }
         int64_t hit = r->confusion[(int64_t)i * r->classes + i];
-        if (row) printf("  %7.2f%%\n", 100.0 * (double)hit / (double)row);
-        else printf("  %8s\n", "-");
+        if (row)
+            printf("  %7.2f%%\n", 100.0 * (double)hit / (double)row);
+        else
+            printf("  %8s\n", "-");
     }
 }
 
@@ -117,7 +127,8 @@ static int run_eval(const eval_args *a) {
     ts_cli_coded_end(cs);
     if (st == TS_OK) {
         printf("model: %s\n", a->model);
-        if (a->images) printf("data: %s (%lld images evaluated)\n", a->images, (long long)r.count);
+        if (a->images)
+            printf("data: %s (%lld images evaluated)\n", a->images, (long long)r.count);
         else
             printf("data: Fashion-MNIST %s split in %s (%lld images evaluated)\n", a->split,
                    a->data ? a->data : ts_fmnist_default_dir(), (long long)r.count);
@@ -149,11 +160,11 @@ int ts_cmd_eval(int argc, char **argv) {
             return TS_EXIT_USAGE;
         }
     }
-    const char *problem = !a.model                  ? "--model is required"
-                          : a.images && !a.labels   ? "--images needs --labels"
-                          : a.labels && !a.images   ? "--labels needs --images"
-                          : a.images && a.data      ? "--data and --images exclude each other"
-                                                    : NULL;
+    const char *problem = !a.model                ? "--model is required"
+                          : a.images && !a.labels ? "--images needs --labels"
+                          : a.labels && !a.images ? "--labels needs --images"
+                          : a.images && a.data    ? "--data and --images exclude each other"
+                                                  : NULL;
     if (problem) {
         fprintf(stderr, "tessera eval: %s\n", problem);
         eval_usage(stderr);

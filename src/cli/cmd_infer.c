@@ -13,16 +13,15 @@
 #define INFER_MAX_BATCH 64
 
 static void infer_usage(FILE *f) {
-    fprintf(f,
-            "usage: tessera infer --model M.onnx [--top K] [--limit N] [--threads N]\n"
-            "                     [coded execution options] IMAGE...\n\n"
-            "Classifies each IMAGE: a PGM/PPM file (P2, P3, P5, P6) or an IDX image file\n"
-            "(gzip or plain; every image in it, or the first N with --limit). Images are\n"
-            "converted to the model's channel count (BT.601 luma for colour to grey) and\n"
-            "resized bilinearly to its input size, with a note on stderr; IDX images of\n"
-            "another size are refused. Prints one line per image with the top K classes\n"
-            "(default 3) and their probabilities; Fashion-MNIST class names are used for\n"
-            "models with a 1x28x28 input and 10 outputs.\n\n");
+    fprintf(f, "usage: tessera infer --model M.onnx [--top K] [--limit N] [--threads N]\n"
+               "                     [coded execution options] IMAGE...\n\n"
+               "Classifies each IMAGE: a PGM/PPM file (P2, P3, P5, P6) or an IDX image file\n"
+               "(gzip or plain; every image in it, or the first N with --limit). Images are\n"
+               "converted to the model's channel count (BT.601 luma for colour to grey) and\n"
+               "resized bilinearly to its input size, with a note on stderr; IDX images of\n"
+               "another size are refused. Prints one line per image with the top K classes\n"
+               "(default 3) and their probabilities; Fashion-MNIST class names are used for\n"
+               "models with a 1x28x28 input and 10 outputs.\n\n");
     ts_cli_coded_usage(f);
 }
 
@@ -63,7 +62,8 @@ static item *push_item(item_list *l, ts_err *err) {
 }
 
 static void free_items(item_list *l) {
-    for (int64_t i = 0; i < l->n; i++) free(l->items[i].pixels);
+    for (int64_t i = 0; i < l->n; i++)
+        free(l->items[i].pixels);
     free(l->items);
 }
 
@@ -117,7 +117,8 @@ static ts_status add_idx(item_list *l, const char *path, const ts_shape *in, lon
     size_t floats = (size_t)in->shape[1] * (size_t)in->shape[2] * (size_t)in->shape[3];
     for (int64_t i = 0; st == TS_OK && i < n; i++) {
         item *it = push_item(l, err);
-        if (!it) st = TS_ERR_NOMEM;
+        if (!it)
+            st = TS_ERR_NOMEM;
         else if (!(it->pixels = malloc(floats * sizeof(float))))
             st = ts_errorf(err, TS_ERR_NOMEM, "out of memory");
         else {
@@ -140,8 +141,10 @@ static const char *class_name(int k, int fmnist, char *buf, size_t len) {
 static void print_top(const char *name, const float *row, int64_t classes, long k, int is_prob,
                       int fmnist) {
     double p[4096], mx = row[0], sum = 0;
-    for (int64_t j = 1; j < classes; j++) mx = fmax(mx, row[j]);
-    for (int64_t j = 0; j < classes; j++) sum += p[j] = is_prob ? row[j] : exp(row[j] - mx);
+    for (int64_t j = 1; j < classes; j++)
+        mx = fmax(mx, row[j]);
+    for (int64_t j = 0; j < classes; j++)
+        sum += p[j] = is_prob ? row[j] : exp(row[j] - mx);
     printf("%s:", name);
     int used[4096] = {0};
     for (long r = 0; r < k && r < classes; r++) {
@@ -189,7 +192,8 @@ static ts_status check_model(ts_graph *g, ts_err *err) {
     ts_value_view iv = ts_graph_value(g, in);
     if (iv.shape.ndim != 4 || iv.shape.shape[1] < 1 || iv.shape.shape[2] < 1 ||
         iv.shape.shape[3] < 1)
-        return ts_errorf(err, TS_ERR_UNSUPPORTED, "infer needs a model with an image input [N,C,H,W]");
+        return ts_errorf(err, TS_ERR_UNSUPPORTED,
+                         "infer needs a model with an image input [N,C,H,W]");
     ts_value_view ov = ts_graph_value(g, ts_graph_output(g));
     if (ov.shape.ndim != 2 || ov.shape.shape[1] < 1 || ov.shape.shape[1] > 4096)
         return ts_errorf(err, TS_ERR_UNSUPPORTED,
@@ -235,22 +239,26 @@ int ts_cmd_infer(int argc, char **argv) {
     int rc = -1;
     for (int i = 1; i < argc && rc < 0; i++) {
         const char *opt = argv[i];
-        int is_val = !strcmp(opt, "--model") || !strcmp(opt, "--top") ||
-                     !strcmp(opt, "--limit") || !strcmp(opt, "--threads");
+        int is_val = !strcmp(opt, "--model") || !strcmp(opt, "--top") || !strcmp(opt, "--limit") ||
+                     !strcmp(opt, "--threads");
         if (is_val && i + 1 >= argc) {
             fprintf(stderr, "tessera: %s needs a value\n", opt);
             rc = TS_EXIT_USAGE;
-        } else if (!strcmp(opt, "--model")) a.model = argv[++i];
+        } else if (!strcmp(opt, "--model"))
+            a.model = argv[++i];
         else if (!strcmp(opt, "--top")) {
             if (!ts_cli_parse_int(opt, argv[++i], 1, 4096, &a.top)) rc = TS_EXIT_USAGE;
         } else if (!strcmp(opt, "--limit")) {
-            if (!ts_cli_parse_int(opt, argv[++i], 1, TS_DATA_MAX_ITEMS, &a.limit)) rc = TS_EXIT_USAGE;
+            if (!ts_cli_parse_int(opt, argv[++i], 1, TS_DATA_MAX_ITEMS, &a.limit))
+                rc = TS_EXIT_USAGE;
         } else if (!strcmp(opt, "--threads")) {
             if (!ts_cli_parse_int(opt, argv[++i], 1, 256, &a.threads)) rc = TS_EXIT_USAGE;
-        } else if (opt[0] != '-' || !opt[1]) a.inputs[a.n_inputs++] = argv[i];
+        } else if (opt[0] != '-' || !opt[1])
+            a.inputs[a.n_inputs++] = argv[i];
         else {
             int r = ts_cli_coded_arg(&a.coded, argc, argv, &i);
-            if (r < 0) rc = TS_EXIT_USAGE;
+            if (r < 0)
+                rc = TS_EXIT_USAGE;
             else if (r == 0) {
                 fprintf(stderr, "tessera infer: unexpected argument '%s'\n", opt);
                 infer_usage(stderr);

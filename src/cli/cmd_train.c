@@ -43,9 +43,9 @@ typedef struct {
 } train_args;
 
 static const char *const VALUE_OPTS[] = {
-    "--model", "--out",      "--data", "--resume", "--checkpoint-dir", "--epochs",
-    "--batch", "--seed",     "--threads", "--limit", "--lr", "--momentum",
-    "--wd",    "--warmup",   "--optimizer", "--schedule", NULL};
+    "--model",     "--out",      "--data",  "--resume", "--checkpoint-dir", "--epochs", "--batch",
+    "--seed",      "--threads",  "--limit", "--lr",     "--momentum",       "--wd",     "--warmup",
+    "--optimizer", "--schedule", NULL};
 
 static int takes_value(const char *opt) {
     for (int k = 0; VALUE_OPTS[k]; k++)
@@ -78,22 +78,32 @@ static int parse_opt(train_args *a, int argc, char **argv, int *i) {
     const char *v = argv[++*i];
     long l = 0;
     int ok = 1, k = 0;
-    if (!strcmp(opt, "--model")) a->model = v;
-    else if (!strcmp(opt, "--out")) a->out = v;
-    else if (!strcmp(opt, "--data")) a->data = v;
-    else if (!strcmp(opt, "--resume")) a->resume = v;
-    else if (!strcmp(opt, "--checkpoint-dir")) a->o.checkpoint_dir = v;
+    if (!strcmp(opt, "--model"))
+        a->model = v;
+    else if (!strcmp(opt, "--out"))
+        a->out = v;
+    else if (!strcmp(opt, "--data"))
+        a->data = v;
+    else if (!strcmp(opt, "--resume"))
+        a->resume = v;
+    else if (!strcmp(opt, "--checkpoint-dir"))
+        a->o.checkpoint_dir = v;
     else if (!strcmp(opt, "--epochs")) {
         if ((ok = ts_cli_parse_int(opt, v, 1, 100000, &l))) a->o.epochs = (int)l;
     } else if (!strcmp(opt, "--batch")) {
         if ((ok = ts_cli_parse_int(opt, v, 1, 65536, &l))) a->o.batch = (int)l;
     } else if (!strcmp(opt, "--seed")) {
         if ((ok = ts_cli_parse_int(opt, v, 0, 2147483647L, &l))) a->o.seed = (uint64_t)l;
-    } else if (!strcmp(opt, "--threads")) ok = ts_cli_parse_int(opt, v, 1, 256, &a->threads);
-    else if (!strcmp(opt, "--limit")) ok = ts_cli_parse_int(opt, v, 1, TS_DATA_MAX_ITEMS, &a->limit);
-    else if (!strcmp(opt, "--lr")) ok = a->lr_set = ts_cli_parse_double(opt, v, 1e-9, 10, &a->o.lr);
-    else if (!strcmp(opt, "--momentum")) ok = ts_cli_parse_double(opt, v, 0, 0.999, &a->o.momentum);
-    else if (!strcmp(opt, "--wd")) ok = ts_cli_parse_double(opt, v, 0, 1, &a->o.weight_decay);
+    } else if (!strcmp(opt, "--threads"))
+        ok = ts_cli_parse_int(opt, v, 1, 256, &a->threads);
+    else if (!strcmp(opt, "--limit"))
+        ok = ts_cli_parse_int(opt, v, 1, TS_DATA_MAX_ITEMS, &a->limit);
+    else if (!strcmp(opt, "--lr"))
+        ok = a->lr_set = ts_cli_parse_double(opt, v, 1e-9, 10, &a->o.lr);
+    else if (!strcmp(opt, "--momentum"))
+        ok = ts_cli_parse_double(opt, v, 0, 0.999, &a->o.momentum);
+    else if (!strcmp(opt, "--wd"))
+        ok = ts_cli_parse_double(opt, v, 0, 1, &a->o.weight_decay);
     else if (!strcmp(opt, "--warmup"))
         ok = ts_cli_parse_double(opt, v, 0, 100000, &a->o.warmup_epochs);
     else if (!strcmp(opt, "--optimizer")) {
@@ -142,7 +152,8 @@ static void on_progress(const ts_train_progress *p, void *user) {
         enum { WIDTH = 24 };
         int fill = (int)(WIDTH * p->step_in_epoch / p->steps_per_epoch);
         char bar[WIDTH + 1];
-        for (int i = 0; i < WIDTH; i++) bar[i] = i < fill ? '#' : '.';
+        for (int i = 0; i < WIDTH; i++)
+            bar[i] = i < fill ? '#' : '.';
         bar[WIDTH] = 0;
         fprintf(stderr,
                 "\repoch %d/%d [%s] %lld/%lld  loss %.4f  acc %.2f%%  lr %.2e  %.0f img/s  ETA %s ",
@@ -156,9 +167,8 @@ static void on_progress(const ts_train_progress *p, void *user) {
         if (tenth == 0) return;
         fprintf(stderr,
                 "epoch %d/%d step %lld/%lld loss %.4f acc %.2f%% lr %.2e %.0f img/s ETA %s\n",
-                p->epoch + 1, p->epochs, (long long)p->step_in_epoch,
-                (long long)p->steps_per_epoch, p->loss, 100 * p->accuracy, p->lr, p->images_per_s,
-                eta);
+                p->epoch + 1, p->epochs, (long long)p->step_in_epoch, (long long)p->steps_per_epoch,
+                p->loss, 100 * p->accuracy, p->lr, p->images_per_s, eta);
     }
     fflush(stderr);
 }
@@ -195,7 +205,9 @@ static int run_training(train_args *a) {
     }
     double t0 = ts_now();
     if (st == TS_OK) {
-        fprintf(stderr, "training %s on %lld images: %d epochs, batch %d, %s lr %g, wd %g, seed %llu, %ld thread(s)\n",
+        fprintf(stderr,
+                "training %s on %lld images: %d epochs, batch %d, %s lr %g, wd %g, seed %llu, %ld "
+                "thread(s)\n",
                 a->resume ? a->resume : a->model, (long long)ts_dataset_count(train), a->o.epochs,
                 a->o.batch, ts_optim_name(a->o.optimizer), a->o.lr, a->o.weight_decay,
                 (unsigned long long)a->o.seed, a->threads);
@@ -219,8 +231,10 @@ int ts_cmd_train(int argc, char **argv) {
         train_usage(stdout);
         return TS_EXIT_OK;
     }
-    train_args a = {.o = ts_train_opts_default(), .model = "zoo:fashion-cnn",
-                    .out = "trained.onnx", .threads = 1};
+    train_args a = {.o = ts_train_opts_default(),
+                    .model = "zoo:fashion-cnn",
+                    .out = "trained.onnx",
+                    .threads = 1};
     for (int i = 1; i < argc; i++) {
         int r = parse_opt(&a, argc, argv, &i);
         if (r < 0) return TS_EXIT_USAGE;

@@ -66,7 +66,9 @@ void ts_batcher_shuffle(ts_batcher *b, uint64_t epoch) {
     b->pos = 0;
 }
 
-void ts_batcher_rewind(ts_batcher *b) { b->pos = 0; }
+void ts_batcher_rewind(ts_batcher *b) {
+    b->pos = 0;
+}
 
 int ts_batcher_next(ts_batcher *b, const ts_tensor **x, const int32_t **labels) {
     const ts_dataset *ds = b->ds;

@@ -86,14 +86,12 @@ static ts_status idx_read_header(gzFile gz, const char *path, idx_file *f, int64
         f->dims[i] = be32(dims + 4 * i);
         int64_t cap = i == 0 ? TS_DATA_MAX_ITEMS : TS_DATA_MAX_SIDE;
         if (f->dims[i] < 1 || f->dims[i] > cap)
-            return ts_errorf(err, TS_ERR_FORMAT,
-                             "%s: IDX dimension %d is %lld (allowed 1..%lld)", path, i,
-                             (long long)f->dims[i], (long long)cap);
+            return ts_errorf(err, TS_ERR_FORMAT, "%s: IDX dimension %d is %lld (allowed 1..%lld)",
+                             path, i, (long long)f->dims[i], (long long)cap);
         total *= f->dims[i];
         if (total > TS_DATA_MAX_BYTES)
-            return ts_errorf(err, TS_ERR_NOMEM,
-                             "%s: IDX payload would exceed the %lld-byte cap", path,
-                             (long long)TS_DATA_MAX_BYTES);
+            return ts_errorf(err, TS_ERR_NOMEM, "%s: IDX payload would exceed the %lld-byte cap",
+                             path, (long long)TS_DATA_MAX_BYTES);
     }
     *payload = total;
     return TS_OK;
@@ -125,8 +123,9 @@ static ts_status idx_read_payload(gzFile gz, const char *path, idx_file *f, int6
     int64_t more = gz_read_full(gz, &extra, 1);
     if (more < 0) return gz_fail(gz, path, "corrupt compressed data", err);
     if (more > 0)
-        return ts_errorf(err, TS_ERR_FORMAT, "%s: trailing bytes after the %lld the header promises",
-                         path, (long long)total);
+        return ts_errorf(err, TS_ERR_FORMAT,
+                         "%s: trailing bytes after the %lld the header promises", path,
+                         (long long)total);
     f->bytes = total;
     return TS_OK;
 }
@@ -221,8 +220,10 @@ const char *ts_fmnist_default_dir(void) {
 ts_dataset *ts_fmnist_load(const char *dir, const char *split, ts_err *err) {
     const char *prefix;
     int64_t expect;
-    if (split && !strcmp(split, "train")) prefix = "train", expect = 60000;
-    else if (split && !strcmp(split, "test")) prefix = "t10k", expect = 10000;
+    if (split && !strcmp(split, "train"))
+        prefix = "train", expect = 60000;
+    else if (split && !strcmp(split, "test"))
+        prefix = "t10k", expect = 10000;
     else {
         ts_errorf(err, TS_ERR_INVALID, "unknown split '%s' (expected train or test)",
                   split ? split : "");
@@ -235,8 +236,9 @@ ts_dataset *ts_fmnist_load(const char *dir, const char *split, ts_err *err) {
     ts_dataset *ds = ts_dataset_load_idx(img, lbl, err);
     if (!ds) return NULL;
     if (ds->c != 1 || ds->h != TS_FMNIST_SIDE || ds->w != TS_FMNIST_SIDE) {
-        ts_errorf(err, TS_ERR_FORMAT, "%s: Fashion-MNIST images are 1x28x28, this file has %dx%dx%d",
-                  img, ds->c, ds->h, ds->w);
+        ts_errorf(err, TS_ERR_FORMAT,
+                  "%s: Fashion-MNIST images are 1x28x28, this file has %dx%dx%d", img, ds->c, ds->h,
+                  ds->w);
         ts_dataset_free(ds);
         return NULL;
     }
@@ -271,8 +273,7 @@ ts_dataset *ts_dataset_subset(const ts_dataset *ds, int64_t first, int64_t count
         return NULL;
     }
     memcpy(sub->pixels, ds->pixels + item * (size_t)first, item * (size_t)count);
-    if (ds->labels)
-        memcpy(sub->labels, ds->labels + first, (size_t)count * sizeof(int32_t));
+    if (ds->labels) memcpy(sub->labels, ds->labels + first, (size_t)count * sizeof(int32_t));
     sub->num_classes = ds->num_classes;
     sub->fmnist = ds->fmnist;
     return sub;
@@ -285,12 +286,24 @@ void ts_dataset_free(ts_dataset *ds) {
     free(ds);
 }
 
-int64_t ts_dataset_count(const ts_dataset *ds) { return ds->count; }
-int ts_dataset_channels(const ts_dataset *ds) { return ds->c; }
-int ts_dataset_height(const ts_dataset *ds) { return ds->h; }
-int ts_dataset_width(const ts_dataset *ds) { return ds->w; }
-const int32_t *ts_dataset_labels(const ts_dataset *ds) { return ds->labels; }
-int ts_dataset_num_classes(const ts_dataset *ds) { return ds->labels ? ds->num_classes : 0; }
+int64_t ts_dataset_count(const ts_dataset *ds) {
+    return ds->count;
+}
+int ts_dataset_channels(const ts_dataset *ds) {
+    return ds->c;
+}
+int ts_dataset_height(const ts_dataset *ds) {
+    return ds->h;
+}
+int ts_dataset_width(const ts_dataset *ds) {
+    return ds->w;
+}
+const int32_t *ts_dataset_labels(const ts_dataset *ds) {
+    return ds->labels;
+}
+int ts_dataset_num_classes(const ts_dataset *ds) {
+    return ds->labels ? ds->num_classes : 0;
+}
 
 const char *ts_dataset_class_name(const ts_dataset *ds, int label) {
     if (!ds->fmnist || label < 0 || label >= TS_FMNIST_CLASSES) return NULL;

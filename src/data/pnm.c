@@ -20,15 +20,20 @@ typedef struct {
     ts_err *err;
 } cursor;
 
-static int is_space(int c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+static int is_space(int c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 /* Skips whitespace and '#' comments (which run to the end of the line). */
 static void skip_blank(cursor *c) {
     while (c->p < c->end) {
-        if (is_space(*c->p)) c->p++;
+        if (is_space(*c->p))
+            c->p++;
         else if (*c->p == '#') {
-            while (c->p < c->end && *c->p != '\n' && *c->p != '\r') c->p++;
-        } else break;
+            while (c->p < c->end && *c->p != '\n' && *c->p != '\r')
+                c->p++;
+        } else
+            break;
     }
 }
 
@@ -86,9 +91,8 @@ static ts_status read_binary_raster(cursor *c, long maxval, float *out, int64_t 
                          "%s: truncated raster: %lld bytes present, %lld needed", c->name,
                          (long long)have, (long long)(n * width));
     if (have > n * width)
-        return ts_errorf(c->err, TS_ERR_FORMAT,
-                         "%s: %lld bytes of trailing data after the raster", c->name,
-                         (long long)(have - n * width));
+        return ts_errorf(c->err, TS_ERR_FORMAT, "%s: %lld bytes of trailing data after the raster",
+                         c->name, (long long)(have - n * width));
     for (int64_t i = 0; i < n; i++) {
         long v = width == 1 ? c->p[i] : (long)c->p[2 * i] << 8 | c->p[2 * i + 1];
         if (v > maxval)
@@ -110,8 +114,8 @@ static void hwc_to_chw(const float *hwc, ts_tensor *t) {
 ts_tensor *ts_image_parse_pnm(const void *buf, size_t len, const char *name, ts_err *err) {
     cursor c = {buf, (const uint8_t *)buf + len, name ? name : "image", err};
     if (len < 2 || c.p[0] != 'P' || !strchr("2356", c.p[1]) || c.p[1] == 0) {
-        ts_errorf(err, TS_ERR_FORMAT,
-                  "%s: not a PGM/PPM image (expected magic P2, P3, P5 or P6)", c.name);
+        ts_errorf(err, TS_ERR_FORMAT, "%s: not a PGM/PPM image (expected magic P2, P3, P5 or P6)",
+                  c.name);
         return NULL;
     }
     char kind = (char)c.p[1];
@@ -128,8 +132,8 @@ ts_tensor *ts_image_parse_pnm(const void *buf, size_t len, const char *name, ts_
     int ch = kind == '3' || kind == '6' ? 3 : 1;
     int64_t n = (int64_t)w * h * ch;
     if (n > TS_IMAGE_MAX_SAMPLES) {
-        ts_errorf(err, TS_ERR_FORMAT, "%s: %ldx%ld image has more than %lld samples", c.name, w,
-                  h, (long long)TS_IMAGE_MAX_SAMPLES);
+        ts_errorf(err, TS_ERR_FORMAT, "%s: %ldx%ld image has more than %lld samples", c.name, w, h,
+                  (long long)TS_IMAGE_MAX_SAMPLES);
         return NULL;
     }
     float *hwc = malloc((size_t)n * sizeof(float));
@@ -178,8 +182,10 @@ ts_tensor *ts_image_load_pnm(const char *path, ts_err *err) {
     size_t got = fread(buf, 1, (size_t)size, f);
     fclose(f);
     ts_tensor *t = NULL;
-    if (got != (size_t)size) ts_errorf(err, TS_ERR_IO, "%s: short read", path);
-    else t = ts_image_parse_pnm(buf, got, path, err);
+    if (got != (size_t)size)
+        ts_errorf(err, TS_ERR_IO, "%s: short read", path);
+    else
+        t = ts_image_parse_pnm(buf, got, path, err);
     free(buf);
     return t;
 }
@@ -238,11 +244,12 @@ ts_tensor *ts_image_convert_channels(const ts_tensor *img, int c, ts_err *err) {
     }
     ts_tensor *out = ts_tensor_new4(1, c, img->s.shape[2], img->s.shape[3], err);
     if (!out) return NULL;
-    if (c == ic) memcpy(out->data, img->data, (size_t)img->size * sizeof(float));
+    if (c == ic)
+        memcpy(out->data, img->data, (size_t)img->size * sizeof(float));
     else if (c == 1)
         for (int64_t i = 0; i < hw; i++)
-            out->data[i] = 0.299f * img->data[i] + 0.587f * img->data[hw + i] +
-                           0.114f * img->data[2 * hw + i];
+            out->data[i] =
+                0.299f * img->data[i] + 0.587f * img->data[hw + i] + 0.114f * img->data[2 * hw + i];
     else
         for (int k = 0; k < 3; k++)
             memcpy(out->data + k * hw, img->data, (size_t)hw * sizeof(float));

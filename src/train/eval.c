@@ -29,9 +29,11 @@ static ts_status check_model(ts_graph *g, const ts_dataset *ds, int batch, ts_er
 
 static double row_xent(const float *row, int64_t k, int label) {
     float mx = row[0];
-    for (int64_t j = 1; j < k; j++) mx = fmaxf(mx, row[j]);
+    for (int64_t j = 1; j < k; j++)
+        mx = fmaxf(mx, row[j]);
     double sum = 0;
-    for (int64_t j = 0; j < k; j++) sum += exp((double)row[j] - mx);
+    for (int64_t j = 0; j < k; j++)
+        sum += exp((double)row[j] - mx);
     return log(sum) - ((double)row[label] - mx);
 }
 
@@ -63,7 +65,8 @@ ts_status ts_evaluate(ts_graph *g, const ts_dataset *ds, int batch, int64_t limi
     TS_TRY(check_model(g, ds, batch, err));
     r->classes = ts_dataset_num_classes(ds);
     r->confusion = calloc((size_t)r->classes * (size_t)r->classes, sizeof *r->confusion);
-    if (!r->confusion) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for the confusion matrix");
+    if (!r->confusion)
+        return ts_errorf(err, TS_ERR_NOMEM, "out of memory for the confusion matrix");
     int64_t total = ts_dataset_count(ds);
     if (limit > 0 && limit < total) total = limit;
     ts_dataset *sub = NULL;

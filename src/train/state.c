@@ -39,7 +39,9 @@ static int wb_u32(wbuf *b, uint32_t v) {
     return wb_put(b, x, 4);
 }
 
-static int wb_u64(wbuf *b, uint64_t v) { return wb_u32(b, (uint32_t)v) && wb_u32(b, (uint32_t)(v >> 32)); }
+static int wb_u64(wbuf *b, uint64_t v) {
+    return wb_u32(b, (uint32_t)v) && wb_u32(b, (uint32_t)(v >> 32));
+}
 
 static int wb_floats(wbuf *b, const float *f, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
@@ -54,7 +56,9 @@ static uint32_t rd_u32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static uint64_t rd_u64(const uint8_t *p) { return rd_u32(p) | (uint64_t)rd_u32(p + 4) << 32; }
+static uint64_t rd_u64(const uint8_t *p) {
+    return rd_u32(p) | (uint64_t)rd_u32(p + 4) << 32;
+}
 
 /* The exact file size for this trainer's graph and optimizer. */
 static size_t state_size(const ts_trainer *t) {
@@ -67,7 +71,8 @@ static size_t state_size(const ts_trainer *t) {
 
 ts_status ts_trainer_save_state(const ts_trainer *t, const char *path, ts_err *err) {
     wbuf b = {NULL, 0, state_size(t)};
-    if (!(b.p = malloc(b.cap))) return ts_errorf(err, TS_ERR_NOMEM, "out of memory saving %s", path);
+    if (!(b.p = malloc(b.cap)))
+        return ts_errorf(err, TS_ERR_NOMEM, "out of memory saving %s", path);
     int ok = wb_put(&b, STATE_MAGIC, 8) && wb_u32(&b, STATE_VERSION) &&
              wb_u32(&b, (uint32_t)t->o.optimizer) && wb_u32(&b, (uint32_t)t->n_params) &&
              wb_u32(&b, (uint32_t)t->epoch) && wb_u64(&b, (uint64_t)t->step) &&
@@ -85,14 +90,15 @@ ts_status ts_trainer_save_state(const ts_trainer *t, const char *path, ts_err *e
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     ts_status st = TS_OK;
-    if (!f) st = ts_errorf(err, TS_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    if (!f)
+        st = ts_errorf(err, TS_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
     else {
         int wrote = fwrite(b.p, 1, b.len, f) == b.len;
         if (fclose(f) != 0 || !wrote)
             st = ts_errorf(err, TS_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
         else if (rename(tmp, path) != 0)
-            st = ts_errorf(err, TS_ERR_IO, "cannot rename %s to %s: %s", tmp, path,
-                           strerror(errno));
+            st =
+                ts_errorf(err, TS_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         if (st != TS_OK) remove(tmp);
     }
     free(b.p);
@@ -110,7 +116,9 @@ static ts_status check_header(ts_trainer *t, const uint8_t *p, size_t len, const
                          path, version, STATE_VERSION);
     if (optim != (uint32_t)t->o.optimizer)
         return ts_errorf(err, TS_ERR_INVALID, "%s holds %s state but the run uses %s", path,
-                         optim == TS_OPTIM_ADAM ? "adam" : optim == TS_OPTIM_SGD ? "sgd" : "unknown",
+                         optim == TS_OPTIM_ADAM  ? "adam"
+                         : optim == TS_OPTIM_SGD ? "sgd"
+                                                 : "unknown",
                          ts_optim_name(t->o.optimizer));
     if (n != (uint32_t)t->n_params)
         return ts_errorf(err, TS_ERR_FORMAT, "%s holds %u parameters, the model has %d", path, n,
@@ -133,18 +141,20 @@ static ts_status parse_state(ts_trainer *t, const uint8_t *p, size_t len, const 
     uint64_t step = rd_u64(p + 24), seed = rd_u64(p + 32);
     if (epoch > (uint32_t)t->o.epochs)
         return ts_errorf(err, TS_ERR_INVALID,
-                         "%s was written after epoch %u; --epochs %d leaves nothing to train",
-                         path, epoch, t->o.epochs);
+                         "%s was written after epoch %u; --epochs %d leaves nothing to train", path,
+                         epoch, t->o.epochs);
     const uint8_t *q = p + STATE_HEADER_BYTES;
     /* sizes were proven consistent by check_header: walk and compare names */
     for (int i = 0; i < t->n_params; i++) {
         const char *name = ts_graph_param_name(t->g, i);
         uint32_t nl = rd_u32(q);
         int64_t n = (int64_t)rd_u64(q + 4 + nl);
-        if (nl != strlen(name) || memcmp(q + 4, name, nl) != 0 || n != ts_graph_param(t->g, i)->size)
-            return ts_errorf(err, TS_ERR_FORMAT,
-                             "%s: parameter %d is not '%s' of %lld values: written for another model",
-                             path, i, name, (long long)ts_graph_param(t->g, i)->size);
+        if (nl != strlen(name) || memcmp(q + 4, name, nl) != 0 ||
+            n != ts_graph_param(t->g, i)->size)
+            return ts_errorf(
+                err, TS_ERR_FORMAT,
+                "%s: parameter %d is not '%s' of %lld values: written for another model", path, i,
+                name, (long long)ts_graph_param(t->g, i)->size);
         q += 4 + nl + 8;
         for (int s = 0; s < ts_trainer_slots(t); s++) {
             float *dst = s == 0 ? t->m[i] : t->v[i];

@@ -34,7 +34,9 @@ ts_train_opts ts_train_opts_default(void) {
     return o;
 }
 
-const char *ts_optim_name(ts_optim_kind k) { return k == TS_OPTIM_ADAM ? "adam" : "sgd"; }
+const char *ts_optim_name(ts_optim_kind k) {
+    return k == TS_OPTIM_ADAM ? "adam" : "sgd";
+}
 
 int ts_optim_parse(const char *s) {
     if (s && !strcmp(s, "sgd")) return TS_OPTIM_SGD;
@@ -49,7 +51,9 @@ int ts_sched_parse(const char *s) {
     return -1;
 }
 
-static int in_range(double v, double lo, double hi) { return isfinite(v) && v >= lo && v <= hi; }
+static int in_range(double v, double lo, double hi) {
+    return isfinite(v) && v >= lo && v <= hi;
+}
 
 ts_status ts_train_opts_check(const ts_train_opts *o, ts_err *err) {
     if (!o) return ts_errorf(err, TS_ERR_INVALID, "no training options");
@@ -77,8 +81,8 @@ ts_status ts_train_opts_check(const ts_train_opts *o, ts_err *err) {
         o->schedule != TS_SCHED_STEP)
         return ts_errorf(err, TS_ERR_INVALID, "unknown schedule %d", (int)o->schedule);
     if (!in_range(o->warmup_epochs, 0.0, (double)o->epochs))
-        return ts_errorf(err, TS_ERR_INVALID, "warmup must be in [0, %d] epochs, got %g",
-                         o->epochs, o->warmup_epochs);
+        return ts_errorf(err, TS_ERR_INVALID, "warmup must be in [0, %d] epochs, got %g", o->epochs,
+                         o->warmup_epochs);
     if (o->step_epochs < 1 || !in_range(o->step_gamma, 1e-6, 1.0))
         return ts_errorf(err, TS_ERR_INVALID,
                          "step schedule needs step_epochs >= 1 and gamma in (0, 1]");
@@ -142,7 +146,8 @@ ts_trainer *ts_trainer_new(ts_graph *g, const ts_train_opts *o, ts_err *err) {
         ok = t->m[i] && (o->optimizer != TS_OPTIM_ADAM || t->v[i]);
     }
     if (!ok) {
-        if (t->xaug && t->dlogits) ts_errorf(err, TS_ERR_NOMEM, "out of memory for optimizer state");
+        if (t->xaug && t->dlogits)
+            ts_errorf(err, TS_ERR_NOMEM, "out of memory for optimizer state");
         ts_trainer_free(t);
         return NULL;
     }
@@ -151,8 +156,10 @@ ts_trainer *ts_trainer_new(ts_graph *g, const ts_train_opts *o, ts_err *err) {
 
 void ts_trainer_free(ts_trainer *t) {
     if (!t) return;
-    for (int i = 0; t->m && i < t->n_params; i++) ts_free(t->m[i]);
-    for (int i = 0; t->v && i < t->n_params; i++) ts_free(t->v[i]);
+    for (int i = 0; t->m && i < t->n_params; i++)
+        ts_free(t->m[i]);
+    for (int i = 0; t->v && i < t->n_params; i++)
+        ts_free(t->v[i]);
     free(t->m);
     free(t->v);
     ts_tensor_free(t->xaug);
@@ -165,12 +172,17 @@ void ts_trainer_set_progress(ts_trainer *t, ts_train_progress_fn fn, void *user)
     t->progress_user = user;
 }
 
-int ts_trainer_epoch(const ts_trainer *t) { return t->epoch; }
-int64_t ts_trainer_step_count(const ts_trainer *t) { return t->step; }
+int ts_trainer_epoch(const ts_trainer *t) {
+    return t->epoch;
+}
+int64_t ts_trainer_step_count(const ts_trainer *t) {
+    return t->step;
+}
 
 /* A stream per (seed, step, purpose): resumed runs draw the same numbers. */
 static uint64_t step_seed(uint64_t seed, int64_t step, uint64_t purpose) {
-    uint64_t z = seed ^ ((uint64_t)step + 1) * 0x9E3779B97F4A7C15ULL ^ purpose * 0xD1B54A32D192ED03ULL;
+    uint64_t z =
+        seed ^ ((uint64_t)step + 1) * 0x9E3779B97F4A7C15ULL ^ purpose * 0xD1B54A32D192ED03ULL;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
@@ -217,7 +229,9 @@ static int count_correct(const ts_tensor *logits, const int32_t *labels, int n) 
 }
 
 /* Weight decay only for kernels and matrices (rank >= 2), see train.h. */
-static int decays(const ts_tensor *w) { return w->s.ndim >= 2; }
+static int decays(const ts_tensor *w) {
+    return w->s.ndim >= 2;
+}
 
 static void update_sgd(ts_trainer *t, int i, float lr) {
     ts_tensor *w = ts_graph_param(t->g, i);
@@ -249,8 +263,8 @@ static void update_adam(ts_trainer *t, int i, float lr) {
     }
 }
 
-static ts_status step_with_lr(ts_trainer *t, const ts_tensor *x, const int32_t *labels,
-                              double lr, float *loss, int *correct, ts_err *err) {
+static ts_status step_with_lr(ts_trainer *t, const ts_tensor *x, const int32_t *labels, double lr,
+                              float *loss, int *correct, ts_err *err) {
     if (!x || !labels || !ts_shape_eq(&x->s, &t->xaug->s))
         return ts_errorf(err, TS_ERR_SHAPE, "a training batch must have the planned input shape");
     const ts_tensor *in = x;
@@ -270,8 +284,10 @@ static ts_status step_with_lr(ts_trainer *t, const ts_tensor *x, const int32_t *
     TS_TRY(ts_graph_backward(t->g, t->dlogits, err));
     t->step++;
     for (int i = 0; i < t->n_params; i++) {
-        if (t->o.optimizer == TS_OPTIM_ADAM) update_adam(t, i, (float)lr);
-        else update_sgd(t, i, (float)lr);
+        if (t->o.optimizer == TS_OPTIM_ADAM)
+            update_adam(t, i, (float)lr);
+        else
+            update_sgd(t, i, (float)lr);
     }
     return TS_OK;
 }
@@ -296,8 +312,7 @@ static void report(ts_trainer *t, ts_train_progress *p, const run_clock *rc, dou
     double done = (double)(t->step - rc->step0);
     double per_step = done > 0 ? (now - rc->t0) / done : 0;
     p->step = t->step;
-    p->images_per_s =
-        now > epoch_t0 ? (double)p->step_in_epoch * t->o.batch / (now - epoch_t0) : 0;
+    p->images_per_s = now > epoch_t0 ? (double)p->step_in_epoch * t->o.batch / (now - epoch_t0) : 0;
     p->eta_s = per_step * (double)(rc->total_steps - t->step);
     t->progress(p, t->progress_user);
 }
@@ -358,13 +373,14 @@ ts_status ts_trainer_fit(ts_trainer *t, const ts_dataset *train, const ts_datase
     int64_t steps = ts_batcher_num_batches(b, 1);
     ts_status st = TS_OK;
     if (steps < 1)
-        st = ts_errorf(err, TS_ERR_INVALID, "the dataset (%lld items) is smaller than one batch (%d)",
+        st = ts_errorf(err, TS_ERR_INVALID,
+                       "the dataset (%lld items) is smaller than one batch (%d)",
                        (long long)ts_dataset_count(train), t->o.batch);
     run_clock rc = {ts_now(), t->step, steps * t->o.epochs};
     char ckpt[4096];
     while (st == TS_OK && t->epoch < t->o.epochs) {
-        ts_train_progress p = {.epoch = t->epoch, .epochs = t->o.epochs,
-                               .steps_per_epoch = steps, .val_accuracy = -1};
+        ts_train_progress p = {
+            .epoch = t->epoch, .epochs = t->o.epochs, .steps_per_epoch = steps, .val_accuracy = -1};
         double epoch_t0 = ts_now();
         st = run_epoch(t, b, steps, &rc, &p, err);
         if (st != TS_OK) break;

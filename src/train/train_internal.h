@@ -10,8 +10,8 @@ struct ts_trainer {
     int n_params;
     /* per parameter: SGD velocity in m; Adam first moment in m, second in v */
     float **m, **v;
-    int64_t step;  /* optimizer steps taken */
-    int epoch;     /* completed epochs */
+    int64_t step;       /* optimizer steps taken */
+    int epoch;          /* completed epochs */
     ts_tensor *xaug;    /* augmented batch */
     ts_tensor *dlogits; /* d(loss)/d(logits) */
     ts_train_progress_fn progress;
