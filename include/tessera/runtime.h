@@ -143,8 +143,10 @@ ts_status ts_master_deploy(ts_master *m, uint32_t worker, ts_blob_key key,
 ts_status ts_master_deploy_wait(ts_master *m, double timeout_s, ts_err *err);
 
 /* Sends n tasks (each to its worker) as one job; the inputs are copied into
- * frames here. A task aimed at a dead or unknown worker fails the call. The
- * job lives until ts_master_job_free. layer is carried in the ids. */
+ * frames here. A malformed task fails the call; a task aimed at a dead,
+ * unknown or incapable worker is logged and its shard counted as lost at
+ * once (collect then decides whether k can still be reached). The job lives
+ * until ts_master_job_free. layer is carried in the ids. */
 ts_job *ts_master_submit(ts_master *m, uint32_t layer, const ts_task *tasks, int n, ts_err *err);
 /* Adds more tasks to a job (re-plan after losses); shard numbers must be new
  * or belong to shards already lost. */
