@@ -60,8 +60,12 @@ expect "eval truncated model" 1 "^tessera: " -- "$CLI" eval --model "$out/trunca
 expect "eval missing data dir" 1 "cannot open" -- "$CLI" eval --model "$MODEL" --data "$out/nodata"
 expect "eval labels of the wrong count" 1 "labels for" -- "$CLI" eval --model "$MODEL" \
     --images "$FM/t10k-images-idx3-ubyte.gz" --labels "$FM/train-labels-idx1-ubyte.gz"
-expect "eval a model with the wrong input" 1 "does not take" -- \
-    "$CLI" eval --model zoo:alexnet --limit 10
+# one 2x2 image and its label as plain IDX: the wrong size for the model
+printf '\x00\x00\x08\x03\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x02abcd' >"$out/i2"
+printf '\x00\x00\x08\x01\x00\x00\x00\x01\x03' >"$out/l2"
+expect "eval images of the wrong size" 1 "does not take" -- \
+    "$CLI" eval --model "$MODEL" --images "$out/i2" --labels "$out/l2"
+expect "infer IDX images of the wrong size" 1 "not resized" -- "$CLI" infer --model "$MODEL" "$out/i2"
 expect "infer missing image" 1 "cannot open" -- "$CLI" infer --model "$MODEL" "$out/none.pgm"
 printf 'P5\n28 28\n255\n0123' >"$out/short.pgm"
 expect "infer truncated PGM" 1 "truncated raster" -- "$CLI" infer --model "$MODEL" "$out/short.pgm"
