@@ -156,7 +156,8 @@ static void on_progress(const ts_train_progress *p, void *user) {
             bar[i] = i < fill ? '#' : '.';
         bar[WIDTH] = 0;
         fprintf(stderr,
-                "\repoch %d/%d [%s] %lld/%lld  loss %.4f  acc %.2f%%  lr %.2e  %.0f img/s  ETA %s\033[K",
+                "\repoch %d/%d [%s] %lld/%lld  loss %.4f  acc %.2f%%  lr %.2e  %.0f img/s  ETA "
+                "%s\033[K",
                 p->epoch + 1, p->epochs, bar, (long long)p->step_in_epoch,
                 (long long)p->steps_per_epoch, p->loss, 100 * p->accuracy, p->lr, p->images_per_s,
                 eta);
