@@ -41,12 +41,13 @@ const char *ts_cli_human_bytes(double bytes, char *buf, size_t len);
  *                    started elsewhere (`tessera worker --connect URL`)
  *   --expect N       with --listen: wait for N workers before starting
  *   --deadline S     seconds a layer may take before the run fails
+ *   --curve-keys DIR with --listen: CURVE, only listed workers may join
  * Usage: call ts_cli_coded_arg for each argv[i] the command does not know;
  * after parsing, if ts_cli_coded_active, ts_cli_coded_begin attaches the
  * coded executor to the (planned) graph; ts_cli_coded_end detaches it. */
 typedef struct {
     int workers, stragglers, expect;
-    const char *scheme, *listen;
+    const char *scheme, *listen, *curve_dir;
     double deadline_s;
     int set; /* any option given */
 } ts_cli_coded;

@@ -28,7 +28,7 @@ int ts_cli_coded_arg(ts_cli_coded *o, int argc, char **argv, int *i) {
     const char *opt = argv[*i], *v = NULL;
     long n;
     static const char *const known[] = {"--workers", "--stragglers", "--scheme", "--listen",
-                                        "--expect",  "--deadline"};
+                                        "--expect",  "--deadline",   "--curve-keys"};
     int k = -1;
     for (int j = 0; j < (int)(sizeof known / sizeof known[0]); j++)
         if (!strcmp(opt, known[j])) k = j;
@@ -59,7 +59,8 @@ int ts_cli_coded_arg(ts_cli_coded *o, int argc, char **argv, int *i) {
         if (!ts_cli_parse_int(opt, v, 1, 256, &n)) return -1;
         o->expect = (int)n;
         return 1;
-    default: return ts_cli_parse_double(opt, v, 0.01, 86400.0, &o->deadline_s) ? 1 : -1;
+    case 5: return ts_cli_parse_double(opt, v, 0.01, 86400.0, &o->deadline_s) ? 1 : -1;
+    default: o->curve_dir = v; return 1;
     }
 }
 
@@ -75,7 +76,9 @@ void ts_cli_coded_usage(FILE *f) {
             "  --listen URL     bind tcp://host:port or ipc:///path for `tessera worker`s\n"
             "  --expect N       with --listen: wait for N workers before starting\n"
 
-            "  --deadline S     seconds a layer may take before the run fails (default 60)\n");
+            "  --deadline S     seconds a layer may take before the run fails (default 60)\n"
+            "  --curve-keys DIR with --listen: CURVE encryption; only workers whose public\n"
+            "                   keys are listed in DIR may join (see tessera keygen)\n");
 }
 
 struct ts_cli_coded_session {
@@ -94,6 +97,7 @@ static ts_status open_workers(ts_cli_coded_session *s, const ts_cli_coded *o, in
     }
     ts_master_opts mo = ts_master_opts_default();
     mo.url = o->listen;
+    mo.curve_dir = o->curve_dir;
     if (!(s->master = ts_master_new(&mo, err))) return TS_ERR_UNAVAILABLE;
     *n = o->expect ? o->expect : o->workers;
     fprintf(stderr, "tessera: listening on %s, waiting for %d workers\n",
@@ -115,6 +119,12 @@ static void print_plan(const ts_cli_coded_session *s, const ts_graph *g, const t
 }
 
 ts_cli_coded_session *ts_cli_coded_begin(ts_graph *g, const ts_cli_coded *o, ts_err *err) {
+    if (o->curve_dir && !o->listen) {
+        ts_errorf(err, TS_ERR_INVALID,
+                  "--curve-keys protects workers reached with --listen; worker threads in this "
+                  "process need no keys");
+        return NULL;
+    }
     if (!o->listen && o->workers < 1) {
         ts_errorf(err, TS_ERR_INVALID,
                   "coded execution needs --workers N (worker threads here) or --listen URL "
