@@ -506,6 +506,11 @@ static void test_conv_packed_vs_reference(void) {
     set_pads(&deep, 1, 1, 1, 1);
     check_conv_paths(&deep, 1, "packed deep");
     check_conv_paths(&deep, 2, "packed deep");
+    /* Small images in a batch: the threads take whole images (each above
+     * the 1-thread cutoff only as a batch). */
+    conv_case batch = make_case(8, 64, 14, 14, 128, 3, 2, 1);
+    set_pads(&batch, 1, 1, 1, 1);
+    check_conv_paths(&batch, 2, "packed small images");
     conv_case wide = make_case(2, 3, 64, 61, 17, 7, 2, 1); /* resnet-like stem */
     set_pads(&wide, 3, 3, 2, 3);
     check_conv_paths(&wide, 1, "packed 7x7/2");
