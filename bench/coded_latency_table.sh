@@ -1,6 +1,7 @@
 #!/bin/sh
 # coded_latency_table.sh [MODEL [TRANSPORT [GFLOPS [MBPS]]]]: the markdown table of
-# docs/results/coded-latency.csv rows (the last row of a configuration wins).
+# docs/results/coded-latency.csv rows, in run order (a repeated configuration
+# appears once per run).
 # ideal_k = the bound, FLOPs / (threshold x G) + transfers; ideal_plan
 # = per-worker FLOPs of the plan / G + transfers (rows of the first runs do
 # not carry it: it is then taken from coded-latency-ideal.log, same setting).
@@ -18,8 +19,8 @@ FILENAME == idealf {
     next
 }
 FNR > 1 && (m == "" || $1 == m) && (t == "" || $2 == t) && (g == "" || $7 == g) && (b == "" || $8 == b) {
-    key = $1 "|" $2 "|" $3 "|" $4 "|" $5 "|" $7 "|" $8 "|" $9
-    if (!(key in row)) order[++k] = key
+    key = ++k
+    order[k] = key
     ip = NF >= 18 ? $18 : plan[$1 "|" $3 "|" $5 "|" $7 "|" $8 "|" $9]
     row[key] = sprintf("| %s | %s | %d | %s | %s | %d | %g | %g | %d | %.1f | %.1f | %.1f | %.1f | %s | %s | %.2f |",
                        $1, $2 == "tcp-procs" ? "processes, tcp" : "threads, inproc", $3, $4, $5, $6, $7, $8,

@@ -41,16 +41,22 @@ for phase in "$@"; do
     fastlinkmore)
         run fastlinkmore --model fashion-cnn --workers 10 --schemes replication,polynomial --stragglers none,fixed --gflops 0.1 --mbps 1000 --latency-ms 0.1 --runs 1000 --warmup 10
         run fastlinkstrag --model fashion-cnn --workers 10 --schemes uncoded,mds,crme --stragglers shiftexp,pareto --gflops 0.1 --mbps 1000 --latency-ms 0.1 --runs 1000 --warmup 10 ;;
+    fastlink-repeat)
+        run fastlink-repeat --model fashion-cnn --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 0.1 --mbps 1000 --latency-ms 0.1 --runs 1000 --warmup 10 ;;
     alexstrag)
         run alexstrag --model alexnet --workers 10 --schemes uncoded,mds,crme --stragglers shiftexp,pareto --gflops 1 --mbps 100 --latency-ms 1 --runs 50 --warmup 2 ;;
     alex10)
         run alex10 --model alexnet --workers 10 --schemes $all --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 3 ;;
+    alex10-repeat)
+        run alex10-repeat --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 3 ;;
     alexsweep)
         run alexsweep --model alexnet --workers 8,16,20 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 30 --warmup 2 ;;
     vgg)
         run vgg --model vgg16 --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 5 --warmup 1 ;;
     procs-fashion)
         run procs-fashion --model fashion-cnn --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 300 --warmup 10 --connect-procs --cli "$root/build/tessera" ;;
+    procs-fashion-repeat)
+        run procs-fashion-repeat --model fashion-cnn --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 300 --warmup 10 --connect-procs --cli "$root/build/tessera" ;;
     procs-alexnet)
         run procs-alexnet --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 30 --warmup 2 --connect-procs --cli "$root/build/tessera" ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
