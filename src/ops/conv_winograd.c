@@ -11,24 +11,30 @@
  * V_pos[C, tiles]. That is 4x fewer GEMM flops than im2col for the same
  * outputs (less when the output is not a multiple of 4). F(4x4) rather than
  * F(2x2) (2.25x): the VGG/ResNet layers are GEMM bound, and with the
- * points 0, +-1, +-2, +-1/2 its float32 error stays ~1e-6 relative to the
- * output scale (tests/test_ops.c checks it against the im2col path).
+ * points 0, +-1, +-2, +-1/2 its float32 error measures ~1e-5 of the output
+ * scale for C up to 512 (tests/test_ops.c holds it to 1e-4 against a
+ * double-precision reference).
  *
  * Layout (per call, in the caller's workspace):
- * - U: for each group and position, the transformed filters packed like
- *   the micro-kernel's A operand, [M/MR][C][MR]; built once per call, as
- *   the op has no state to cache it in (for batch 1 this costs ~10% of the
- *   layer; the graph could cache it later).
  * - Tiles of all images are numbered in one sequence and processed in
- *   groups of up to WG_MAX_PANELS * NR tiles. For a group, V holds
- *   [36][panels][C][NR] (the B operand, one NR-tile panel at a time) and
- *   Mb holds the GEMM results [36][M][tiles of the group].
- * - Per group: input transform (threads split (panel, channel) items) ->
- *   36 GEMMs with the packed micro-kernel (threads split positions) ->
- *   output transform + bias (threads split output channels); barriers in
- *   between. The transforms run 16 tiles per zmm register, reading inputs
- *   with masked gathers (padding = masked-off lanes) and writing outputs
- *   with masked scatters, so borders need no special case.
+ *   groups of up to WG_MAX_PANELS * NR tiles (fewer when C is large, so V
+ *   stays near 10 MiB). For a group, V holds [36][panels][C][NR] (the B
+ *   operand, one NR-tile panel at a time) and Mb holds the GEMM results
+ *   [36][M][tiles of the group].
+ * - U (the transformed filters, the A operand) is rebuilt per tile group,
+ *   MR output channels and KC input channels at a time, into a per-thread
+ *   L2-sized slot, and used at once by the 36 GEMMs of that block. Storing
+ *   U for the call would be 36 * M * C floats (38 MB at 512x512) streamed
+ *   through DRAM twice; rebuilding costs ~1/(4 * tiles) of the GEMM flops.
+ *   The op has no state to cache U across calls.
+ * - Per group: input transform (threads split (half-panel, channel) items)
+ *   -> per MR-block of output channels (threads split the blocks): filter
+ *   transform, 36 GEMMs with the micro-kernel, output transform + bias.
+ *   The transforms run 16 tiles (or 16 filters) per zmm register, reading
+ *   inputs with masked gathers (padding = masked-off lanes) and writing
+ *   outputs with masked scatters, so borders need no special case.
+ * - ts_conv_winograd_preferred's cost model decides against the packed
+ *   GEMM per layer (small images at batch 1 with 512 channels lose).
  */
 #include "conv_internal.h"
 
