@@ -25,7 +25,9 @@
  *   MR output channels and KC input channels at a time, into a per-thread
  *   L2-sized slot, and used at once by the 36 GEMMs of that block. Storing
  *   U for the call would be 36 * M * C floats (38 MB at 512x512) streamed
- *   through DRAM twice; rebuilding costs ~1/(4 * tiles) of the GEMM flops.
+ *   through DRAM twice; rebuilding costs about 950 multiply-adds' time per
+ *   filter and group against 36 per filter and tile for the GEMMs (~10%
+ *   for a group of 256 tiles; the cost model charges it).
  *   The op has no state to cache U across calls.
  * - Per group: input transform (threads split (half-panel, channel) items)
  *   -> per MR-block of output channels (threads split the blocks): filter
