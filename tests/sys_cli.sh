@@ -122,6 +122,8 @@ cmp -s "$out/tiny.onnx" "$out/resumed.onnx" && echo "ok: resumed model is byte-i
     { echo "FAILED: resumed model differs"; fail=1; }
 expect "resume with another optimizer" 1 "holds adam state" -- "$CLI" train --limit 256 \
     --epochs 2 --batch 32 --no-eval --optimizer sgd --resume "$out/ck/epoch-001.onnx" --out "$out/x.onnx"
+expect "resume with another batch size" 1 "original --batch" -- "$CLI" train --limit 256 \
+    --epochs 2 --batch 16 --no-eval --resume "$out/ck/epoch-001.onnx" --out "$out/x.onnx"
 expect "eval the tiny model" 0 "^accuracy: " -- "$CLI" eval --model "$out/tiny.onnx" --limit 100
 
 exit $fail

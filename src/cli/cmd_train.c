@@ -31,7 +31,9 @@ static void train_usage(FILE *f) {
             "  --no-eval          skip the per-epoch test-set evaluation\n"
             "  --out FILE         trained model (default trained.onnx)\n"
             "  --checkpoint-dir D write D/epoch-NNN.onnx (+ .state) after each epoch\n"
-            "  --resume CKPT      continue from a checkpoint (CKPT.onnx and CKPT.onnx.state)\n",
+            "  --resume CKPT      continue from a checkpoint (CKPT.onnx and CKPT.onnx.state);\n"
+            "                     give the original run's options: the learning-rate\n"
+            "                     schedule follows --epochs, the batches follow --batch\n",
             ts_fmnist_default_dir());
 }
 

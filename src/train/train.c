@@ -376,6 +376,12 @@ ts_status ts_trainer_fit(ts_trainer *t, const ts_dataset *train, const ts_datase
         st = ts_errorf(err, TS_ERR_INVALID,
                        "the dataset (%lld items) is smaller than one batch (%d)",
                        (long long)ts_dataset_count(train), t->o.batch);
+    /* a resumed state must continue the same sequence of batches */
+    else if (t->step != (int64_t)t->epoch * steps)
+        st = ts_errorf(err, TS_ERR_INVALID,
+                       "the optimizer state is at step %lld after %d epochs, but %lld steps per "
+                       "epoch here: resume with the original --batch and dataset",
+                       (long long)t->step, t->epoch, (long long)steps);
     run_clock rc = {ts_now(), t->step, steps * t->o.epochs};
     char ckpt[4096];
     while (st == TS_OK && t->epoch < t->o.epochs) {
