@@ -517,6 +517,19 @@ static void test_conv_packed_vs_reference(void) {
     check_conv_paths(&wide, 2, "packed 7x7/2");
 }
 
+/* Layers big enough (>= 30 MFLOP) that the kernels really run 2 threads:
+ * Winograd (tile groups, filter blocks split), packed (chunks split),
+ * taps split by positions (one 64-channel block) and by blocks (four). */
+static void test_conv_paths_two_threads(void) {
+    conv_case odd = make_case(1, 64, 47, 45, 64, 3, 1, 1);
+    set_pads(&odd, 1, 2, 2, 0);
+    unsigned ran = check_conv_paths(&odd, 2, "2 threads 3x3/1");
+    TS_CHECK(ran & (1u << TS_CONV_PATH_IM2COL));
+    conv_case wide = make_case(2, 32, 30, 30, 256, 3, 2, 1);
+    set_pads(&wide, 1, 1, 0, 1);
+    check_conv_paths(&wide, 2, "2 threads 3x3/2 M=256");
+}
+
 static void test_conv_path_dispatch(void) {
     ts_conv2d_params p = ts_conv2d_params_default();
     p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
@@ -1381,6 +1394,7 @@ int main(void) {
     TS_RUN(test_conv_shape_errors);
     TS_RUN(test_conv_winograd_vs_reference);
     TS_RUN(test_conv_packed_vs_reference);
+    TS_RUN(test_conv_paths_two_threads);
     TS_RUN(test_conv_path_dispatch);
     TS_RUN(test_pool_forward_random);
     TS_RUN(test_pool_onnx_ceil_examples);
