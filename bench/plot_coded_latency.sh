@@ -6,7 +6,8 @@
 #                                  stragglers and with 2 workers fixed 5x
 #   coded-latency-cdf-MODEL.png    latency CDF per scheme at n = 10 with
 #                                  2 of 10 workers 5x slower (and uncoded
-#                                  without stragglers as the reference)
+#                                  without stragglers as the reference); a
+#                                  repeated configuration gives one curve per run
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 res=$root/docs/results
@@ -15,17 +16,20 @@ raw=$res/coded-latency-raw.csv
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 schemes="uncoded replication mds polynomial crme"
+color() { # scheme index 1..5 -> a colour; crme in red, easy to find
+    case $1 in 1) echo "'#7b2cbf'" ;; 2) echo "'#009e73'" ;; 3) echo "'#56b4e9'" ;; 4) echo "'#e69f00'" ;; *) echo "'#d00000'" ;; esac
+}
 # Raw rows of the first runs have 6 fields (fashion-cnn at 10 GFLOP/s and
 # AlexNet at 1 GFLOP/s, 100 Mbit/s, threads); later ones say G, M, transport.
-rawsel='NR > 1 && $1 == m && $2 == 10 && (NF == 6 || ($7 == gf && $8 == mb && $9 == "inproc-threads")) '
+rawsel='NR > 1 && $1 == m && $2 == 10 && ((NF == 6 && ((m == "fashion-cnn" && gf == 10 && mb == 100) || (m == "alexnet" && gf == 1 && mb == 100))) || ($7 == gf && $8 == mb && $9 == "inproc-threads")) '
 
 
-# model:GFLOP/s:Mbit/s — the emulated setting plotted per model.
-for spec in fashion-cnn:10:100 alexnet:1:100 vgg16:1:100; do
-    model=${spec%%:*}
-    rest=${spec#*:}
-    gf=${rest%%:*}
-    mb=${rest#*:}
+# model:GFLOP/s:Mbit/s:file-suffix — the emulated settings plotted (the
+# compute-bound fashion-cnn variant only has n = 10: CDF only).
+for spec in fashion-cnn:10:100: alexnet:1:100: vgg16:1:100: fashion-cnn:0.1:1000:-fastlink; do
+    IFS=: read -r model gf mb suffix <<SPEC
+$spec
+SPEC
     # Rows of the emulated runs; when a configuration was run twice, the last row wins.
     have=0
     for st in none fixed; do
@@ -33,17 +37,17 @@ for spec in fashion-cnn:10:100 alexnet:1:100 vgg16:1:100; do
             awk -F, -v m="$model" -v st="$st" -v sc="$sc" -v gf="$gf" -v mb="$mb" \
                 'NR > 1 && $1 == m && $2 == "inproc-threads" && $4 == st && $5 == sc && $7 == gf && $8 == mb { row[$3] = $3 " " $11 " " $13 }
                  END { for (n in row) print row[n] }' "$csv" | sort -n > "$tmp/$model-$st-$sc.dat"
-            [ -s "$tmp/$model-$st-$sc.dat" ] && have=1
+            [ "$(wc -l < "$tmp/$model-$st-$sc.dat")" -ge 2 ] && have=1
         done
     done
-    if [ "$have" = 1 ]; then
+    if [ "$have" = 1 ] && [ -z "$suffix" ]; then
         plots_none="" plots_fixed=""
         i=1
         for sc in $schemes; do
             for st in none fixed; do
                 f="$tmp/$model-$st-$sc.dat"
                 [ -s "$f" ] || continue
-                p="'$f' using 1:2 with linespoints lc $i pt 7 title '$sc p50', '$f' using 1:3 with linespoints lc $i pt 6 dt 2 title '$sc p99'"
+                p="'$f' using 1:2 with linespoints lc rgb $(color $i) pt 7 title '$sc p50', '$f' using 1:3 with linespoints lc rgb $(color $i) pt 6 dt 2 title '$sc p99'"
                 if [ "$st" = none ]; then plots_none="${plots_none:+$plots_none, }$p"; else plots_fixed="${plots_fixed:+$plots_fixed, }$p"; fi
             done
             i=$((i + 1))
@@ -68,19 +72,19 @@ for spec in fashion-cnn:10:100 alexnet:1:100 vgg16:1:100; do
     plots=""
     i=1
     for sc in $schemes; do
-        awk -F, -v m="$model" -v sc="$sc" -v gf="$gf" -v mb="$mb" "$rawsel"'&& $3 == "fixed" && $4 == sc { print $5, $6 }' \
+        awk -F, -v m="$model" -v sc="$sc" -v gf="$gf" -v mb="$mb" "$rawsel"'&& $3 == "fixed" && $4 == sc { if ($6 + 0 < last) print ""; last = $6 + 0; print $5, $6 }' \
             "$raw" > "$tmp/cdf-$model-$sc.dat"
-        [ -s "$tmp/cdf-$model-$sc.dat" ] && plots="${plots:+$plots, }'$tmp/cdf-$model-$sc.dat' using 1:2 with lines lw 2 lc $i title '$sc, 2 of 10 at 5x'"
+        [ -s "$tmp/cdf-$model-$sc.dat" ] && plots="${plots:+$plots, }'$tmp/cdf-$model-$sc.dat' using 1:2 with linespoints pt 7 ps 0.3 lw 2 lc rgb $(color $i) title '$sc, 2 of 10 at 5x'"
         i=$((i + 1))
     done
-    awk -F, -v m="$model" -v gf="$gf" -v mb="$mb" "$rawsel"'&& $3 == "none" && $4 == "uncoded" { print $5, $6 }' \
+    awk -F, -v m="$model" -v gf="$gf" -v mb="$mb" "$rawsel"'&& $3 == "none" && $4 == "uncoded" { if ($6 + 0 < last) print ""; last = $6 + 0; print $5, $6 }' \
         "$raw" > "$tmp/cdf-$model-ref.dat"
     [ -s "$tmp/cdf-$model-ref.dat" ] && plots="${plots:+$plots, }'$tmp/cdf-$model-ref.dat' using 1:2 with lines lw 2 dt 2 lc rgb 'black' title 'uncoded, no stragglers'"
     if [ -n "$plots" ]; then
         {
             echo "set terminal pngcairo size 900,560 font ',10'"
-            echo "set output '$res/coded-latency-cdf-$model.png'"
-            echo "set title '$model, n = 10, 2 of 10 workers 5x slower: latency CDF per scheme ($gf GFLOP/s, $mb Mbit/s + 1 ms)'"
+            echo "set output '$res/coded-latency-cdf-$model$suffix.png'"
+            echo "set title '$model, n = 10, 2 of 10 workers 5x slower: latency CDF per scheme ($gf GFLOP/s, $mb Mbit/s)'"
             echo "set xlabel 'latency (ms)'; set ylabel 'fraction of inferences'; set grid"
             echo "set logscale x; set key bottom right font ',9'; set yrange [0:1.02]"
             echo "plot $plots"
