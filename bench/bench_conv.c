@@ -32,7 +32,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { MAX_LAYERS = 64, MIN_REPS = 3, MAX_REPS = 30, MAX_LIST = 8 };
+enum { MAX_LAYERS = 64, MIN_REPS = 3, MAX_REPS = 30, MAX_LIST = 8, PAUSE_US = 50000 };
 
 typedef struct {
     char net[16], name[32];
@@ -438,6 +438,11 @@ int main(int argc, char **argv) {
                 double gflop = 2.0 * (double)ts_shape_numel(&ys) * (double)l->w.shape[1] *
                                (double)l->w.shape[2] * (double)l->w.shape[3] / 1e9;
                 double tt[MAX_REPS], pt[MAX_REPS];
+                /* Idle OpenMP threads of the PyTorch process spin for a few
+                 * ms after each call (libgomp's default wait policy) and
+                 * would share the cores with the next engine: let them
+                 * settle before each engine's turn. */
+                usleep(PAUSE_US);
                 int nt_ = tessera_time(l, B, T, min_s, path, tt, &err);
                 if (nt_ == 0) {
                     fprintf(stderr, "bench_conv: %s/%s: %s\n", l->net, l->name, err.msg);
@@ -445,6 +450,7 @@ int main(int argc, char **argv) {
                     continue;
                 }
                 stats ts = stats_of(tt, nt_);
+                if (use_torch) usleep(PAUSE_US);
                 int np = use_torch ? torch_time(&tp, l, B, T, min_s, pt) : 0;
                 const char *pn = path_name(l, B, path);
                 layer_shape(l, shape, sizeof shape);
