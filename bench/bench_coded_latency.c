@@ -73,7 +73,7 @@ typedef struct {
     uint64_t seed;
     const char *csv, *raw;
     int calibrate;
-    int procs; /* workers as `tessera worker` processes over tcp */
+    int procs;      /* workers as `tessera worker` processes over tcp */
     int ideal_only; /* plan and print the ideal bounds, run nothing */
     const char *cli;
     ts_scheme cur_scheme; /* the configuration running (for printing) */
@@ -148,8 +148,8 @@ static int num_arg(const char *opt, const char *v, double lo, double hi, double 
     errno = 0;
     double d = strtod(v, &end);
     if (end == v || *end || errno || !(d >= lo && d <= hi)) {
-        fprintf(stderr, "bench_coded_latency: %s must be a number in [%g, %g], not '%s'\n", opt,
-                lo, hi, v);
+        fprintf(stderr, "bench_coded_latency: %s must be a number in [%g, %g], not '%s'\n", opt, lo,
+                hi, v);
         return 0;
     }
     *out = d;
@@ -157,9 +157,19 @@ static int num_arg(const char *opt, const char *v, double lo, double hi, double 
 }
 
 static int parse_args(int argc, char **argv, bench_opts *o) {
-    *o = (bench_opts){.model = "fashion-cnn", .n_workers = 1, .s = 2, .gflops = 10, .mbps = 100,
-                      .latency_ms = 1, .slow_count = 2, .slow_factor = 5, .shiftexp = 0.5,
-                      .pareto = 2.5, .runs = 1000, .warmup = 10, .seed = 1};
+    *o = (bench_opts){.model = "fashion-cnn",
+                      .n_workers = 1,
+                      .s = 2,
+                      .gflops = 10,
+                      .mbps = 100,
+                      .latency_ms = 1,
+                      .slow_count = 2,
+                      .slow_factor = 5,
+                      .shiftexp = 0.5,
+                      .pareto = 2.5,
+                      .runs = 1000,
+                      .warmup = 10,
+                      .seed = 1};
     o->workers[0] = 10;
     o->n_schemes = parse_schemes("uncoded,replication,mds,polynomial,crme", o->schemes, MAX_LIST);
     o->n_strags = parse_strags("none,fixed", o->strags, MAX_LIST);
@@ -184,27 +194,42 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         const char *v = argv[++i];
         double d = 0;
         int ok = 1;
-        if (!strcmp(a, "--model")) o->model = v;
+        if (!strcmp(a, "--model"))
+            o->model = v;
         else if (!strcmp(a, "--workers"))
             ok = (o->n_workers = parse_ints(v, o->workers, MAX_LIST, 1, MAX_N)) > 0;
         else if (!strcmp(a, "--schemes"))
             ok = (o->n_schemes = parse_schemes(v, o->schemes, MAX_LIST)) > 0;
         else if (!strcmp(a, "--stragglers"))
             ok = (o->n_strags = parse_strags(v, o->strags, MAX_LIST)) > 0;
-        else if (!strcmp(a, "--s")) ok = num_arg(a, v, 0, MAX_N, &d), o->s = (int)d;
-        else if (!strcmp(a, "--gflops")) ok = num_arg(a, v, 1e-3, 1e6, &o->gflops);
-        else if (!strcmp(a, "--mbps")) ok = num_arg(a, v, 0, 1e6, &o->mbps);
-        else if (!strcmp(a, "--latency-ms")) ok = num_arg(a, v, 0, 1e4, &o->latency_ms);
-        else if (!strcmp(a, "--slow-count")) ok = num_arg(a, v, 0, MAX_N, &d), o->slow_count = (int)d;
-        else if (!strcmp(a, "--slow-factor")) ok = num_arg(a, v, 1, 1e4, &o->slow_factor);
-        else if (!strcmp(a, "--shiftexp")) ok = num_arg(a, v, 0, 1e3, &o->shiftexp);
-        else if (!strcmp(a, "--pareto")) ok = num_arg(a, v, 1e-3, 1e3, &o->pareto);
-        else if (!strcmp(a, "--runs")) ok = num_arg(a, v, 1, 1e7, &d), o->runs = (int)d;
-        else if (!strcmp(a, "--warmup")) ok = num_arg(a, v, 0, 1e6, &d), o->warmup = (int)d;
-        else if (!strcmp(a, "--seed")) ok = num_arg(a, v, 0, 1e15, &d), o->seed = (uint64_t)d;
-        else if (!strcmp(a, "--csv")) o->csv = v;
-        else if (!strcmp(a, "--raw")) o->raw = v;
-        else if (!strcmp(a, "--cli")) o->cli = v;
+        else if (!strcmp(a, "--s"))
+            ok = num_arg(a, v, 0, MAX_N, &d), o->s = (int)d;
+        else if (!strcmp(a, "--gflops"))
+            ok = num_arg(a, v, 1e-3, 1e6, &o->gflops);
+        else if (!strcmp(a, "--mbps"))
+            ok = num_arg(a, v, 0, 1e6, &o->mbps);
+        else if (!strcmp(a, "--latency-ms"))
+            ok = num_arg(a, v, 0, 1e4, &o->latency_ms);
+        else if (!strcmp(a, "--slow-count"))
+            ok = num_arg(a, v, 0, MAX_N, &d), o->slow_count = (int)d;
+        else if (!strcmp(a, "--slow-factor"))
+            ok = num_arg(a, v, 1, 1e4, &o->slow_factor);
+        else if (!strcmp(a, "--shiftexp"))
+            ok = num_arg(a, v, 0, 1e3, &o->shiftexp);
+        else if (!strcmp(a, "--pareto"))
+            ok = num_arg(a, v, 1e-3, 1e3, &o->pareto);
+        else if (!strcmp(a, "--runs"))
+            ok = num_arg(a, v, 1, 1e7, &d), o->runs = (int)d;
+        else if (!strcmp(a, "--warmup"))
+            ok = num_arg(a, v, 0, 1e6, &d), o->warmup = (int)d;
+        else if (!strcmp(a, "--seed"))
+            ok = num_arg(a, v, 0, 1e15, &d), o->seed = (uint64_t)d;
+        else if (!strcmp(a, "--csv"))
+            o->csv = v;
+        else if (!strcmp(a, "--raw"))
+            o->raw = v;
+        else if (!strcmp(a, "--cli"))
+            o->cli = v;
         else {
             usage();
             return 0;
@@ -252,7 +277,8 @@ static void make_worker_opts(const bench_opts *o, int n, strag_setting st, ts_wo
     }
 }
 
-static void print_emulation(const bench_opts *o, int n, strag_setting st, const ts_worker_opts *wo) {
+static void print_emulation(const bench_opts *o, int n, strag_setting st,
+                            const ts_worker_opts *wo) {
     char buf[64], list[256] = "";
     if (o->calibrate) {
         printf("# emulation: none (calibration: real kernel times)\n");
@@ -263,8 +289,8 @@ static void print_emulation(const bench_opts *o, int n, strag_setting st, const 
         size_t len = strlen(list);
         snprintf(list + len, sizeof list - len, "%s%d", len ? "," : "", i);
     }
-    printf("# emulation: device %g GFLOP/s, link %g Mbit/s + %g ms each way, stragglers %s", o->gflops,
-           o->mbps, o->latency_ms, STRAG_NAMES[st]);
+    printf("# emulation: device %g GFLOP/s, link %g Mbit/s + %g ms each way, stragglers %s",
+           o->gflops, o->mbps, o->latency_ms, STRAG_NAMES[st]);
     if (st == STRAG_FIXED)
         printf(" (fixed:%g on workers %s of %d, by spawn order)", o->slow_factor, list, n);
     else if (st != STRAG_NONE)
@@ -290,12 +316,16 @@ typedef struct {
     ts_coded_backend inner;
     ts_master_backend *mb;
     ts_master *master;
-    double backend_s;                 /* time inside run() this inference */
+    double backend_s;                  /* time inside run() this inference */
     double layer_emul_max[MAX_LAYERS]; /* slowest accepted worker's device time */
 } meter;
 
-static int m_num_workers(void *ctx) { return ((meter *)ctx)->inner.num_workers(((meter *)ctx)->inner.ctx); }
-static uint64_t m_epoch(void *ctx) { return ((meter *)ctx)->inner.epoch(((meter *)ctx)->inner.ctx); }
+static int m_num_workers(void *ctx) {
+    return ((meter *)ctx)->inner.num_workers(((meter *)ctx)->inner.ctx);
+}
+static uint64_t m_epoch(void *ctx) {
+    return ((meter *)ctx)->inner.epoch(((meter *)ctx)->inner.ctx);
+}
 static ts_status m_deploy(void *ctx, int w, int l, int s, const ts_tensor *t, ts_err *err) {
     meter *m = ctx;
     ts_status st = m->inner.deploy(m->inner.ctx, w, l, s, t, err);
@@ -319,7 +349,8 @@ static ts_status m_run(void *ctx, ts_layer_job *job, ts_err *err) {
     m->backend_s += ts_now() - t0;
     ts_master_backend_stats st;
     ts_master_backend_get_stats(m->mb, &st);
-    if (job->layer >= 0 && job->layer < MAX_LAYERS) m->layer_emul_max[job->layer] = st.last_max_emulated_s;
+    if (job->layer >= 0 && job->layer < MAX_LAYERS)
+        m->layer_emul_max[job->layer] = st.last_max_emulated_s;
     return s;
 }
 
@@ -342,7 +373,8 @@ static void proc_cluster_free(proc_cluster *pc) {
     for (int i = 0; i < pc->n; i++) {
         if (pc->pids[i] <= 0) continue;
         int status;
-        for (int t = 0; t < 50 && waitpid(pc->pids[i], &status, WNOHANG) == 0; t++) usleep(100000);
+        for (int t = 0; t < 50 && waitpid(pc->pids[i], &status, WNOHANG) == 0; t++)
+            usleep(100000);
         if (waitpid(pc->pids[i], &status, WNOHANG) == 0) {
             kill(pc->pids[i], SIGKILL);
             waitpid(pc->pids[i], &status, 0);
@@ -361,9 +393,9 @@ static pid_t spawn_worker(const char *cli, const char *url, const ts_worker_opts
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)wo->seed);
     pid_t pid = fork();
     if (pid == 0) {
-        char *args[] = {(char *)cli, "worker", "--connect", (char *)url, "--gflops", g, "--mbps", m,
-                        "--latency-ms", l, "--straggler", s, "--seed", seed,
-                        "--liveness", live, NULL};
+        char *args[] = {(char *)cli, "worker", "--connect",    (char *)url, "--gflops",    g,
+                        "--mbps",    m,        "--latency-ms", l,           "--straggler", s,
+                        "--seed",    seed,     "--liveness",   live,        NULL};
         execv(cli, args);
         _exit(127);
     }
@@ -423,7 +455,8 @@ static double ideal_of(const bench_opts *o, const ts_layer_plan *plans, int n, i
 static double ideal_bound(const bench_opts *o, const ts_coded_model *cm, int by_worker) {
     ts_layer_plan plans[MAX_LAYERS];
     int n = ts_coded_model_num_layers(cm);
-    for (int i = 0; i < n && i < MAX_LAYERS; i++) plans[i] = *ts_coded_model_layer(cm, i);
+    for (int i = 0; i < n && i < MAX_LAYERS; i++)
+        plans[i] = *ts_coded_model_layer(cm, i);
     return ideal_of(o, plans, n < MAX_LAYERS ? n : MAX_LAYERS, by_worker);
 }
 
@@ -457,11 +490,12 @@ static void print_calibration(const bench_opts *o, const ts_coded_model *cm, con
     printf("CALIB model=%s n=%d scheme=%s gflops=%g excess_ms=%.3f ideal_ms=%.3f excess_share=%.3f "
            "worst_layer=%s worst_ratio=%.2f\n",
            o->model, ts_coded_model_workers(cm), ts_scheme_name(o->cur_scheme), o->gflops,
-           excess * 1e3, ideal_bound(o, cm, 1) * 1e3, excess / ideal_bound(o, cm, 1), worst_name, worst);
+           excess * 1e3, ideal_bound(o, cm, 1) * 1e3, excess / ideal_bound(o, cm, 1), worst_name,
+           worst);
 }
 
-static void write_raw(const bench_opts *o, int n, strag_setting st, ts_scheme sc, const double *sorted,
-                      int runs) {
+static void write_raw(const bench_opts *o, int n, strag_setting st, ts_scheme sc,
+                      const double *sorted, int runs) {
     if (!o->raw || o->calibrate) return; /* unemulated times are not results */
     FILE *f = fopen(o->raw, "a");
     if (!f) {
@@ -493,8 +527,8 @@ static ts_status open_cluster(const bench_opts *o, int n, const ts_worker_opts *
      * big layers keep the master away from its poll loop for seconds on
      * this shared machine; no failure is injected here, so slow detection
      * costs nothing. */
-    ts_local_cluster_opts co = {.n_workers = n, .per_worker = wo, .heartbeat_ms = 1000,
-                                .liveness = BENCH_LIVENESS};
+    ts_local_cluster_opts co = {
+        .n_workers = n, .per_worker = wo, .heartbeat_ms = 1000, .liveness = BENCH_LIVENESS};
     if (!(*lc = ts_local_cluster_new_opts(&co, err))) return err->status;
     *mb = ts_local_cluster_master_backend(*lc);
     ts_master_backend_set_deploy_timeout(*mb, 600);
@@ -570,7 +604,8 @@ static result run_config(bench_opts *o, model_ctx *mc, int n, strag_setting st, 
     if (stt == TS_OK) {
         qsort(lat, (size_t)o->runs, sizeof *lat, cmp_double);
         double sum = 0;
-        for (int i = 0; i < o->runs; i++) sum += lat[i];
+        for (int i = 0; i < o->runs; i++)
+            sum += lat[i];
         res = (result){.n = n,
                        .strag = st,
                        .scheme = sc,
@@ -661,7 +696,8 @@ static const result *find(const result *rs, int nr, int n, strag_setting st, ts_
 
 static void print_ratios(const bench_opts *o, const result *rs, int nr) {
     printf("\n# ratios (targets at n=10 with 2 of 10 fixed 5x: CRME p99 / uncoded straggler-free "
-           "p50 <= 1.4, uncoded p99 / CRME p99 >= 3; no stragglers: CRME p50 / uncoded p50 <= 1.35)\n");
+           "p50 <= 1.4, uncoded p99 / CRME p99 >= 3; no stragglers: CRME p50 / uncoded p50 <= "
+           "1.35)\n");
     for (int w = 0; w < o->n_workers; w++) {
         int n = o->workers[w];
         const result *u0 = find(rs, nr, n, STRAG_NONE, TS_SCHEME_UNCODED);
@@ -672,8 +708,8 @@ static void print_ratios(const bench_opts *o, const result *rs, int nr) {
             const result *u = find(rs, nr, n, st, TS_SCHEME_UNCODED);
             const result *c = find(rs, nr, n, st, TS_SCHEME_CRME);
             if (c && u0)
-                printf("RATIO model=%s n=%d stragglers=%s crme_p99/uncoded_free_p50=%.3f\n", o->model,
-                       n, STRAG_NAMES[st], c->p99 / u0->p50);
+                printf("RATIO model=%s n=%d stragglers=%s crme_p99/uncoded_free_p50=%.3f\n",
+                       o->model, n, STRAG_NAMES[st], c->p99 / u0->p50);
             if (c && u)
                 printf("RATIO model=%s n=%d stragglers=%s uncoded_p99/crme_p99=%.3f\n", o->model, n,
                        STRAG_NAMES[st], u->p99 / c->p99);
@@ -695,8 +731,7 @@ static void write_csv(const bench_opts *o, const result *rs, int nr) {
         const result *r = &rs[i];
         if (!r->ok) continue;
         fprintf(f, "%s,%s,%d,%s,%s,%d,%g,%g,%g,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f,%.4f,%.4f\n",
-                o->model,
-                o->procs ? "tcp-procs" : "inproc-threads", r->n, STRAG_NAMES[r->strag],
+                o->model, o->procs ? "tcp-procs" : "inproc-threads", r->n, STRAG_NAMES[r->strag],
                 ts_scheme_name(r->scheme), r->scheme == TS_SCHEME_UNCODED ? 0 : o->s, o->gflops,
                 o->mbps, o->latency_ms, o->runs, r->p50, r->p95, r->p99, r->mean, r->ideal_k,
                 r->master_share, r->backend_p50, r->ideal);
@@ -715,7 +750,8 @@ int main(int argc, char **argv) {
     ts_threads_set(1); /* workers are threads: one core's worth each, no BLAS teams */
     signal(SIGPIPE, SIG_IGN);
     printf("# bench_coded_latency:");
-    for (int i = 1; i < argc; i++) printf(" %s", argv[i]);
+    for (int i = 1; i < argc; i++)
+        printf(" %s", argv[i]);
     printf("\n");
     print_uptime("at start");
     model_ctx mc;
