@@ -175,6 +175,9 @@ const ts_conv_geometry *ts_coder_geometry(const ts_layer_coder *c); /* conv only
 ts_tensor *ts_coder_new_filter_share(const ts_layer_coder *c, ts_err *err);
 ts_status ts_coder_encode_filters(ts_layer_coder *c, const ts_tensor *w, int trans_b, int worker,
                                   ts_tensor *const *out, ts_err *err);
+/* The filter groups cut from w are kept for the next worker's shares (the
+ * same w pointer and trans_b); this frees them (after deploying). */
+void ts_coder_forget_filters(ts_layer_coder *c);
 /* Cuts x and encodes every worker's input shares (ts_coder_input). */
 ts_status ts_coder_encode_input(ts_layer_coder *c, const ts_tensor *x, ts_err *err);
 /* Worker j's input share c < qa, and its product slot c*qb + d. */

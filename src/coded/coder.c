@@ -26,6 +26,11 @@ struct ts_layer_coder {
     ts_tensor **products;   /* n * qa * qb */
     float *targets;         /* na * nb * prod_len */
     const float **prod_ptrs; /* scratch for decode: n * qa * qb */
+    /* filter groups cut from the last weights encoded (deploy encodes every
+     * worker's shares from the same cut): nb * filter_len */
+    float *b_blocks;
+    const float *b_src;
+    int b_trans;
     float **target_ptrs;     /* na * nb */
 };
 
@@ -188,6 +193,7 @@ void ts_coder_free(ts_layer_coder *c) {
     free(c->target_ptrs);
     ts_free(c->a_blocks);
     ts_free(c->targets);
+    ts_free(c->b_blocks);
     ts_free(c->ws);
     ts_code_free(c->code);
     free(c);
@@ -234,22 +240,13 @@ static ts_status check_weights(const ts_layer_coder *c, const ts_tensor *w, int 
     return TS_OK;
 }
 
-ts_status ts_coder_encode_filters(ts_layer_coder *c, const ts_tensor *w, int trans_b, int worker,
-                                  ts_tensor *const *out, ts_err *err) {
-    TS_TRY(check_weights(c, w, trans_b, err));
-    if (worker < 0 || worker >= c->n)
-        return ts_errorf(err, TS_ERR_INVALID, "worker %d is not one of the %d", worker, c->n);
-    float *blocks = ts_alloc((size_t)c->nb * c->filter_len * sizeof(float));
-    const float **bp = calloc((size_t)c->nb, sizeof *bp);
-    float **op = calloc((size_t)c->qb, sizeof *op);
-    ts_status st = TS_OK;
-    if (!blocks || !bp || !op) {
-        st = ts_errorf(err, TS_ERR_NOMEM, "out of memory encoding filter shares");
-        goto done;
-    }
+/* Cuts w into the nB filter groups, once per weights (cached). */
+static ts_status cut_filters(ts_layer_coder *c, const ts_tensor *w, int trans_b, ts_err *err) {
+    if (c->b_blocks && c->b_src == w->data && c->b_trans == trans_b) return TS_OK;
+    if (!c->b_blocks && !(c->b_blocks = ts_alloc((size_t)c->nb * c->filter_len * sizeof(float))))
+        return ts_errorf(err, TS_ERR_NOMEM, "out of memory cutting filter groups");
     for (int l = 0; l < c->nb; l++) {
-        float *dst = blocks + (size_t)l * c->filter_len;
-        bp[l] = dst;
+        float *dst = c->b_blocks + (size_t)l * c->filter_len;
         if (c->kind == TS_SHARE_CONV) {
             ts_geom_extract_filters(&c->geom, w, l, dst);
             continue;
@@ -260,13 +257,29 @@ ts_status ts_coder_encode_filters(ts_layer_coder *c, const ts_tensor *w, int tra
             else memset(dst + r * c->k, 0, (size_t)c->k * sizeof(float));
         }
     }
+    c->b_src = w->data;
+    c->b_trans = trans_b;
+    return TS_OK;
+}
+
+void ts_coder_forget_filters(ts_layer_coder *c) {
+    ts_free(c->b_blocks);
+    c->b_blocks = NULL;
+    c->b_src = NULL;
+}
+
+ts_status ts_coder_encode_filters(ts_layer_coder *c, const ts_tensor *w, int trans_b, int worker,
+                                  ts_tensor *const *out, ts_err *err) {
+    TS_TRY(check_weights(c, w, trans_b, err));
+    if (worker < 0 || worker >= c->n)
+        return ts_errorf(err, TS_ERR_INVALID, "worker %d is not one of the %d", worker, c->n);
+    TS_TRY(cut_filters(c, w, trans_b, err));
+    const float *bp[512];
+    float *op[8];
+    TS_ASSERT(c->nb <= 512 && c->qb <= 8);
+    for (int l = 0; l < c->nb; l++) bp[l] = c->b_blocks + (size_t)l * c->filter_len;
     for (int d = 0; d < c->qb; d++) op[d] = out[d]->data;
-    st = ts_code_encode_b(c->code, worker, bp, c->filter_len, op, err);
-done:
-    ts_free(blocks);
-    free(bp);
-    free(op);
-    return st;
+    return ts_code_encode_b(c->code, worker, bp, c->filter_len, op, err);
 }
 
 static void cut_input(ts_layer_coder *c, const ts_tensor *x) {

@@ -162,6 +162,7 @@ static ts_status deploy_layer(ts_coded_model *m, int li, ts_err *err) {
             st = m->be.deploy(m->be.ctx, j, li, d, shares[d], err);
     }
     for (int d = 0; d < qb; d++) ts_tensor_free(shares[d]);
+    ts_coder_forget_filters(L->coder);
     return st;
 }
 

@@ -106,6 +106,12 @@ static ts_status be_deploy(void *ctx, int worker, int layer, int share, const ts
     if (!ts_master_worker_alive(b->m, b->slots[worker])) return TS_OK;
     ts_err e = {0};
     ts_status s = ts_master_deploy(b->m, b->slots[worker], key, &w, 1, &e);
+    /* Deploying a big model takes seconds of encoding and sending: run the
+     * poll loop after every share so heartbeats keep flowing both ways and
+     * no worker takes the master for dead mid-deploy. */
+    ts_err pe = {0};
+    if (s == TS_OK && ts_master_poll(b->m, 0, &pe) != TS_OK)
+        ts_log(TS_LOG_WARN, "deploy: %s", pe.msg);
     return forgive_lost_worker(b, s, &e, err);
 }
 
