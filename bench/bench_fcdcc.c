@@ -77,7 +77,8 @@ static ts_tensor *conv_f32(const ts_conv2d_params *p, const ts_tensor *x, const 
 
 static void random_subset(int *a, int k, int n, ts_rng *r) {
     int pool[256];
-    for (int i = 0; i < n; i++) pool[i] = i;
+    for (int i = 0; i < n; i++)
+        pool[i] = i;
     for (int i = 0; i < k; i++) {
         int j = i + (int)ts_rng_below(r, (uint64_t)(n - i));
         int t = pool[i];
@@ -103,7 +104,8 @@ static double coded_rel_err(const conv_layer *L, const ts_tensor *want, ts_schem
     ts_graph_set_output(g, yi, &e);
     ts_layer_plan *plans = NULL;
     int np = 0;
-    if (ts_graph_plan(g, 1, 0, &e) != TS_OK || ts_coded_plan_graph(g, &o, &plans, &np, &e) != TS_OK) {
+    if (ts_graph_plan(g, 1, 0, &e) != TS_OK ||
+        ts_coded_plan_graph(g, &o, &plans, &np, &e) != TS_OK) {
         ts_graph_free(g);
         return -1;
     }
@@ -117,12 +119,14 @@ static double coded_rel_err(const conv_layer *L, const ts_tensor *want, ts_schem
     ts_coder_encode_input(c, L->x, &e);
     int qb = ts_coder_filter_shares(c);
     ts_tensor *f[4];
-    for (int d = 0; d < qb; d++) f[d] = ts_coder_new_filter_share(c, NULL);
+    for (int d = 0; d < qb; d++)
+        f[d] = ts_coder_new_filter_share(c, NULL);
     for (int j = 0; j < n; j++) {
         ts_coder_encode_filters(c, L->w, 0, j, f, &e);
         ts_coder_compute(c, j, (const ts_tensor *const *)f, &e);
     }
-    for (int d = 0; d < qb; d++) ts_tensor_free(f[d]);
+    for (int d = 0; d < qb; d++)
+        ts_tensor_free(f[d]);
     ts_tensor *y = ts_tensor_new(&want->s, NULL);
     ts_rng r;
     ts_rng_seed(&r, 7);
@@ -147,20 +151,24 @@ static int run_stability(int argc, char **argv) {
     const char *csv = NULL;
     int sets = 10;
     for (int i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--csv")) csv = argv[i + 1];
-        else if (!strcmp(argv[i], "--sets")) sets = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--csv"))
+            csv = argv[i + 1];
+        else if (!strcmp(argv[i], "--sets"))
+            sets = atoi(argv[i + 1]);
     }
     conv_layer L[8];
     int nl = alexnet_layers(L, 8);
     ts_tensor *want[8];
-    for (int i = 0; i < nl; i++) want[i] = conv_f32(&L[i].p, L[i].x, L[i].w);
+    for (int i = 0; i < nl; i++)
+        want[i] = conv_f32(&L[i].p, L[i].x, L[i].w);
     FILE *f = csv ? fopen(csv, "w") : NULL;
     if (f) fprintf(f, "n,scheme,worst_rel_err,worst_cond\n");
     printf("AlexNet conv layers, batch 1, s = 2 stragglers, float32 workers, double decoding;\n"
            "worst relative error over %d random responder sets per layer, worst over layers\n\n",
            sets);
-    printf("| n | k | CRME rel err | CRME worst cond | polynomial rel err | polynomial worst cond |\n"
-           "|---|---|---|---|---|---|\n");
+    printf(
+        "| n | k | CRME rel err | CRME worst cond | polynomial rel err | polynomial worst cond |\n"
+        "|---|---|---|---|---|---|\n");
     for (int n = 4; n <= 32; n += 2) {
         double err[2] = {0, 0}, cond[2] = {0, 0};
         const ts_scheme sc[2] = {TS_SCHEME_CRME, TS_SCHEME_POLYNOMIAL};
@@ -203,13 +211,12 @@ static void conv_f64(const ts_conv2d_params *p, int64_t c, int64_t h, int64_t wd
                     const double *src = x + (g * cg + ci) * h * wd;
                     for (int64_t r = 0; r < oh; r++)
                         for (int64_t q = 0; q < ow; q++)
-                            dst[r * ow + q] =
-                                src[(r * p->stride_h + a * p->dil_h) * wd + q * p->stride_w +
-                                    b * p->dil_w];
+                            dst[r * ow + q] = src[(r * p->stride_h + a * p->dil_h) * wd +
+                                                  q * p->stride_w + b * p->dil_w];
                 }
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mg, (int)(oh * ow), (int)kk,
-                    1.0, w + g * mg * kk, (int)kk, col, (int)(oh * ow), 0.0,
-                    y + g * mg * oh * ow, (int)(oh * ow));
+                    1.0, w + g * mg * kk, (int)kk, col, (int)(oh * ow), 0.0, y + g * mg * oh * ow,
+                    (int)(oh * ow));
     }
     free(col);
 }
@@ -234,14 +241,17 @@ static int solve(double *A, int n, double *B, int64_t cols) {
         for (int i = k + 1; i < n; i++) {
             double f = A[i * n + k] / A[k * n + k];
             if (f == 0) continue;
-            for (int j = k; j < n; j++) A[i * n + j] -= f * A[k * n + j];
-            for (int64_t j = 0; j < cols; j++) B[i * cols + j] -= f * B[k * cols + j];
+            for (int j = k; j < n; j++)
+                A[i * n + j] -= f * A[k * n + j];
+            for (int64_t j = 0; j < cols; j++)
+                B[i * cols + j] -= f * B[k * cols + j];
         }
     }
     for (int k = n - 1; k >= 0; k--) {
         for (int64_t j = 0; j < cols; j++) {
             double s = B[k * cols + j];
-            for (int i = k + 1; i < n; i++) s -= A[k * n + i] * B[i * cols + j];
+            for (int i = k + 1; i < n; i++)
+                s -= A[k * n + i] * B[i * cols + j];
             B[k * cols + j] = s / A[k * n + k];
         }
     }
@@ -262,7 +272,8 @@ static double f64_layer_mse(const conv_layer *L, int n, int s, double *max_abs) 
     ts_graph_set_output(g, yi, &e);
     ts_layer_plan *plans = NULL;
     int np = 0;
-    if (ts_graph_plan(g, 1, 0, &e) != TS_OK || ts_coded_plan_graph(g, &o, &plans, &np, &e) != TS_OK) {
+    if (ts_graph_plan(g, 1, 0, &e) != TS_OK ||
+        ts_coded_plan_graph(g, &o, &plans, &np, &e) != TS_OK) {
         fprintf(stderr, "bench_fcdcc: %s\n", e.msg);
         exit(1);
     }
@@ -287,11 +298,13 @@ static double f64_layer_mse(const conv_layer *L, int n, int s, double *max_abs) 
     double *filt = malloc((size_t)(nb * fl) * sizeof(double));
     for (int i = 0; i < na; i++) {
         ts_geom_extract_slab(&geo, L->x, i, tmp);
-        for (int64_t t = 0; t < sl; t++) slab[i * sl + t] = tmp[t];
+        for (int64_t t = 0; t < sl; t++)
+            slab[i * sl + t] = tmp[t];
     }
     for (int l = 0; l < nb; l++) {
         ts_geom_extract_filters(&geo, L->w, l, tmp);
-        for (int64_t t = 0; t < fl; t++) filt[l * fl + t] = tmp[t];
+        for (int64_t t = 0; t < fl; t++)
+            filt[l * fl + t] = tmp[t];
     }
     /* responders: a random set of k workers */
     ts_rng r;
@@ -312,11 +325,13 @@ static double f64_layer_mse(const conv_layer *L, int n, int s, double *max_abs) 
                 memset(eb, 0, (size_t)fl * sizeof(double));
                 for (int i = 0; i < na; i++) {
                     double ga = GA[(j * qa + c) * na + i];
-                    for (int64_t t = 0; t < sl; t++) ea[t] += ga * slab[i * sl + t];
+                    for (int64_t t = 0; t < sl; t++)
+                        ea[t] += ga * slab[i * sl + t];
                 }
                 for (int l = 0; l < nb; l++) {
                     double gb = GB[(j * qb + d) * nb + l];
-                    for (int64_t t = 0; t < fl; t++) eb[t] += gb * filt[l * fl + t];
+                    for (int64_t t = 0; t < fl; t++)
+                        eb[t] += gb * filt[l * fl + t];
                 }
                 for (int i = 0; i < na; i++)
                     for (int l = 0; l < nb; l++)
@@ -338,11 +353,14 @@ static double f64_layer_mse(const conv_layer *L, int n, int s, double *max_abs) 
     ts_shape ws1 = ts_geom_slab_shape(&whole);
     int64_t wl = ts_shape_numel(&ws1), ol = geo.n_filters * geo.h_out * geo.w_out;
     float *tw = malloc((size_t)wl * sizeof(float));
-    double *xd = malloc((size_t)wl * sizeof(double)), *wd = malloc((size_t)L->w->size * sizeof(double));
+    double *xd = malloc((size_t)wl * sizeof(double)),
+           *wd = malloc((size_t)L->w->size * sizeof(double));
     double *ref = malloc((size_t)(whole.n_b * whole.h_o * whole.w_out) * sizeof(double));
     ts_geom_extract_slab(&whole, L->x, 0, tw);
-    for (int64_t t = 0; t < wl; t++) xd[t] = tw[t];
-    for (int64_t t = 0; t < L->w->size; t++) wd[t] = L->w->data[t];
+    for (int64_t t = 0; t < wl; t++)
+        xd[t] = tw[t];
+    for (int64_t t = 0; t < L->w->size; t++)
+        wd[t] = L->w->data[t];
     conv_f64(&wp, whole.c, whole.h_in, whole.w_pad, xd, whole.n_filters, whole.kh, whole.kw, wd,
              ref);
     /* compare block by block (rows and channels past the layer are padding) */
@@ -375,8 +393,10 @@ static double f64_layer_mse(const conv_layer *L, int n, int s, double *max_abs) 
 static int run_f64(int argc, char **argv) {
     int n = 20, s = 2;
     for (int i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--workers")) n = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--stragglers")) s = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--workers"))
+            n = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--stragglers"))
+            s = atoi(argv[i + 1]);
     }
     conv_layer L[8];
     int nl = alexnet_layers(L, 8);

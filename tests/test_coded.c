@@ -14,7 +14,9 @@
 #include "tessera/zoo.h"
 #include "ts_test.h"
 
-static int sanitized(void) { return getenv("TS_SANITIZED") != NULL; }
+static int sanitized(void) {
+    return getenv("TS_SANITIZED") != NULL;
+}
 
 /* Norm-wise relative error ||a - b||_2 / ||b||_2, the usual meaning of a
  * tensor's relative error (ts_tensor_rel_err is the stricter max-norm one,
@@ -102,8 +104,7 @@ static void test_partition_reassembles_exactly(void) {
             for (int gi = 0; gi < 3; gi++) {
                 ts_conv_geometry g;
                 ts_err e = {0};
-                if (ts_conv_geometry_make(&p, &x->s, &w->s, slabs[si], groups[gi], &g, &e) !=
-                    TS_OK)
+                if (ts_conv_geometry_make(&p, &x->s, &w->s, slabs[si], groups[gi], &g, &e) != TS_OK)
                     continue; /* too small for this cut: refused, checked below */
                 ts_tensor *y = ts_tensor_new(&want->s, NULL);
                 ts_shape ss = ts_geom_slab_shape(&g), fs = ts_geom_filter_shape(&g),
@@ -121,8 +122,8 @@ static void test_partition_reassembles_exactly(void) {
                         ts_tensor_free(o);
                     }
                 double err = ts_tensor_rel_err(y, want);
-                TS_CHECK_MSG(err < 1e-5, "%s, %d slabs x %d groups: rel err %g", k->name,
-                             slabs[si], groups[gi], err);
+                TS_CHECK_MSG(err < 1e-5, "%s, %d slabs x %d groups: rel err %g", k->name, slabs[si],
+                             groups[gi], err);
                 ts_tensor_free(y), ts_tensor_free(slab), ts_tensor_free(filt), ts_tensor_free(blk);
             }
         ts_tensor_free(x), ts_tensor_free(w), ts_tensor_free(b), ts_tensor_free(want);
@@ -133,27 +134,32 @@ static void test_partition_reassembles_exactly(void) {
 static void compute_all(ts_layer_coder *c, const ts_tensor *w, int trans_b) {
     int n = ts_coder_workers(c), qb = ts_coder_filter_shares(c);
     ts_tensor *f[4];
-    for (int d = 0; d < qb; d++) f[d] = ts_coder_new_filter_share(c, NULL);
+    for (int d = 0; d < qb; d++)
+        f[d] = ts_coder_new_filter_share(c, NULL);
     for (int j = 0; j < n; j++) {
         ts_err e = {0};
         TS_CHECK_OK(ts_coder_encode_filters(c, w, trans_b, j, f, &e), &e);
         TS_CHECK_OK(ts_coder_compute(c, j, (const ts_tensor *const *)f, &e), &e);
     }
-    for (int d = 0; d < qb; d++) ts_tensor_free(f[d]);
+    for (int d = 0; d < qb; d++)
+        ts_tensor_free(f[d]);
 }
 
 static int next_subset(int *a, int k, int n) {
     int i = k - 1;
-    while (i >= 0 && a[i] == n - k + i) i--;
+    while (i >= 0 && a[i] == n - k + i)
+        i--;
     if (i < 0) return 0;
     a[i]++;
-    for (int j = i + 1; j < k; j++) a[j] = a[j - 1] + 1;
+    for (int j = i + 1; j < k; j++)
+        a[j] = a[j - 1] + 1;
     return 1;
 }
 
 static void random_subset(int *a, int k, int n, ts_rng *r) {
     int pool[64];
-    for (int i = 0; i < n; i++) pool[i] = i;
+    for (int i = 0; i < n; i++)
+        pool[i] = i;
     for (int i = 0; i < k; i++) {
         int j = i + (int)ts_rng_below(r, (uint64_t)(n - i));
         int t = pool[i];
@@ -172,7 +178,8 @@ static double check_all_sets(ts_layer_coder *c, ts_scheme scheme, const ts_tenso
     ts_tensor *y = ts_tensor_new(&want->s, NULL);
     ts_rng r;
     ts_rng_seed(&r, 99);
-    for (int i = 0; i < k; i++) set[i] = i;
+    for (int i = 0; i < k; i++)
+        set[i] = i;
     double worst = 0, worst_max = 0, worst_cond = 0;
     int sets = 0;
     do {
@@ -204,12 +211,17 @@ static void test_conv_every_responder_set(void) {
     ts_rng r;
     ts_rng_seed(&r, 2);
     const scheme_case sc[] = {
-        {TS_SCHEME_CRME, 6, 2, 2, 2},   {TS_SCHEME_CRME, 10, 2, 2, 4},
-        {TS_SCHEME_CRME, 12, 3, 3, 3},  {TS_SCHEME_CRME, 12, 0, 3, 4},
-        {TS_SCHEME_POLYNOMIAL, 8, 2, 2, 3}, {TS_SCHEME_MDS, 9, 3, 0, 0},
-        {TS_SCHEME_REPLICATION, 8, 1, 0, 0}, {TS_SCHEME_UNCODED, 5, 0, 0, 0},
+        {TS_SCHEME_CRME, 6, 2, 2, 2},
+        {TS_SCHEME_CRME, 10, 2, 2, 4},
+        {TS_SCHEME_CRME, 12, 3, 3, 3},
+        {TS_SCHEME_CRME, 12, 0, 3, 4},
+        {TS_SCHEME_POLYNOMIAL, 8, 2, 2, 3},
+        {TS_SCHEME_MDS, 9, 3, 0, 0},
+        {TS_SCHEME_REPLICATION, 8, 1, 0, 0},
+        {TS_SCHEME_UNCODED, 5, 0, 0, 0},
         /* kB = 1 splits that depthwise layers (2 filters per channel) take */
-        {TS_SCHEME_CRME, 6, 2, 4, 1},   {TS_SCHEME_CRME, 5, 1, 4, 1},
+        {TS_SCHEME_CRME, 6, 2, 4, 1},
+        {TS_SCHEME_CRME, 5, 1, 4, 1},
         {TS_SCHEME_POLYNOMIAL, 8, 2, 6, 1},
     };
     int n_cases = sanitized() ? 3 : (int)(sizeof cases / sizeof cases[0]);
@@ -291,15 +303,16 @@ static void test_gemm_every_responder_set(void) {
     ts_shape wns = ts_shape2(kdim, m);
     ts_tensor *wn = ts_tensor_new(&wns, NULL);
     for (int i = 0; i < m; i++)
-        for (int j = 0; j < kdim; j++) wn->data[j * m + i] = wt->data[i * kdim + j];
+        for (int j = 0; j < kdim; j++)
+            wn->data[j * m + i] = wt->data[i * kdim + j];
     const scheme_case sc[] = {{TS_SCHEME_CRME, 8, 2, 2, 3},
                               {TS_SCHEME_CRME, 10, 2, 1, 8},
                               {TS_SCHEME_POLYNOMIAL, 7, 1, 2, 3},
                               {TS_SCHEME_MDS, 6, 2, 0, 0}};
     for (size_t si = 0; si < sizeof sc / sizeof sc[0]; si++)
         for (int tb = 0; tb < 2; tb++) {
-            ts_layer_coder *c = ts_coder_new_gemm(rows, kdim, m, sc[si].scheme, sc[si].n,
-                                                  sc[si].s, sc[si].kA, sc[si].kB, &e);
+            ts_layer_coder *c = ts_coder_new_gemm(rows, kdim, m, sc[si].scheme, sc[si].n, sc[si].s,
+                                                  sc[si].kA, sc[si].kB, &e);
             TS_CHECK_MSG(c != NULL, "%s", e.msg);
             if (!c) continue;
             TS_CHECK_OK(ts_coder_encode_input(c, x, &e), &e);
@@ -328,8 +341,12 @@ typedef struct {
     int runs;
 } fake_backend;
 
-static int fb_num(void *ctx) { return ((fake_backend *)ctx)->n; }
-static uint64_t fb_epoch(void *ctx) { return ((fake_backend *)ctx)->epoch; }
+static int fb_num(void *ctx) {
+    return ((fake_backend *)ctx)->n;
+}
+static uint64_t fb_epoch(void *ctx) {
+    return ((fake_backend *)ctx)->epoch;
+}
 
 static ts_status fb_deploy(void *ctx, int worker, int layer, int share, const ts_tensor *w,
                            ts_err *err) {
@@ -383,7 +400,8 @@ static ts_status fb_run(void *ctx, ts_layer_job *job, ts_err *err) {
 static void fb_free(fake_backend *f) {
     for (int j = 0; j < FB_MAX_W; j++)
         for (int l = 0; l < FB_MAX_L; l++)
-            for (int d = 0; d < 2; d++) ts_tensor_free(f->shares[j][l][d]);
+            for (int d = 0; d < 2; d++)
+                ts_tensor_free(f->shares[j][l][d]);
 }
 
 static ts_coded_backend fb_backend(fake_backend *f) {
@@ -419,8 +437,8 @@ static void test_coded_model_matches_single_node(void) {
         if (o.stragglers) f.dead[3] = f.dead[7] = 1; /* two stragglers never answer */
         TS_CHECK_OK(ts_graph_forward(g, x, &e), &e);
         double err = rel_l2(ts_graph_result(g), want);
-        TS_CHECK_MSG(err <= allowed_err(schemes[si], ts_coded_model_max_cond(m)),
-                     "%s: rel err %g", ts_scheme_name(schemes[si]), err);
+        TS_CHECK_MSG(err <= allowed_err(schemes[si], ts_coded_model_max_cond(m)), "%s: rel err %g",
+                     ts_scheme_name(schemes[si]), err);
         printf("  fashion-cnn coded %-12s rel err %.2e, max cond %.3g\n",
                ts_scheme_name(schemes[si]), err, ts_coded_model_max_cond(m));
         ts_coded_model_free(m);

@@ -715,6 +715,56 @@ static void test_pool_forward_random(void) {
     }
 }
 
+/* The 2x2 stride-2 fast path keeps the general rules: first maximum in
+ * window order wins ties (argmax), NaN propagates; odd sizes drop the last
+ * row/column (floor) and ceil_mode with bottom/right padding keeps them. */
+static void test_maxpool_2x2_fast_path(void) {
+    ts_err err;
+    for (int ceil_mode = 0; ceil_mode < 2; ceil_mode++) {
+        ts_pool2d_params p = {.kh = 2,
+                              .kw = 2,
+                              .stride_h = 2,
+                              .stride_w = 2,
+                              .dil_h = 1,
+                              .dil_w = 1,
+                              .ceil_mode = ceil_mode};
+        int64_t n = 2, c = 3, h = 7, w = 9;
+        ts_tensor *x = trand4(n, c, h, w);
+        for (int64_t i = 0; i < x->size; i++)
+            x->data[i] = (float)(int)(x->data[i] * 2); /* ties */
+        x->data[5] = NAN;
+        x->data[w + 2] = NAN;
+        ts_shape ys;
+        TS_CHECK_OK(ts_pool2d_out_shape(&p, &x->s, &ys, &err), &err);
+        ts_tensor *y = ts_tensor_new(&ys, NULL);
+        int32_t *am = malloc((size_t)y->size * sizeof *am);
+        TS_CHECK_OK(ts_maxpool2d_forward(&p, x, y, am, &err), &err);
+        int64_t oh = ys.shape[2], ow = ys.shape[3];
+        int ok = 1;
+        for (int64_t pl = 0; pl < n * c; pl++)
+            for (int64_t oy = 0; oy < oh; oy++)
+                for (int64_t ox = 0; ox < ow; ox++) {
+                    float best = 0;
+                    int64_t at = -1;
+                    for (int i = 0; i < 2; i++)
+                        for (int j = 0; j < 2; j++) {
+                            int64_t r = 2 * oy + i, q = 2 * ox + j;
+                            if (r >= h || q >= w) continue;
+                            int64_t k = pl * h * w + r * w + q;
+                            float v = x->data[k];
+                            if (at < 0 || v > best || (isnan(v) && !isnan(best))) best = v, at = k;
+                        }
+                    int64_t o = (pl * oh + oy) * ow + ox;
+                    ok &= am[o] == at;
+                    ok &= isnan(best) ? isnan(y->data[o]) : y->data[o] == best;
+                }
+        TS_CHECK_MSG(ok, "2x2 max pool (ceil_mode %d) differs from first-max reference", ceil_mode);
+        free(am);
+        ts_tensor_free(x);
+        ts_tensor_free(y);
+    }
+}
+
 /* The examples from the ONNX operator documentation (MaxPool/AveragePool
  * "2d_ceil": 4x4 input 1..16, kernel 3, stride 2, ceil_mode). */
 static void test_pool_onnx_ceil_examples(void) {
@@ -1398,6 +1448,7 @@ int main(void) {
     TS_RUN(test_conv_path_dispatch);
     TS_RUN(test_pool_forward_random);
     TS_RUN(test_pool_onnx_ceil_examples);
+    TS_RUN(test_maxpool_2x2_fast_path);
     TS_RUN(test_pool_backward_fd);
     TS_RUN(test_global_avgpool_forward);
     TS_RUN(test_pool_errors);

@@ -67,9 +67,9 @@ typedef struct {
      * into consecutive blocks; with several (grouped, depthwise) every
      * filter group is itself a grouped conv over ALL input channels, so
      * linear combinations of filter groups stay valid grouped convs. */
-    int n_groups;        /* nB */
-    int64_t per_group;   /* output channels per conv group in one filter group */
-    int64_t n_b;         /* output channels of one filter group: groups * per_group */
+    int n_groups;      /* nB */
+    int64_t per_group; /* output channels per conv group in one filter group */
+    int64_t n_b;       /* output channels of one filter group: groups * per_group */
 } ts_conv_geometry;
 
 /* Cuts a conv layer: x [B,C,H,W], w [N,C/g,KH,KW] into n_slabs x n_groups.
@@ -204,7 +204,7 @@ ts_status ts_coder_decode(ts_layer_coder *c, const int *responders, int n_resp,
 
 typedef struct {
     int n_workers;
-    int stragglers;    /* workers that may fail to answer per layer */
+    int stragglers; /* workers that may fail to answer per layer */
     ts_scheme scheme;
     double w_comm, w_storage, w_compute; /* planner weights */
     double deadline_s;                   /* per layer, before the run fails */
@@ -216,8 +216,8 @@ ts_coded_opts ts_coded_opts_default(void);
 typedef struct {
     int node;
     ts_op op;
-    int kA, kB;          /* APCP x KCCP split (dense: kA = 1) */
-    int threshold;       /* workers needed */
+    int kA, kB;                                /* APCP x KCCP split (dense: kA = 1) */
+    int threshold;                             /* workers needed */
     int64_t bytes_in, bytes_out, bytes_stored; /* per worker */
     double flops_worker, flops_uncoded;
     double worst_cond;   /* worst-case condition number over responder sets */

@@ -27,7 +27,7 @@ static int value_of(int argc, char **argv, int *i, const char **out) {
 int ts_cli_coded_arg(ts_cli_coded *o, int argc, char **argv, int *i) {
     const char *opt = argv[*i], *v = NULL;
     long n;
-    static const char *const known[] = {"--workers", "--stragglers", "--scheme", "--listen",
+    static const char *const known[] = {"--workers", "--stragglers", "--scheme",    "--listen",
                                         "--expect",  "--deadline",   "--curve-keys"};
     int k = -1;
     for (int j = 0; j < (int)(sizeof known / sizeof known[0]); j++)
@@ -64,21 +64,22 @@ int ts_cli_coded_arg(ts_cli_coded *o, int argc, char **argv, int *i) {
     }
 }
 
-int ts_cli_coded_active(const ts_cli_coded *o) { return o->set; }
+int ts_cli_coded_active(const ts_cli_coded *o) {
+    return o->set;
+}
 
 void ts_cli_coded_usage(FILE *f) {
-    fprintf(f,
-            "Coded execution (every conv and dense layer split across workers):\n"
-            "  --workers N      N worker threads in this process, or with --listen the\n"
-            "                   number of remote workers to plan for\n"
-            "  --stragglers S   workers that may fail to answer per layer (default 0)\n"
-            "  --scheme X       crme (default) | uncoded | replication | mds | polynomial\n"
-            "  --listen URL     bind tcp://host:port or ipc:///path for `tessera worker`s\n"
-            "  --expect N       with --listen: wait for N workers before starting\n"
+    fprintf(f, "Coded execution (every conv and dense layer split across workers):\n"
+               "  --workers N      N worker threads in this process, or with --listen the\n"
+               "                   number of remote workers to plan for\n"
+               "  --stragglers S   workers that may fail to answer per layer (default 0)\n"
+               "  --scheme X       crme (default) | uncoded | replication | mds | polynomial\n"
+               "  --listen URL     bind tcp://host:port or ipc:///path for `tessera worker`s\n"
+               "  --expect N       with --listen: wait for N workers before starting\n"
 
-            "  --deadline S     seconds a layer may take before the run fails (default 60)\n"
-            "  --curve-keys DIR with --listen: CURVE encryption; only workers whose public\n"
-            "                   keys are listed in DIR may join (see tessera keygen)\n");
+               "  --deadline S     seconds a layer may take before the run fails (default 60)\n"
+               "  --curve-keys DIR with --listen: CURVE encryption; only workers whose public\n"
+               "                   keys are listed in DIR may join (see tessera keygen)\n");
 }
 
 struct ts_cli_coded_session {
@@ -88,8 +89,7 @@ struct ts_cli_coded_session {
     ts_coded_model *model;
 };
 
-static ts_status open_workers(ts_cli_coded_session *s, const ts_cli_coded *o, int *n,
-                              ts_err *err) {
+static ts_status open_workers(ts_cli_coded_session *s, const ts_cli_coded *o, int *n, ts_err *err) {
     if (!o->listen) {
         *n = o->workers;
         if (!(s->cluster = ts_local_cluster_new(*n, NULL, err))) return TS_ERR_UNAVAILABLE;
@@ -147,8 +147,8 @@ ts_cli_coded_session *ts_cli_coded_begin(ts_graph *g, const ts_cli_coded *o, ts_
     co.stragglers = o->stragglers;
     co.deadline_s = o->deadline_s;
     if (ts_scheme_parse(o->scheme, &co.scheme, err) != TS_OK) goto fail;
-    ts_coded_backend be = s->cluster ? ts_local_cluster_backend(s->cluster)
-                                     : ts_master_coded_backend(s->backend);
+    ts_coded_backend be =
+        s->cluster ? ts_local_cluster_backend(s->cluster) : ts_master_coded_backend(s->backend);
     if (!(s->model = ts_coded_model_new(g, &co, be, err))) goto fail;
     print_plan(s, g, o, n);
     return s;

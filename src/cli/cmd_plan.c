@@ -66,8 +66,8 @@ static int parse_args(int argc, char **argv, const char **model, ts_coded_opts *
 }
 
 static void print_plans(const ts_graph *g, const ts_layer_plan *p, int n) {
-    printf("%-18s %-5s %3s %3s %5s %10s %10s %10s %10s %10s %6s %10s\n", "layer", "op", "kA",
-           "kB", "need", "in/wkr", "out/wkr", "stored/wkr", "MFLOP/wkr", "MFLOP/all", "ratio",
+    printf("%-18s %-5s %3s %3s %5s %10s %10s %10s %10s %10s %6s %10s\n", "layer", "op", "kA", "kB",
+           "need", "in/wkr", "out/wkr", "stored/wkr", "MFLOP/wkr", "MFLOP/all", "ratio",
            "worst-cond");
     double in = 0, out = 0, st = 0, fw = 0, fu = 0;
     for (int i = 0; i < n; i++) {
@@ -85,8 +85,8 @@ static void print_plans(const ts_graph *g, const ts_layer_plan *p, int n) {
         st += (double)p[i].bytes_stored, fw += p[i].flops_worker, fu += p[i].flops_uncoded;
     }
     char b1[32], b2[32], b3[32];
-    printf("%-18s %-5s %3s %3s %5s %10s %10s %10s %10.3f %10.3f %5.1f%%\n", "total", "", "", "",
-           "", ts_cli_human_bytes(in, b1, sizeof b1), ts_cli_human_bytes(out, b2, sizeof b2),
+    printf("%-18s %-5s %3s %3s %5s %10s %10s %10s %10.3f %10.3f %5.1f%%\n", "total", "", "", "", "",
+           ts_cli_human_bytes(in, b1, sizeof b1), ts_cli_human_bytes(out, b2, sizeof b2),
            ts_cli_human_bytes(st, b3, sizeof b3), 1e-6 * fw, 1e-6 * fu, 100.0 * fw / fu);
 }
 

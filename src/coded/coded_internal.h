@@ -19,8 +19,8 @@ typedef struct {
 ts_code *ts_coder_code(ts_layer_coder *c);
 /* Per-worker bytes and FLOPs of the coder's split into pl. */
 void ts_coder_costs(const ts_layer_coder *c, ts_layer_plan *pl);
-ts_layer_coder *ts_coded_make_coder(const ts_coded_layer_shape *ls, ts_scheme scheme, int n,
-                                    int s, int kA, int kB, ts_err *err);
+ts_layer_coder *ts_coded_make_coder(const ts_coded_layer_shape *ls, ts_scheme scheme, int n, int s,
+                                    int kA, int kB, ts_err *err);
 ts_status ts_coded_plan_layer(const ts_coded_layer_shape *ls, const ts_coded_opts *o,
                               ts_layer_plan *plan, ts_err *err);
 ts_status ts_coded_worst_cond(const ts_coded_layer_shape *ls, const ts_coded_opts *o,

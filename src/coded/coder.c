@@ -21,28 +21,28 @@ struct ts_layer_coder {
     /* shapes of one input share, filter share and product */
     ts_shape in_shape, filter_shape, prod_shape;
     size_t in_len, filter_len, prod_len;
-    float *a_blocks;        /* na * in_len */
-    ts_tensor **inputs;     /* n * qa */
-    ts_tensor **products;   /* n * qa * qb */
-    float *targets;         /* na * nb * prod_len */
+    float *a_blocks;         /* na * in_len */
+    ts_tensor **inputs;      /* n * qa */
+    ts_tensor **products;    /* n * qa * qb */
+    float *targets;          /* na * nb * prod_len */
     const float **prod_ptrs; /* scratch for decode: n * qa * qb */
     /* filter groups cut from the last weights encoded (deploy encodes every
      * worker's shares from the same cut): nb * filter_len */
     float *b_blocks;
     const float *b_src;
     int b_trans;
-    float **target_ptrs;     /* na * nb */
+    float **target_ptrs; /* na * nb */
 };
 
-static ts_status code_params_for(ts_scheme scheme, int n, int s, int kA, int kB,
-                                 ts_code_params *cp, ts_err *err) {
+static ts_status code_params_for(ts_scheme scheme, int n, int s, int kA, int kB, ts_code_params *cp,
+                                 ts_err *err) {
     memset(cp, 0, sizeof *cp);
     cp->n = n;
     if (n < 1) return ts_errorf(err, TS_ERR_INVALID, "a coded layer needs at least one worker");
     if (s < 0 || s >= n)
         return ts_errorf(err, TS_ERR_INVALID,
-                         "%d stragglers cannot be tolerated with %d workers (use at most %d)", s,
-                         n, n - 1);
+                         "%d stragglers cannot be tolerated with %d workers (use at most %d)", s, n,
+                         n - 1);
     switch (scheme) {
     case TS_SCHEME_UNCODED:
         cp->kind = TS_CODE_UNCODED;
@@ -124,7 +124,8 @@ static ts_status alloc_buffers(ts_layer_coder *c, ts_err *err) {
         if (!(c->inputs[i] = ts_tensor_new(&c->in_shape, err))) return TS_ERR_NOMEM;
     for (int i = 0; i < n_prod; i++)
         if (!(c->products[i] = ts_tensor_new(&c->prod_shape, err))) return TS_ERR_NOMEM;
-    for (int t = 0; t < n_tg; t++) c->target_ptrs[t] = c->targets + (size_t)t * c->prod_len;
+    for (int t = 0; t < n_tg; t++)
+        c->target_ptrs[t] = c->targets + (size_t)t * c->prod_len;
     return TS_OK;
 }
 
@@ -158,8 +159,9 @@ ts_layer_coder *ts_coder_new_gemm(int64_t rows, int64_t k, int64_t m, ts_scheme 
     c->kind = TS_SHARE_GEMM;
     c->rows = rows, c->k = k, c->m = m;
     if (rows < 1 || k < 1 || m < 1) {
-        ts_errorf(err, TS_ERR_SHAPE, "a dense layer needs positive sizes (rows %lld, K %lld, M %lld)",
-                  (long long)rows, (long long)k, (long long)m);
+        ts_errorf(err, TS_ERR_SHAPE,
+                  "a dense layer needs positive sizes (rows %lld, K %lld, M %lld)", (long long)rows,
+                  (long long)k, (long long)m);
         goto fail;
     }
     if (m < c->nb) {
@@ -184,9 +186,11 @@ fail:
 void ts_coder_free(ts_layer_coder *c) {
     if (!c) return;
     if (c->inputs)
-        for (int i = 0; i < c->n * c->qa; i++) ts_tensor_free(c->inputs[i]);
+        for (int i = 0; i < c->n * c->qa; i++)
+            ts_tensor_free(c->inputs[i]);
     if (c->products)
-        for (int i = 0; i < c->n * c->qa * c->qb; i++) ts_tensor_free(c->products[i]);
+        for (int i = 0; i < c->n * c->qa * c->qb; i++)
+            ts_tensor_free(c->products[i]);
     free(c->inputs);
     free(c->products);
     free(c->prod_ptrs);
@@ -199,11 +203,21 @@ void ts_coder_free(ts_layer_coder *c) {
     free(c);
 }
 
-int ts_coder_threshold(const ts_layer_coder *c) { return c->threshold; }
-int ts_coder_workers(const ts_layer_coder *c) { return c->n; }
-int ts_coder_in_shares(const ts_layer_coder *c) { return c->qa; }
-int ts_coder_filter_shares(const ts_layer_coder *c) { return c->qb; }
-ts_share_kind ts_coder_kind(const ts_layer_coder *c) { return c->kind; }
+int ts_coder_threshold(const ts_layer_coder *c) {
+    return c->threshold;
+}
+int ts_coder_workers(const ts_layer_coder *c) {
+    return c->n;
+}
+int ts_coder_in_shares(const ts_layer_coder *c) {
+    return c->qa;
+}
+int ts_coder_filter_shares(const ts_layer_coder *c) {
+    return c->qb;
+}
+ts_share_kind ts_coder_kind(const ts_layer_coder *c) {
+    return c->kind;
+}
 ts_conv2d_params ts_coder_worker_conv(const ts_layer_coder *c) {
     return c->kind == TS_SHARE_CONV ? ts_geom_worker_params(&c->geom) : ts_conv2d_params_default();
 }
@@ -222,7 +236,8 @@ static void weight_row(const ts_layer_coder *c, const ts_tensor *w, int trans_b,
         memcpy(out, w->data + r * c->k, (size_t)c->k * sizeof(float));
         return;
     }
-    for (int64_t i = 0; i < c->k; i++) out[i] = w->data[i * c->m + r];
+    for (int64_t i = 0; i < c->k; i++)
+        out[i] = w->data[i * c->m + r];
 }
 
 static ts_status check_weights(const ts_layer_coder *c, const ts_tensor *w, int trans_b,
@@ -253,8 +268,10 @@ static ts_status cut_filters(ts_layer_coder *c, const ts_tensor *w, int trans_b,
         }
         for (int64_t r = 0; r < c->m_b; r++) {
             int64_t row = (int64_t)l * c->m_b + r;
-            if (row < c->m) weight_row(c, w, trans_b, row, dst + r * c->k);
-            else memset(dst + r * c->k, 0, (size_t)c->k * sizeof(float));
+            if (row < c->m)
+                weight_row(c, w, trans_b, row, dst + r * c->k);
+            else
+                memset(dst + r * c->k, 0, (size_t)c->k * sizeof(float));
         }
     }
     c->b_src = w->data;
@@ -277,8 +294,10 @@ ts_status ts_coder_encode_filters(ts_layer_coder *c, const ts_tensor *w, int tra
     const float *bp[512];
     float *op[8];
     TS_ASSERT(c->nb <= 512 && c->qb <= 8);
-    for (int l = 0; l < c->nb; l++) bp[l] = c->b_blocks + (size_t)l * c->filter_len;
-    for (int d = 0; d < c->qb; d++) op[d] = out[d]->data;
+    for (int l = 0; l < c->nb; l++)
+        bp[l] = c->b_blocks + (size_t)l * c->filter_len;
+    for (int d = 0; d < c->qb; d++)
+        op[d] = out[d]->data;
     return ts_code_encode_b(c->code, worker, bp, c->filter_len, op, err);
 }
 
@@ -293,8 +312,7 @@ static void cut_input(ts_layer_coder *c, const ts_tensor *x) {
         int64_t rows = c->rows - r0 < c->b_a ? c->rows - r0 : c->b_a;
         if (rows < 0) rows = 0;
         memset(dst, 0, c->in_len * sizeof(float));
-        if (rows > 0)
-            memcpy(dst, x->data + r0 * c->k, (size_t)(rows * c->k) * sizeof(float));
+        if (rows > 0) memcpy(dst, x->data + r0 * c->k, (size_t)(rows * c->k) * sizeof(float));
     }
 }
 
@@ -310,9 +328,11 @@ ts_status ts_coder_encode_input(ts_layer_coder *c, const ts_tensor *x, ts_err *e
     const float *blocks[64];
     float *outs[8];
     TS_ASSERT(c->na <= 64 && c->qa <= 8);
-    for (int i = 0; i < c->na; i++) blocks[i] = c->a_blocks + (size_t)i * c->in_len;
+    for (int i = 0; i < c->na; i++)
+        blocks[i] = c->a_blocks + (size_t)i * c->in_len;
     for (int j = 0; j < c->n; j++) {
-        for (int q = 0; q < c->qa; q++) outs[q] = c->inputs[j * c->qa + q]->data;
+        for (int q = 0; q < c->qa; q++)
+            outs[q] = c->inputs[j * c->qa + q]->data;
         TS_TRY(ts_code_encode_a(c->code, j, blocks, c->in_len, outs, err));
     }
     return TS_OK;
@@ -389,7 +409,8 @@ ts_status ts_coder_decode(ts_layer_coder *c, const int *responders, int n_resp,
         return TS_OK;
     }
     if (y->size != c->rows * c->m)
-        return ts_errorf(err, TS_ERR_SHAPE, "coded dense layer: the output does not match the plan");
+        return ts_errorf(err, TS_ERR_SHAPE,
+                         "coded dense layer: the output does not match the plan");
     if (bias && bias->size != c->m && bias->size != c->rows * c->m)
         return ts_errorf(err, TS_ERR_SHAPE,
                          "coded dense layer: the bias has %lld elements, expected %lld or %lld",
@@ -398,7 +419,9 @@ ts_status ts_coder_decode(ts_layer_coder *c, const int *responders, int n_resp,
     return TS_OK;
 }
 
-ts_code *ts_coder_code(ts_layer_coder *c) { return c->code; }
+ts_code *ts_coder_code(ts_layer_coder *c) {
+    return c->code;
+}
 
 void ts_coder_costs(const ts_layer_coder *c, ts_layer_plan *pl) {
     double fl = sizeof(float), qa = c->qa, qb = c->qb;

@@ -67,8 +67,7 @@ static ts_status gemm_shape(const ts_graph *g, int i, ts_coded_layer_shape *ls, 
                          nv.name);
     if (nv.attrs->trans_a)
         return ts_errorf(err, TS_ERR_UNSUPPORTED,
-                         "Gemm '%s' has transA=1, which coded execution does not support",
-                         nv.name);
+                         "Gemm '%s' has transA=1, which coded execution does not support", nv.name);
     if (x.ndim != 2 || w.shape.ndim != 2 || x.shape[0] < 1)
         return ts_errorf(err, TS_ERR_INVALID, "Gemm '%s': plan the graph before coding it",
                          nv.name);
@@ -93,14 +92,17 @@ static ts_status collect_layers(const ts_graph *g, ts_coded_layer_shape **out, i
     for (int i = 0; i < nn; i++) {
         ts_node_view nv = ts_graph_node(g, i);
         ts_status st = TS_OK;
-        if (nv.op == TS_OP_CONV) st = conv_shape(g, i, &ls[n], err);
-        else if (nv.op == TS_OP_GEMM) st = gemm_shape(g, i, &ls[n], &tb[n], err);
+        if (nv.op == TS_OP_CONV)
+            st = conv_shape(g, i, &ls[n], err);
+        else if (nv.op == TS_OP_GEMM)
+            st = gemm_shape(g, i, &ls[n], &tb[n], err);
         else if (nv.op == TS_OP_MATMUL)
             st = ts_errorf(err, TS_ERR_UNSUPPORTED,
                            "MatMul '%s': coded execution runs dense layers given as Gemm with "
                            "stored weights",
                            nv.name);
-        else continue;
+        else
+            continue;
         if (st != TS_OK) {
             free(ls), free(tb);
             return st;
@@ -161,7 +163,8 @@ static ts_status deploy_layer(ts_coded_model *m, int li, ts_err *err) {
         for (int d = 0; d < qb && st == TS_OK; d++)
             st = m->be.deploy(m->be.ctx, j, li, d, shares[d], err);
     }
-    for (int d = 0; d < qb; d++) ts_tensor_free(shares[d]);
+    for (int d = 0; d < qb; d++)
+        ts_tensor_free(shares[d]);
     ts_coder_forget_filters(L->coder);
     return st;
 }
@@ -208,8 +211,10 @@ static ts_status run_once(ts_coded_model *m, int li, const ts_tensor *x, ts_err 
     ts_tensor *outs[256 * 4];
     TS_ASSERT(n <= 256 && qa <= 2 && qb <= 2);
     for (int j = 0; j < n; j++) {
-        for (int a = 0; a < qa; a++) ins[j * qa + a] = ts_coder_input(c, j, a);
-        for (int q = 0; q < qa * qb; q++) outs[j * qa * qb + q] = ts_coder_product(c, j, q);
+        for (int a = 0; a < qa; a++)
+            ins[j * qa + a] = ts_coder_input(c, j, a);
+        for (int q = 0; q < qa * qb; q++)
+            outs[j * qa * qb + q] = ts_coder_product(c, j, q);
     }
     memset(L->responded, 0, (size_t)n * sizeof(int));
     ts_layer_job job = {
@@ -287,7 +292,8 @@ ts_coded_model *ts_coded_model_new(ts_graph *g, const ts_coded_opts *o, ts_coded
         ts_errorf(err, TS_ERR_NOMEM, "out of memory for the coded model");
         goto fail;
     }
-    for (int i = 0; i < m->n_nodes; i++) m->layer_of_node[i] = -1;
+    for (int i = 0; i < m->n_nodes; i++)
+        m->layer_of_node[i] = -1;
     m->n_layers = n;
     for (int i = 0; i < n; i++) {
         coded_layer *L = &m->layers[i];
@@ -325,15 +331,23 @@ void ts_coded_model_free(ts_coded_model *m) {
     free(m);
 }
 
-int ts_coded_model_num_layers(const ts_coded_model *m) { return m->n_layers; }
+int ts_coded_model_num_layers(const ts_coded_model *m) {
+    return m->n_layers;
+}
 
 const ts_layer_plan *ts_coded_model_layer(const ts_coded_model *m, int i) {
     TS_ASSERT(i >= 0 && i < m->n_layers);
     return &m->layers[i].plan;
 }
 
-double ts_coded_model_max_cond(const ts_coded_model *m) { return m->max_cond; }
+double ts_coded_model_max_cond(const ts_coded_model *m) {
+    return m->max_cond;
+}
 
-int ts_coded_model_workers(const ts_coded_model *m) { return m->n_workers; }
+int ts_coded_model_workers(const ts_coded_model *m) {
+    return m->n_workers;
+}
 
-uint64_t ts_coded_model_replans(const ts_coded_model *m) { return m->replans; }
+uint64_t ts_coded_model_replans(const ts_coded_model *m) {
+    return m->replans;
+}

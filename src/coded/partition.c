@@ -3,7 +3,9 @@
 
 #include "tessera/coded.h"
 
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t ceil_div(int64_t a, int64_t b) {
+    return (a + b - 1) / b;
+}
 
 static ts_status geometry_split(ts_conv_geometry *g, int n_slabs, int n_groups, ts_err *err) {
     if (n_slabs < 1 || n_groups < 1)
@@ -97,8 +99,10 @@ void ts_geom_extract_filters(const ts_conv_geometry *g, const ts_tensor *w, int 
     for (int64_t m = 0; m < g->n_b; m++) {
         int64_t src = source_channel(g, j, m);
         float *dst = out + m * per;
-        if (src >= 0) memcpy(dst, w->data + src * per, (size_t)per * sizeof(float));
-        else memset(dst, 0, (size_t)per * sizeof(float));
+        if (src >= 0)
+            memcpy(dst, w->data + src * per, (size_t)per * sizeof(float));
+        else
+            memset(dst, 0, (size_t)per * sizeof(float));
     }
 }
 
@@ -114,7 +118,8 @@ void ts_geom_place_block(const ts_conv_geometry *g, const float *block, int i, i
             for (int64_t r = 0; r < rows; r++) {
                 const float *src = block + ((b * g->n_b + m) * g->h_o + r) * g->w_out;
                 float *dst = y->data + ((b * g->n_filters + ch) * g->h_out + r0 + r) * g->w_out;
-                for (int64_t c = 0; c < g->w_out; c++) dst[c] = src[c] + bv;
+                for (int64_t c = 0; c < g->w_out; c++)
+                    dst[c] = src[c] + bv;
             }
         }
 }

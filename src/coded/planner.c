@@ -27,26 +27,27 @@ ts_coded_opts ts_coded_opts_default(void) {
     return o;
 }
 
-static int two_d(ts_scheme s) { return s == TS_SCHEME_POLYNOMIAL || s == TS_SCHEME_CRME; }
+static int two_d(ts_scheme s) {
+    return s == TS_SCHEME_POLYNOMIAL || s == TS_SCHEME_CRME;
+}
 
-ts_layer_coder *ts_coded_make_coder(const ts_coded_layer_shape *ls, ts_scheme scheme, int n,
-                                    int s, int kA, int kB, ts_err *err) {
+ts_layer_coder *ts_coded_make_coder(const ts_coded_layer_shape *ls, ts_scheme scheme, int n, int s,
+                                    int kA, int kB, ts_err *err) {
     if (ls->op == TS_OP_CONV)
         return ts_coder_new_conv(&ls->conv, &ls->x, &ls->w, scheme, n, s, kA, kB, err);
     return ts_coder_new_gemm(ls->rows, ls->k, ls->m, scheme, n, s, kA, kB, err);
 }
 
 static double weighted_cost(const ts_coded_opts *o, const ts_layer_plan *p) {
-    return o->w_comm * (double)(p->bytes_in + p->bytes_out) + o->w_storage * (double)p->bytes_stored +
-           o->w_compute * p->flops_worker;
+    return o->w_comm * (double)(p->bytes_in + p->bytes_out) +
+           o->w_storage * (double)p->bytes_stored + o->w_compute * p->flops_worker;
 }
 
 /* Tries one (kA, kB); keeps it in best if cheaper. */
 static void try_split(const ts_coded_layer_shape *ls, const ts_coded_opts *o, int kA, int kB,
                       ts_layer_plan *best, double *best_cost, ts_err *why) {
     ts_err e = {0};
-    ts_layer_coder *c =
-        ts_coded_make_coder(ls, o->scheme, o->n_workers, o->stragglers, kA, kB, &e);
+    ts_layer_coder *c = ts_coded_make_coder(ls, o->scheme, o->n_workers, o->stragglers, kA, kB, &e);
     if (!c) {
         *why = e;
         return;
@@ -101,16 +102,19 @@ static double choose(int n, int k, double cap) {
 /* Next k-subset of 0..n-1 in lexicographic order; 0 after the last. */
 static int next_subset(int *a, int k, int n) {
     int i = k - 1;
-    while (i >= 0 && a[i] == n - k + i) i--;
+    while (i >= 0 && a[i] == n - k + i)
+        i--;
     if (i < 0) return 0;
     a[i]++;
-    for (int j = i + 1; j < k; j++) a[j] = a[j - 1] + 1;
+    for (int j = i + 1; j < k; j++)
+        a[j] = a[j - 1] + 1;
     return 1;
 }
 
 static void random_subset(int *a, int k, int n, ts_rng *r) {
     int pool[256];
-    for (int i = 0; i < n; i++) pool[i] = i;
+    for (int i = 0; i < n; i++)
+        pool[i] = i;
     for (int i = 0; i < k; i++) {
         int j = i + (int)ts_rng_below(r, (uint64_t)(n - i));
         int t = pool[i];
@@ -125,8 +129,8 @@ ts_status ts_coded_worst_cond(const ts_coded_layer_shape *ls, const ts_coded_opt
     /* A tiny stand-in layer with the plan's code: the condition number
      * depends on the code and the responder set only, not on the block
      * length, so the products are 1-float blocks. */
-    ts_layer_coder *c = ts_coded_make_coder(ls, o->scheme, o->n_workers, o->stragglers, plan->kA,
-                                            plan->kB, err);
+    ts_layer_coder *c =
+        ts_coded_make_coder(ls, o->scheme, o->n_workers, o->stragglers, plan->kA, plan->kB, err);
     if (!c) return TS_ERR_INVALID;
     ts_status st = ts_coder_worst_cond(c, max_sets, worst, exhaustive, err);
     ts_coder_free(c);
@@ -150,19 +154,23 @@ ts_status ts_coder_worst_cond(ts_layer_coder *c, int max_sets, double *worst, in
         st = ts_errorf(err, TS_ERR_NOMEM, "out of memory for the condition-number search");
         goto done;
     }
-    for (int i = 0; i < n * per; i++) pp[i] = prod + i;
-    for (int t = 0; t < ts_code_num_targets(code); t++) tp[t] = tg + t;
+    for (int i = 0; i < n * per; i++)
+        pp[i] = prod + i;
+    for (int t = 0; t < ts_code_num_targets(code); t++)
+        tp[t] = tg + t;
     *exhaustive = choose(n, k, max_sets) <= max_sets;
     *worst = 0;
     ts_rng r;
     ts_rng_seed(&r, 12345);
-    for (int i = 0; i < k; i++) set[i] = i;
+    for (int i = 0; i < k; i++)
+        set[i] = i;
     for (int it = 0; it < max_sets; it++) {
         if (!*exhaustive && it > 0) random_subset(set, k, n, &r);
         double cond = 0;
         /* products of responders in set order */
         for (int i = 0; i < k; i++)
-            for (int q = 0; q < per; q++) pp[i * per + q] = prod + set[i] * per + q;
+            for (int q = 0; q < per; q++)
+                pp[i * per + q] = prod + set[i] * per + q;
         st = ts_code_decode(code, set, k, pp, 1, tp, &cond, err);
         if (st != TS_OK) goto done;
         if (cond > *worst || !isfinite(cond)) *worst = cond;

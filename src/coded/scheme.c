@@ -4,8 +4,8 @@
 #include "tessera/coded.h"
 
 static const char *const scheme_names[] = {
-    [TS_SCHEME_UNCODED] = "uncoded",       [TS_SCHEME_REPLICATION] = "replication",
-    [TS_SCHEME_MDS] = "mds",               [TS_SCHEME_POLYNOMIAL] = "polynomial",
+    [TS_SCHEME_UNCODED] = "uncoded", [TS_SCHEME_REPLICATION] = "replication",
+    [TS_SCHEME_MDS] = "mds",         [TS_SCHEME_POLYNOMIAL] = "polynomial",
     [TS_SCHEME_CRME] = "crme",
 };
 

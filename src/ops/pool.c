@@ -98,6 +98,43 @@ static void valid_taps(int64_t start, int k, int dil, int64_t n, int *lo, int *h
 
 /* ---- max pool ---------------------------------------------------------- */
 
+/* Same rule as the general loop: the first maximum in window order wins
+ * ties, and a NaN replaces a number. */
+static inline void take_max(float v, int64_t at, float *best, int64_t *best_at) {
+    if (v > *best || (isnan(v) && !isnan(*best))) *best = v, *best_at = at;
+}
+
+/* The common 2x2 stride-2 window with no padding or dilation, where every
+ * window lies inside the input: no per-window bounds work (this loop is a
+ * fifth of training time in the general form). */
+static int maxpool_2x2_fits(const ts_pool2d_params *p, const pool_geom *g) {
+    return p->kh == 2 && p->kw == 2 && p->stride_h == 2 && p->stride_w == 2 && p->dil_h == 1 &&
+           p->dil_w == 1 && p->pad_t == 0 && p->pad_l == 0 && 2 * g->oh <= g->h &&
+           2 * g->ow <= g->w;
+}
+
+static void maxpool_2x2(const pool_geom *g, const float *x, float *y, int32_t *argmax) {
+    for (int64_t plane = 0; plane < g->n * g->c; plane++) {
+        const float *xp = x + plane * g->h * g->w;
+        int64_t base = plane * g->h * g->w;
+        for (int64_t oy = 0; oy < g->oh; oy++) {
+            const float *r0 = xp + 2 * oy * g->w, *r1 = r0 + g->w;
+            float *yp = y + (plane * g->oh + oy) * g->ow;
+            int32_t *ap = argmax ? argmax + (plane * g->oh + oy) * g->ow : NULL;
+            for (int64_t ox = 0; ox < g->ow; ox++) {
+                int64_t at0 = 2 * oy * g->w + 2 * ox;
+                float best = r0[2 * ox];
+                int64_t at = at0;
+                take_max(r0[2 * ox + 1], at0 + 1, &best, &at);
+                take_max(r1[2 * ox], at0 + g->w, &best, &at);
+                take_max(r1[2 * ox + 1], at0 + g->w + 1, &best, &at);
+                yp[ox] = best;
+                if (ap) ap[ox] = (int32_t)(base + at);
+            }
+        }
+    }
+}
+
 ts_status ts_maxpool2d_forward(const ts_pool2d_params *p, const ts_tensor *x, ts_tensor *y,
                                int32_t *argmax, ts_err *err) {
     pool_geom g;
@@ -105,6 +142,10 @@ ts_status ts_maxpool2d_forward(const ts_pool2d_params *p, const ts_tensor *x, ts
     if (argmax && x->size > INT32_MAX)
         return ts_errorf(err, TS_ERR_SHAPE, "maxpool2d: x %s is too large for int32 argmax",
                          SHP(&x->s));
+    if (maxpool_2x2_fits(p, &g)) {
+        maxpool_2x2(&g, x->data, y->data, argmax);
+        return TS_OK;
+    }
     for (int64_t plane = 0; plane < g.n * g.c; plane++) {
         const float *xp = x->data + plane * g.h * g.w;
         float *yp = y->data + plane * g.oh * g.ow;
