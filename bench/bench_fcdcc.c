@@ -48,12 +48,11 @@ static int alexnet_layers(conv_layer *out, int cap) {
         ts_node_view nv = ts_graph_node(g, i);
         if (nv.op != TS_OP_CONV) continue;
         const ts_tensor *x = ts_graph_value_tensor(g, nv.inputs[0]);
-        out[n].name = nv.name;
         out[n].p = nv.attrs->conv;
         out[n].x = x ? ts_tensor_clone(x, NULL) : NULL;
         out[n].w = ts_tensor_clone(ts_graph_value(g, nv.inputs[1]).init, NULL);
-        if (!out[n].x) { /* activation memory was reused: recompute from a copy */
-            fprintf(stderr, "bench_fcdcc: input of %s is not kept\n", nv.name);
+        if (!out[n].x) { /* a training plan keeps every activation */
+            fprintf(stderr, "bench_fcdcc: the input of %s was not kept\n", nv.name);
             exit(1);
         }
         out[n].name = strdup(nv.name);
@@ -87,32 +86,39 @@ static void random_subset(int *a, int k, int n, ts_rng *r) {
     }
 }
 
+/* The planner's (kA, kB) for one layer, as the coded model would choose
+ * it, and its worst-case condition number. */
+static ts_status plan_split(const conv_layer *L, ts_scheme scheme, int n, int s, int *kA, int *kB,
+                            double *worst_cond, ts_err *e) {
+    ts_coded_opts o = ts_coded_opts_default();
+    o.n_workers = n, o.stragglers = s, o.scheme = scheme;
+    ts_graph *g = ts_graph_new();
+    int xi = ts_graph_add_input(g, "x", &L->x->s, e);
+    int wi = ts_graph_add_init(g, "w", ts_tensor_clone(L->w, NULL), 1, e);
+    ts_node_attrs a = ts_node_attrs_default(TS_OP_CONV);
+    a.conv = L->p;
+    int yi = ts_graph_add_node(g, TS_OP_CONV, L->name, (int[]){xi, wi}, 2, "y", &a, e);
+    ts_graph_set_output(g, yi, e);
+    ts_layer_plan *plans = NULL;
+    int np = 0;
+    ts_status st = ts_graph_plan(g, 1, 0, e);
+    if (st == TS_OK) st = ts_coded_plan_graph(g, &o, &plans, &np, e);
+    if (st == TS_OK) {
+        *kA = plans[0].kA, *kB = plans[0].kB;
+        *worst_cond = plans[0].worst_cond;
+    }
+    free(plans);
+    ts_graph_free(g);
+    return st;
+}
+
 /* Worst relative error over `sets` random responder sets of one layer coded
  * with (scheme, n, s). Returns -1 when the layer cannot be cut that way. */
 static double coded_rel_err(const conv_layer *L, const ts_tensor *want, ts_scheme scheme, int n,
                             int s, int sets, double *worst_cond, int *kA_out, int *kB_out) {
-    ts_coded_opts o = ts_coded_opts_default();
-    o.n_workers = n, o.stragglers = s, o.scheme = scheme;
     ts_err e = {0};
-    /* the planner's split for this layer */
-    ts_graph *g = ts_graph_new();
-    int xi = ts_graph_add_input(g, "x", &L->x->s, &e);
-    int wi = ts_graph_add_init(g, "w", ts_tensor_clone(L->w, NULL), 1, &e);
-    ts_node_attrs a = ts_node_attrs_default(TS_OP_CONV);
-    a.conv = L->p;
-    int yi = ts_graph_add_node(g, TS_OP_CONV, L->name, (int[]){xi, wi}, 2, "y", &a, &e);
-    ts_graph_set_output(g, yi, &e);
-    ts_layer_plan *plans = NULL;
-    int np = 0;
-    if (ts_graph_plan(g, 1, 0, &e) != TS_OK ||
-        ts_coded_plan_graph(g, &o, &plans, &np, &e) != TS_OK) {
-        ts_graph_free(g);
-        return -1;
-    }
-    int kA = plans[0].kA, kB = plans[0].kB;
-    *worst_cond = plans[0].worst_cond;
-    free(plans);
-    ts_graph_free(g);
+    int kA, kB;
+    if (plan_split(L, scheme, n, s, &kA, &kB, worst_cond, &e) != TS_OK) return -1;
     ts_layer_coder *c = ts_coder_new_conv(&L->p, &L->x->s, &L->w->s, scheme, n, s, kA, kB, &e);
     if (!c) return -1;
     *kA_out = kA, *kB_out = kB;
@@ -260,26 +266,14 @@ static int solve(double *A, int n, double *B, int64_t cols) {
 
 static double f64_layer_mse(const conv_layer *L, int n, int s, double *max_abs) {
     ts_err e = {0};
-    ts_coded_opts o = ts_coded_opts_default();
-    o.n_workers = n, o.stragglers = s, o.scheme = TS_SCHEME_CRME;
-    /* plan as the model would */
-    ts_graph *g = ts_graph_new();
-    int xi = ts_graph_add_input(g, "x", &L->x->s, &e);
-    int wi = ts_graph_add_init(g, "w", ts_tensor_clone(L->w, NULL), 1, &e);
-    ts_node_attrs a = ts_node_attrs_default(TS_OP_CONV);
-    a.conv = L->p;
-    int yi = ts_graph_add_node(g, TS_OP_CONV, L->name, (int[]){xi, wi}, 2, "y", &a, &e);
-    ts_graph_set_output(g, yi, &e);
-    ts_layer_plan *plans = NULL;
-    int np = 0;
-    if (ts_graph_plan(g, 1, 0, &e) != TS_OK ||
-        ts_coded_plan_graph(g, &o, &plans, &np, &e) != TS_OK) {
+    int kA, kB;
+    double cond;
+    if (plan_split(L, TS_SCHEME_CRME, n, s, &kA, &kB, &cond, &e) != TS_OK) {
         fprintf(stderr, "bench_fcdcc: %s\n", e.msg);
         exit(1);
     }
-    ts_code_params cp = {.kind = TS_CODE_CRME, .n = n, .kA = plans[0].kA, .kB = plans[0].kB};
-    free(plans);
-    ts_graph_free(g);
+    /* the code the coded model uses for this split (mat-vec form at kA = 1) */
+    ts_code_params cp = {.kind = TS_CODE_CRME, .n = n, .kA = kA, .kB = kB, .matvec = kA == 1};
     ts_code *code = ts_code_new(&cp, &e);
     ts_conv_geometry geo;
     if (!code || ts_conv_geometry_make(&L->p, &L->x->s, &L->w->s, ts_code_a_blocks(code),

@@ -144,7 +144,8 @@ static ts_status check_params(ts_code_params *p, ts_err *err) {
     }
     default: break;
     }
-    return ts_errorf(err, TS_ERR_UNSUPPORTED, "the %s code is not implemented", name);
+    /* every kind is checked above; only an out-of-range value gets here */
+    return ts_errorf(err, TS_ERR_INVALID, "unknown code kind %d (%s)", (int)p->kind, name);
 }
 
 ts_code *ts_code_new(const ts_code_params *p, ts_err *err) {

@@ -270,6 +270,6 @@ ts_status ts_code_build(ts_code *c, ts_err *err) {
     case TS_CODE_GPOLYDOT: return build_dot(c, err);
     default: break;
     }
-    return ts_errorf(err, TS_ERR_UNSUPPORTED, "the %s code is not implemented",
-                     ts_code_kind_name(c->p.kind));
+    /* every kind is built above; only an out-of-range value gets here */
+    return ts_errorf(err, TS_ERR_INVALID, "unknown code kind %d", (int)c->p.kind);
 }

@@ -106,10 +106,23 @@ static ts_layer_coder *coder_alloc(ts_scheme scheme, int n, int s, int kA, int k
     return c;
 }
 
-static ts_status alloc_buffers(ts_layer_coder *c, ts_err *err) {
+static void set_lengths(ts_layer_coder *c) {
     c->in_len = (size_t)ts_shape_numel(&c->in_shape);
     c->filter_len = (size_t)ts_shape_numel(&c->filter_shape);
     c->prod_len = (size_t)ts_shape_numel(&c->prod_shape);
+}
+
+/* The per-worker shares and products are allocated at the first encoded
+ * input, not at construction: the planner builds a coder for every
+ * candidate split only to read its costs. */
+static ts_status ensure_buffers(ts_layer_coder *c, ts_err *err) {
+    if (c->inputs) return TS_OK;
+    if (c->kind == TS_SHARE_CONV) {
+        ts_conv2d_params wp = ts_geom_worker_params(&c->geom);
+        size_t ws = ts_conv2d_workspace_floats(&wp, &c->in_shape, &c->filter_shape);
+        if (ws && !(c->ws = ts_alloc(ws * sizeof(float))))
+            return ts_errorf(err, TS_ERR_NOMEM, "out of memory for a conv workspace");
+    }
     int n_in = c->n * c->qa, n_prod = n_in * c->qb, n_tg = c->na * c->nb;
     c->a_blocks = ts_alloc((size_t)c->na * c->in_len * sizeof(float));
     c->targets = ts_alloc((size_t)n_tg * c->prod_len * sizeof(float));
@@ -139,13 +152,7 @@ ts_layer_coder *ts_coder_new_conv(const ts_conv2d_params *p, const ts_shape *x, 
     c->in_shape = ts_geom_slab_shape(&c->geom);
     c->filter_shape = ts_geom_filter_shape(&c->geom);
     c->prod_shape = ts_geom_block_shape(&c->geom);
-    if (alloc_buffers(c, err) != TS_OK) goto fail;
-    ts_conv2d_params wp = ts_geom_worker_params(&c->geom);
-    size_t ws = ts_conv2d_workspace_floats(&wp, &c->in_shape, &c->filter_shape);
-    if (ws && !(c->ws = ts_alloc(ws * sizeof(float)))) {
-        ts_errorf(err, TS_ERR_NOMEM, "out of memory for a conv workspace");
-        goto fail;
-    }
+    set_lengths(c);
     return c;
 fail:
     ts_coder_free(c);
@@ -176,7 +183,7 @@ ts_layer_coder *ts_coder_new_gemm(int64_t rows, int64_t k, int64_t m, ts_scheme 
     c->in_shape = ts_shape2(c->b_a, k);
     c->filter_shape = ts_shape2(c->m_b, k);
     c->prod_shape = ts_shape2(c->m_b, c->b_a);
-    if (alloc_buffers(c, err) != TS_OK) goto fail;
+    set_lengths(c);
     return c;
 fail:
     ts_coder_free(c);
@@ -324,6 +331,7 @@ ts_status ts_coder_encode_input(ts_layer_coder *c, const ts_tensor *x, ts_err *e
     } else if (x->size != c->rows * c->k) {
         return ts_errorf(err, TS_ERR_SHAPE, "coded dense layer: the input does not match the plan");
     }
+    TS_TRY(ensure_buffers(c, err));
     cut_input(c, x);
     const float *blocks[64];
     float *outs[8];
@@ -339,11 +347,13 @@ ts_status ts_coder_encode_input(ts_layer_coder *c, const ts_tensor *x, ts_err *e
 }
 
 const ts_tensor *ts_coder_input(const ts_layer_coder *c, int worker, int share) {
+    TS_ASSERT(c->inputs); /* after ts_coder_encode_input */
     TS_ASSERT(worker >= 0 && worker < c->n && share >= 0 && share < c->qa);
     return c->inputs[worker * c->qa + share];
 }
 
 ts_tensor *ts_coder_product(ts_layer_coder *c, int worker, int index) {
+    TS_ASSERT(c->products); /* after ts_coder_encode_input */
     TS_ASSERT(worker >= 0 && worker < c->n && index >= 0 && index < c->qa * c->qb);
     return c->products[(worker * c->qa) * c->qb + index];
 }
@@ -386,6 +396,7 @@ static void assemble_gemm(const ts_layer_coder *c, const ts_tensor *bias, float 
 ts_status ts_coder_decode(ts_layer_coder *c, const int *responders, int n_resp,
                           const ts_tensor *bias, float alpha, float beta, ts_tensor *y,
                           double *cond, ts_err *err) {
+    if (!c->products) return ts_errorf(err, TS_ERR_INVALID, "decode before any input was encoded");
     if (n_resp < c->threshold)
         return ts_errorf(err, TS_ERR_UNAVAILABLE,
                          "%d workers answered, the code needs %d of the %d", n_resp, c->threshold,

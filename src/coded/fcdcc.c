@@ -126,9 +126,18 @@ ts_status ts_coded_plan_graph(ts_graph *g, const ts_coded_opts *o, ts_layer_plan
     ts_status st = p ? TS_OK : ts_errorf(err, TS_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n && st == TS_OK; i++) {
         st = ts_coded_plan_layer(&ls[i], o, &p[i], err);
-        if (st == TS_OK)
+        /* The conditioning depends on the code (scheme, n, s, kA, kB) only,
+         * not on the layer: search once per distinct split. */
+        int same = -1;
+        for (int j = 0; j < i && same < 0; j++)
+            if (p[j].kA == p[i].kA && p[j].kB == p[i].kB) same = j;
+        if (st == TS_OK && same >= 0) {
+            p[i].worst_cond = p[same].worst_cond;
+            p[i].cond_exhaustive = p[same].cond_exhaustive;
+        } else if (st == TS_OK) {
             st = ts_coded_worst_cond(&ls[i], o, &p[i], 2000, &p[i].worst_cond,
                                      &p[i].cond_exhaustive, err);
+        }
     }
     free(ls);
     free(tb);

@@ -89,40 +89,6 @@ ts_status ts_coded_plan_layer(const ts_coded_layer_shape *ls, const ts_coded_opt
     return TS_OK;
 }
 
-/* n choose k, saturating at cap + 1. */
-static double choose(int n, int k, double cap) {
-    double r = 1;
-    for (int i = 1; i <= k; i++) {
-        r = r * (n - k + i) / i;
-        if (r > cap) return cap + 1;
-    }
-    return r;
-}
-
-/* Next k-subset of 0..n-1 in lexicographic order; 0 after the last. */
-static int next_subset(int *a, int k, int n) {
-    int i = k - 1;
-    while (i >= 0 && a[i] == n - k + i)
-        i--;
-    if (i < 0) return 0;
-    a[i]++;
-    for (int j = i + 1; j < k; j++)
-        a[j] = a[j - 1] + 1;
-    return 1;
-}
-
-static void random_subset(int *a, int k, int n, ts_rng *r) {
-    int pool[256];
-    for (int i = 0; i < n; i++)
-        pool[i] = i;
-    for (int i = 0; i < k; i++) {
-        int j = i + (int)ts_rng_below(r, (uint64_t)(n - i));
-        int t = pool[i];
-        pool[i] = pool[j], pool[j] = t;
-        a[i] = pool[i];
-    }
-}
-
 ts_status ts_coded_worst_cond(const ts_coded_layer_shape *ls, const ts_coded_opts *o,
                               const ts_layer_plan *plan, int max_sets, double *worst,
                               int *exhaustive, ts_err *err) {
@@ -139,48 +105,12 @@ ts_status ts_coded_worst_cond(const ts_coded_layer_shape *ls, const ts_coded_opt
 
 ts_status ts_coder_worst_cond(ts_layer_coder *c, int max_sets, double *worst, int *exhaustive,
                               ts_err *err) {
-    int n = ts_coder_workers(c), k = ts_coder_threshold(c);
-    int qa = ts_coder_in_shares(c), qb = ts_coder_filter_shares(c);
-    int per = qa * qb, na = 0, nb = 0;
-    ts_code *code = ts_coder_code(c);
-    na = ts_code_a_blocks(code), nb = ts_code_b_blocks(code);
-    float *prod = calloc((size_t)n * per, sizeof(float));
-    float *tg = calloc((size_t)na * nb + (size_t)ts_code_num_targets(code), sizeof(float));
-    const float **pp = calloc((size_t)n * per, sizeof *pp);
-    float **tp = calloc((size_t)ts_code_num_targets(code), sizeof *tp);
-    int *set = calloc((size_t)n, sizeof *set);
-    ts_status st = TS_OK;
-    if (!prod || !tg || !pp || !tp || !set || n > 256) {
-        st = ts_errorf(err, TS_ERR_NOMEM, "out of memory for the condition-number search");
-        goto done;
-    }
-    for (int i = 0; i < n * per; i++)
-        pp[i] = prod + i;
-    for (int t = 0; t < ts_code_num_targets(code); t++)
-        tp[t] = tg + t;
-    *exhaustive = choose(n, k, max_sets) <= max_sets;
-    *worst = 0;
-    ts_rng r;
-    ts_rng_seed(&r, 12345);
-    for (int i = 0; i < k; i++)
-        set[i] = i;
-    for (int it = 0; it < max_sets; it++) {
-        if (!*exhaustive && it > 0) random_subset(set, k, n, &r);
-        double cond = 0;
-        /* products of responders in set order */
-        for (int i = 0; i < k; i++)
-            for (int q = 0; q < per; q++)
-                pp[i * per + q] = prod + set[i] * per + q;
-        st = ts_code_decode(code, set, k, pp, 1, tp, &cond, err);
-        if (st != TS_OK) goto done;
-        if (cond > *worst || !isfinite(cond)) *worst = cond;
-        if (*exhaustive && !next_subset(set, k, n)) break;
-    }
-done:
-    free(prod);
-    free(tg);
-    free(pp);
-    free(tp);
-    free(set);
-    return st;
+    /* The code's own search: all sets up to max_sets of them, else
+     * max_sets sampled (seeded, so plans print the same figure each run). */
+    ts_code_search opt = {.max_exhaustive = max_sets, .samples = max_sets, .seed = 12345};
+    ts_code_cond_report rep;
+    TS_TRY(ts_code_worst_cond(ts_coder_code(c), &opt, &rep, NULL, err));
+    *worst = rep.worst;
+    *exhaustive = rep.exhaustive;
+    return TS_OK;
 }
