@@ -34,24 +34,39 @@
 #define MAX_CASES 512
 
 typedef struct {
-    const char *dir;              /* under the data root */
-    const char *const *patterns;  /* fnmatch patterns */
+    const char *dir;             /* under the data root */
+    const char *const *patterns; /* fnmatch patterns */
 } suite;
 
-static const char *const NODE_PATTERNS[] = {
-    "test_conv_*", "test_basic_conv_*", "test_maxpool_*", "test_averagepool_*",
-    "test_globalaveragepool*", "test_gemm_*", "test_matmul_2d", "test_relu", "test_leakyrelu*",
-    "test_batchnorm_*", "test_softmax_*", "test_add*", "test_concat_*", "test_flatten_*",
-    "test_reshape_*", "test_unsqueeze*", "test_squeeze*", NULL};
+static const char *const NODE_PATTERNS[] = {"test_conv_*",
+                                            "test_basic_conv_*",
+                                            "test_maxpool_*",
+                                            "test_averagepool_*",
+                                            "test_globalaveragepool*",
+                                            "test_gemm_*",
+                                            "test_matmul_2d",
+                                            "test_relu",
+                                            "test_leakyrelu*",
+                                            "test_batchnorm_*",
+                                            "test_softmax_*",
+                                            "test_add*",
+                                            "test_concat_*",
+                                            "test_flatten_*",
+                                            "test_reshape_*",
+                                            "test_unsqueeze*",
+                                            "test_squeeze*",
+                                            NULL};
 /* PyTorch's converted modules: conv, pool and linear, plus the other ops
  * Tessera supports. */
 static const char *const PT_CONVERTED_PATTERNS[] = {
-    "test_Conv*", "test_AvgPool*", "test_MaxPool*", "test_Linear*", "test_BatchNorm*",
-    "test_ReLU", "test_LeakyReLU*", "test_Softmax", "test_softmax_*", NULL};
+    "test_Conv*", "test_AvgPool*",   "test_MaxPool*", "test_Linear*",   "test_BatchNorm*",
+    "test_ReLU",  "test_LeakyReLU*", "test_Softmax",  "test_softmax_*", NULL};
 static const char *const PT_OPERATOR_PATTERNS[] = {
-    "test_operator_conv", "test_operator_maxpool", "test_operator_addmm", "test_operator_mm",
-    "test_operator_add_*", "test_operator_addconstant", "test_operator_concat2",
-    "test_operator_flatten", "test_operator_view", NULL};
+    "test_operator_conv",    "test_operator_maxpool",
+    "test_operator_addmm",   "test_operator_mm",
+    "test_operator_add_*",   "test_operator_addconstant",
+    "test_operator_concat2", "test_operator_flatten",
+    "test_operator_view",    NULL};
 
 static const suite SUITES[] = {
     {"node", NODE_PATTERNS},
@@ -113,7 +128,8 @@ static ts_tensor *float_tensor(const Onnx__TensorProto *tp, char *why, size_t wh
         return NULL;
     }
     ts_shape s = {0};
-    for (size_t i = 0; i < tp->n_dims; i++) s.shape[s.ndim++] = tp->dims[i];
+    for (size_t i = 0; i < tp->n_dims; i++)
+        s.shape[s.ndim++] = tp->dims[i];
     int64_t n = ts_shape_numel(&s);
     size_t have = tp->has_raw_data ? tp->raw_data.len / 4 : tp->n_float_data;
     if (n < 1 || have != (size_t)n) {
@@ -129,8 +145,8 @@ static ts_tensor *float_tensor(const Onnx__TensorProto *tp, char *why, size_t wh
     if (tp->has_raw_data) {
         for (int64_t i = 0; i < n; i++) {
             const uint8_t *p = tp->raw_data.data + 4 * i;
-            uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                         (uint32_t)p[3] << 24;
+            uint32_t u =
+                (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
             memcpy(&t->data[i], &u, 4);
         }
     } else {
@@ -289,7 +305,8 @@ static void run_data_set(Onnx__ModelProto *m, const model_inputs *mi, const char
     for (int i = 0; i < n_rt; i++) {
         const char *name = ts_graph_value(g, ts_graph_input_at(g, i)).name;
         int k = 0;
-        while (k < mi->n && strcmp(mi->names[k], name)) k++;
+        while (k < mi->n && strcmp(mi->names[k], name))
+            k++;
         if (k == mi->n) {
             r->result = CASE_FAIL;
             snprintf(r->reason, sizeof r->reason, "graph input '%s' has no data", name);
@@ -404,7 +421,9 @@ int main(void) {
             char case_dir[1024];
             snprintf(case_dir, sizeof case_dir, "%s/%s", dir, names[i]);
             run_case(case_dir, r);
-            const char *tag = r->result == CASE_PASS ? "PASS" : r->result == CASE_FAIL ? "FAIL" : "SKIP";
+            const char *tag = r->result == CASE_PASS   ? "PASS"
+                              : r->result == CASE_FAIL ? "FAIL"
+                                                       : "SKIP";
             printf("%s %s%s%s%s\n", tag, r->name, r->result == CASE_PASS ? "" : ": ", r->reason,
                    r->folded && r->result == CASE_PASS ? " (INT64 shape/axes input folded)" : "");
             fflush(stdout);
@@ -420,7 +439,8 @@ int main(void) {
            pass, fail, skip, n_reports, folded);
     printf("skipped:\n");
     for (int i = 0; i < n_reports; i++)
-        if (reports[i].result == CASE_SKIP) printf("  %s: %s\n", reports[i].name, reports[i].reason);
+        if (reports[i].result == CASE_SKIP)
+            printf("  %s: %s\n", reports[i].name, reports[i].reason);
     if (fail) {
         printf("failed:\n");
         for (int i = 0; i < n_reports; i++)

@@ -36,8 +36,8 @@ static ts_graph *small_net(uint64_t seed) {
     int mu = ts_graph_add_init(g, "bn.m", mean, 0, &e);
     int va = ts_graph_add_init(g, "bn.v", var, 0, &e);
     ts_node_attrs bn = ts_node_attrs_default(TS_OP_BATCHNORM);
-    int h = ts_graph_add_node(g, TS_OP_BATCHNORM, "bn", (int[]){c1, sc, sb, mu, va}, 5, "h", &bn,
-                              &e);
+    int h =
+        ts_graph_add_node(g, TS_OP_BATCHNORM, "bn", (int[]){c1, sc, sb, mu, va}, 5, "h", &bn, &e);
     ts_node_attrs lr = ts_node_attrs_default(TS_OP_LEAKYRELU);
     lr.alpha = 0.1f;
     int h2 = ts_graph_add_node(g, TS_OP_LEAKYRELU, "lrelu", (int[]){h}, 1, "h2", &lr, &e);
@@ -69,7 +69,8 @@ static ts_graph *small_net(uint64_t seed) {
 /* Scalar loss for finite differences: sum of output * fixed weights. */
 static double weighted_sum(const ts_tensor *y, const float *wts) {
     double s = 0;
-    for (int64_t i = 0; i < y->size; i++) s += (double)y->data[i] * wts[i];
+    for (int64_t i = 0; i < y->size; i++)
+        s += (double)y->data[i] * wts[i];
     return s;
 }
 
@@ -136,7 +137,8 @@ static void test_inference_plan_matches_training_plan_forward(void) {
         ts_tensor x1 = ts_tensor_view(x3->data + b * 72, &s1);
         TS_CHECK_OK(ts_graph_forward(g, &x1, &e), &e);
         const ts_tensor *y1 = ts_graph_result(g);
-        for (int k = 0; k < 3; k++) TS_CHECK_NEAR(y1->data[k], y3->data[b * 3 + k], 1e-5);
+        for (int k = 0; k < 3; k++)
+            TS_CHECK_NEAR(y1->data[k], y3->data[b * 3 + k], 1e-5);
     }
     ts_tensor_free(y3);
     ts_tensor_free(x3);
@@ -203,10 +205,11 @@ static void test_zoo_models_plan_with_expected_shapes(void) {
         ts_value_view out = ts_graph_value(g, ts_graph_output(g));
         TS_CHECK(out.shape.ndim == 2 && out.shape.shape[1] == classes[i]);
         int64_t macs = 0;
-        for (int n = 0; n < ts_graph_num_nodes(g); n++) macs += ts_graph_node_macs(g, n);
+        for (int n = 0; n < ts_graph_num_nodes(g); n++)
+            macs += ts_graph_node_macs(g, n);
         printf("  %-12s %8.3f GMAC, planned %.1f MB\n", names[i], macs / 1e9,
                ts_graph_planned_bytes(g) / 1e6);
-        if (i == 4) TS_CHECK(macs > 1.7e9 && macs < 1.9e9); /* ResNet-18: 1.82 GMAC */
+        if (i == 4) TS_CHECK(macs > 1.7e9 && macs < 1.9e9);   /* ResNet-18: 1.82 GMAC */
         if (i == 3) TS_CHECK(macs > 15.3e9 && macs < 15.6e9); /* VGG-16: 15.47 GMAC */
         ts_graph_free(g);
     }
@@ -223,7 +226,8 @@ static void test_fashion_cnn_forward_runs(void) {
     TS_CHECK_OK(ts_graph_forward(g, x, &e), &e);
     const ts_tensor *y = ts_graph_result(g);
     int finite = 1;
-    for (int64_t i = 0; i < y->size; i++) finite &= isfinite(y->data[i]);
+    for (int64_t i = 0; i < y->size; i++)
+        finite &= isfinite(y->data[i]);
     TS_CHECK(finite && y->size == 40);
     ts_tensor_free(x);
     ts_graph_free(g);

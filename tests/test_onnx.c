@@ -41,7 +41,9 @@ static ts_tensor *random_tensor(ts_shape s, ts_rng *r, float sd) {
     return t;
 }
 
-static ts_shape shape1(int64_t n) { return ts_shape_make(1, &n); }
+static ts_shape shape1(int64_t n) {
+    return ts_shape_make(1, &n);
+}
 
 /* Every op Tessera writes, with non-default attributes where they exist. */
 static ts_graph *every_op_net(void) {
@@ -64,7 +66,8 @@ static ts_graph *every_op_net(void) {
     for (int i = 0; i < 4; i++) {
         ts_tensor *t = random_tensor(shape1(6), &r, 0.3f);
         if (i == 3)
-            for (int k = 0; k < 6; k++) t->data[k] = 1.0f + t->data[k] * t->data[k];
+            for (int k = 0; k < 6; k++)
+                t->data[k] = 1.0f + t->data[k] * t->data[k];
         ids[i] = ts_graph_add_init(g, bn_names[i], t, i < 2, &e);
     }
     ts_node_attrs bn = ts_node_attrs_default(TS_OP_BATCHNORM);
@@ -160,7 +163,8 @@ static void check_with_onnx_checker(const char *path) {
     const char *py = python_with_onnx();
     if (!py) {
         printf("  skipped onnx.checker for %s: python3 cannot import onnx "
-               "(install python3-onnx)\n", path);
+               "(install python3-onnx)\n",
+               path);
         return;
     }
     char cmd[1024];
@@ -199,8 +203,8 @@ static void round_trip(ts_graph *g, const char *file) {
         if (j < 0) continue;
         ts_value_view w = ts_graph_value(back, j);
         TS_CHECK(w.kind == TS_VALUE_INIT && bit_identical(v.init, w.init));
-        TS_CHECK_MSG(w.trainable == v.trainable, "%s: trainable %d became %d", v.name,
-                     v.trainable, w.trainable);
+        TS_CHECK_MSG(w.trainable == v.trainable, "%s: trainable %d became %d", v.name, v.trainable,
+                     w.trainable);
     }
     ts_graph_free(back);
     check_with_onnx_checker(path);
@@ -245,7 +249,9 @@ static void mem_free_all(void) {
     }
 }
 
-static char *str(const char *s) { return strcpy(mem(strlen(s) + 1), s); }
+static char *str(const char *s) {
+    return strcpy(mem(strlen(s) + 1), s);
+}
 
 typedef struct {
     Onnx__ModelProto m;
@@ -318,8 +324,8 @@ static void add_input(model *md, const char *name, int32_t dtype, int nd, const 
 }
 
 static void add_output(model *md, const char *name) {
-    md->outputs[md->g.n_output++] = value_info(name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 0,
-                                               NULL, NULL);
+    md->outputs[md->g.n_output++] =
+        value_info(name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 0, NULL, NULL);
 }
 
 static Onnx__NodeProto *add_node(model *md, const char *op, const char *name,
@@ -329,7 +335,8 @@ static Onnx__NodeProto *add_node(model *md, const char *op, const char *name,
     n->op_type = str(op);
     n->name = str(name);
     n->input = mem(sizeof(char *) * (size_t)(n_in + 1));
-    for (int i = 0; i < n_in; i++) n->input[i] = str(ins[i]);
+    for (int i = 0; i < n_in; i++)
+        n->input[i] = str(ins[i]);
     n->n_input = (size_t)n_in;
     n->output = mem(sizeof(char *));
     n->output[0] = str(out);
@@ -383,13 +390,14 @@ static Onnx__TensorProto *tensor(const char *name, int32_t dtype, int nd, const 
 }
 
 /* A FLOAT initializer with values 0.1 * (i % 7) - 0.3 as float_data. */
-static Onnx__TensorProto *add_float_init(model *md, const char *name, int nd,
-                                         const int64_t *dims) {
+static Onnx__TensorProto *add_float_init(model *md, const char *name, int nd, const int64_t *dims) {
     Onnx__TensorProto *t = tensor(name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, nd, dims);
     int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= dims[i];
+    for (int i = 0; i < nd; i++)
+        n *= dims[i];
     t->float_data = mem(sizeof(float) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) t->float_data[i] = 0.1f * (float)(i % 7) - 0.3f;
+    for (int64_t i = 0; i < n; i++)
+        t->float_data[i] = 0.1f * (float)(i % 7) - 0.3f;
     t->n_float_data = (size_t)n;
     md->inits[md->g.n_initializer++] = t;
     return t;
@@ -530,10 +538,10 @@ static void test_training_batchnorm_refused(void) {
     conv_model(&md, 15);
     static const int64_t three = 3;
     const char *names[4] = {"s", "b", "m", "v"};
-    for (int i = 0; i < 4; i++) add_float_init(&md, names[i], 1, &three);
-    Onnx__NodeProto *n =
-        add_node(&md, "BatchNormalization", "bn_train", (const char *[]){"c", "s", "b", "m", "v"},
-                 5, "y");
+    for (int i = 0; i < 4; i++)
+        add_float_init(&md, names[i], 1, &three);
+    Onnx__NodeProto *n = add_node(&md, "BatchNormalization", "bn_train",
+                                  (const char *[]){"c", "s", "b", "m", "v"}, 5, "y");
     attr_i(n, "training_mode", 1);
     add_output(&md, "y");
     expect_refusal(&md, TS_ERR_UNSUPPORTED, "bn_train", "training");
@@ -566,7 +574,8 @@ static void test_legacy_softmax_coercion(void) {
     if (g) {
         TS_CHECK_OK(ts_graph_plan(g, 2, 0, &e), &e);
         ts_tensor *x = ts_tensor_new(&(ts_shape){3, {2, 3, 4}}, &e);
-        for (int i = 0; i < 24; i++) x->data[i] = 0.25f * (float)((i * 5) % 11) - 1.0f;
+        for (int i = 0; i < 24; i++)
+            x->data[i] = 0.25f * (float)((i * 5) % 11) - 1.0f;
         TS_CHECK_OK(ts_graph_forward(g, x, &e), &e);
         const ts_tensor *y = ts_graph_result(g);
         TS_CHECK(y && y->s.ndim == 3 && y->s.shape[2] == 4);
@@ -574,7 +583,8 @@ static void test_legacy_softmax_coercion(void) {
             double sum = 0, max = -1e30;
             for (int i = 0; i < 12; i++)
                 if (x->data[b * 12 + i] > max) max = x->data[b * 12 + i];
-            for (int i = 0; i < 12; i++) sum += exp(x->data[b * 12 + i] - max);
+            for (int i = 0; i < 12; i++)
+                sum += exp(x->data[b * 12 + i] - max);
             for (int i = 0; i < 12; i++)
                 TS_CHECK_NEAR(y->data[b * 12 + i], exp(x->data[b * 12 + i] - max) / sum, 1e-6);
         }
@@ -601,7 +611,8 @@ static void test_constants_and_auto_pad(void) {
     Onnx__AttributeProto *a = add_attr(b, "value", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR);
     a->t = tensor("", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 1, (const int64_t[]){27});
     a->t->float_data = mem(sizeof(float) * 27);
-    for (int i = 0; i < 27; i++) a->t->float_data[i] = (float)i;
+    for (int i = 0; i < 27; i++)
+        a->t->float_data[i] = (float)i;
     a->t->n_float_data = 27;
     add_node(&md, "Add", "add_bias", (const char *[]){"f", "bias"}, 2, "y");
     add_output(&md, "y");
@@ -648,7 +659,8 @@ static void test_unsqueeze_squeeze_symbolic_batch(void) {
     if (g) {
         TS_CHECK_OK(ts_graph_plan(g, 4, 0, &e), &e);
         ts_tensor *x = ts_tensor_new(&(ts_shape){2, {4, 3}}, &e);
-        for (int i = 0; i < 12; i++) x->data[i] = (float)i;
+        for (int i = 0; i < 12; i++)
+            x->data[i] = (float)i;
         TS_CHECK_OK(ts_graph_forward(g, x, &e), &e);
         const ts_tensor *y = ts_graph_result(g);
         ts_shape want = {3, {4, 1, 3}};
@@ -757,7 +769,8 @@ static void test_truncation_and_corruption(void) {
     int sanitized = getenv("TS_SANITIZED") != NULL;
     size_t step = len / (sanitized ? 150 : 600) + 1;
     int loaded = 0, tried = 0;
-    for (size_t cut = 0; cut < len; cut += step, tried++) loaded += try_damaged(good, cut);
+    for (size_t cut = 0; cut < len; cut += step, tried++)
+        loaded += try_damaged(good, cut);
     TS_CHECK(try_damaged(good, len) == 1);
     printf("  truncation: %d cuts of %zu bytes, %d still loaded\n", tried, len, loaded);
     uint8_t *bad = malloc(len);
@@ -768,7 +781,8 @@ static void test_truncation_and_corruption(void) {
     for (int t = 0; t < trials; t++) {
         memcpy(bad, good, len);
         int flips = 1 + (int)ts_rng_below(&r, 4);
-        for (int k = 0; k < flips; k++) bad[ts_rng_below(&r, len)] = (uint8_t)ts_rng_u64(&r);
+        for (int k = 0; k < flips; k++)
+            bad[ts_rng_below(&r, len)] = (uint8_t)ts_rng_u64(&r);
         loaded += try_damaged(bad, len);
     }
     printf("  corruption: %d random 1-4 byte corruptions, %d still loaded\n", trials, loaded);

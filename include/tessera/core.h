@@ -51,18 +51,17 @@ ts_status ts_errorf(ts_err *err, ts_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const char *ts_status_name(ts_status s);
 
-#define TS_ASSERT(cond)                                                        \
-    do {                                                                       \
-        if (!(cond)) ts_assert_fail(__FILE__, __LINE__, #cond);                \
+#define TS_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) ts_assert_fail(__FILE__, __LINE__, #cond);                                    \
     } while (0)
-void ts_assert_fail(const char *file, int line, const char *what)
-    __attribute__((noreturn));
+void ts_assert_fail(const char *file, int line, const char *what) __attribute__((noreturn));
 
 /* Propagate a failing status unchanged (the callee already filled err). */
-#define TS_TRY(expr)                                                           \
-    do {                                                                       \
-        ts_status ts_try_s_ = (expr);                                          \
-        if (ts_try_s_ != TS_OK) return ts_try_s_;                              \
+#define TS_TRY(expr)                                                                               \
+    do {                                                                                           \
+        ts_status ts_try_s_ = (expr);                                                              \
+        if (ts_try_s_ != TS_OK) return ts_try_s_;                                                  \
     } while (0)
 
 /* ---- logging ---------------------------------------------------------- */
@@ -95,9 +94,9 @@ typedef struct {
 
 typedef struct ts_tensor {
     ts_shape s;
-    int64_t size;   /* number of elements */
+    int64_t size; /* number of elements */
     float *data;
-    int owns_data;  /* 1: ts_tensor_free releases data */
+    int owns_data; /* 1: ts_tensor_free releases data */
 } ts_tensor;
 
 ts_shape ts_shape_make(int ndim, const int64_t *dims);
@@ -129,8 +128,8 @@ typedef struct {
 
 void ts_rng_seed(ts_rng *r, uint64_t seed);
 uint64_t ts_rng_u64(ts_rng *r);
-double ts_rng_uniform(ts_rng *r);          /* [0, 1) */
-double ts_rng_normal(ts_rng *r);           /* N(0, 1) */
+double ts_rng_uniform(ts_rng *r);             /* [0, 1) */
+double ts_rng_normal(ts_rng *r);              /* N(0, 1) */
 uint64_t ts_rng_below(ts_rng *r, uint64_t n); /* [0, n), unbiased */
 void ts_rng_fill_normal(ts_rng *r, float *x, int64_t n, float stddev);
 void ts_rng_fill_uniform(ts_rng *r, float *x, int64_t n, float lo, float hi);

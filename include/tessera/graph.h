@@ -49,16 +49,16 @@ typedef enum {
 const char *ts_op_name(ts_op op); /* ONNX op_type, e.g. "Conv" */
 
 typedef struct {
-    ts_conv2d_params conv; /* TS_OP_CONV */
-    ts_pool2d_params pool; /* MAXPOOL, AVGPOOL */
-    float alpha, beta;     /* GEMM alpha/beta, LEAKYRELU alpha */
-    int trans_a, trans_b;  /* GEMM */
-    int axis;              /* FLATTEN, CONCAT, SOFTMAX */
+    ts_conv2d_params conv;   /* TS_OP_CONV */
+    ts_pool2d_params pool;   /* MAXPOOL, AVGPOOL */
+    float alpha, beta;       /* GEMM alpha/beta, LEAKYRELU alpha */
+    int trans_a, trans_b;    /* GEMM */
+    int axis;                /* FLATTEN, CONCAT, SOFTMAX */
     float epsilon, momentum; /* BATCHNORM */
-    float ratio;           /* DROPOUT */
-    int shape_ndim;        /* RESHAPE target (ONNX: 0 copies, -1 infers) */
+    float ratio;             /* DROPOUT */
+    int shape_ndim;          /* RESHAPE target (ONNX: 0 copies, -1 infers) */
     int64_t shape[TS_MAX_DIMS];
-    int allowzero;         /* RESHAPE */
+    int allowzero; /* RESHAPE */
 } ts_node_attrs;
 
 /* Attributes with ONNX defaults (stride 1, alpha 1, epsilon 1e-5, ...). */
@@ -100,8 +100,8 @@ typedef struct {
 typedef struct {
     const char *name;
     ts_value_kind kind;
-    ts_shape shape;         /* declared (inputs, inits) or planned shape */
-    const ts_tensor *init;  /* initializer data, else NULL */
+    ts_shape shape;        /* declared (inputs, inits) or planned shape */
+    const ts_tensor *init; /* initializer data, else NULL */
     int trainable;
 } ts_value_view;
 
@@ -109,7 +109,7 @@ int ts_graph_num_nodes(const ts_graph *g);
 ts_node_view ts_graph_node(const ts_graph *g, int i);
 int ts_graph_num_values(const ts_graph *g);
 ts_value_view ts_graph_value(const ts_graph *g, int id);
-int ts_graph_input(const ts_graph *g);  /* the first data input id, or -1 */
+int ts_graph_input(const ts_graph *g); /* the first data input id, or -1 */
 /* Graphs may have several run-time inputs (ONNX test graphs feed weights as
  * inputs); they are fed in declaration order to ts_graph_forward_multi. */
 int ts_graph_num_inputs(const ts_graph *g);
@@ -145,8 +145,7 @@ ts_status ts_graph_plan(ts_graph *g, int batch, int training, ts_err *err);
 /* Runs the forward pass; input must have the planned input shape. */
 ts_status ts_graph_forward(ts_graph *g, const ts_tensor *input, ts_err *err);
 /* Runs forward with one tensor per graph input, in declaration order. */
-ts_status ts_graph_forward_multi(ts_graph *g, const ts_tensor *const *inputs, int n,
-                                 ts_err *err);
+ts_status ts_graph_forward_multi(ts_graph *g, const ts_tensor *const *inputs, int n, ts_err *err);
 /* Forward that also adds each node's wall time (seconds) to
  * node_seconds[i] (an array of ts_graph_num_nodes doubles). */
 ts_status ts_graph_forward_profiled(ts_graph *g, const ts_tensor *input, double *node_seconds,

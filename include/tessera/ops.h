@@ -43,8 +43,7 @@ ts_status ts_conv2d_out_shape(const ts_conv2d_params *p, const ts_shape *x, cons
                               ts_shape *y, ts_err *err);
 /* Scratch floats needed by forward and backward (im2col of one image and
  * group; 0 for the direct 1x1 stride-1 unpadded path). */
-size_t ts_conv2d_workspace_floats(const ts_conv2d_params *p, const ts_shape *x,
-                                  const ts_shape *w);
+size_t ts_conv2d_workspace_floats(const ts_conv2d_params *p, const ts_shape *x, const ts_shape *w);
 /* b may be NULL (no bias). ws: at least ts_conv2d_workspace_floats floats. */
 ts_status ts_conv2d_forward(const ts_conv2d_params *p, const ts_tensor *x, const ts_tensor *w,
                             const ts_tensor *b, ts_tensor *y, float *ws, ts_err *err);
@@ -92,8 +91,8 @@ ts_status ts_softmax_forward(const ts_tensor *x, int axis, ts_tensor *y, ts_err 
  * written by forward and read by backward. training = 0 copies x. */
 ts_status ts_dropout_forward(const ts_tensor *x, float ratio, int training, ts_rng *rng,
                              uint8_t *mask, ts_tensor *y, ts_err *err);
-ts_status ts_dropout_backward(const ts_tensor *dy, float ratio, const uint8_t *mask,
-                              ts_tensor *dx, ts_err *err);
+ts_status ts_dropout_backward(const ts_tensor *dy, float ratio, const uint8_t *mask, ts_tensor *dx,
+                              ts_err *err);
 
 /* ---- normalization (norm.c) ------------------------------------------- */
 
@@ -107,13 +106,11 @@ ts_status ts_batchnorm_forward_infer(const ts_tensor *x, const ts_tensor *scale,
  * 1/sqrt(var+eps) (C floats each) for backward. */
 ts_status ts_batchnorm_forward_train(const ts_tensor *x, const ts_tensor *scale,
                                      const ts_tensor *bias, float eps, float momentum,
-                                     ts_tensor *running_mean, ts_tensor *running_var,
-                                     ts_tensor *y, float *save_mean, float *save_invstd,
-                                     ts_err *err);
-ts_status ts_batchnorm_backward(const ts_tensor *x, const ts_tensor *scale,
-                                const float *save_mean, const float *save_invstd,
-                                const ts_tensor *dy, ts_tensor *dx, ts_tensor *dscale,
-                                ts_tensor *dbias, ts_err *err);
+                                     ts_tensor *running_mean, ts_tensor *running_var, ts_tensor *y,
+                                     float *save_mean, float *save_invstd, ts_err *err);
+ts_status ts_batchnorm_backward(const ts_tensor *x, const ts_tensor *scale, const float *save_mean,
+                                const float *save_invstd, const ts_tensor *dy, ts_tensor *dx,
+                                ts_tensor *dscale, ts_tensor *dbias, ts_err *err);
 /* Folds inference BN into the preceding conv: w [M,...] and b [M] are
  * rewritten in place (b must exist, zero if the conv had none). */
 ts_status ts_batchnorm_fold(ts_tensor *w, ts_tensor *b, const ts_tensor *scale,
@@ -138,10 +135,8 @@ ts_status ts_add_forward(const ts_tensor *a, const ts_tensor *b, ts_tensor *y, t
 /* Reduces dy over the broadcast dimensions into da and db. */
 ts_status ts_add_backward(const ts_tensor *dy, ts_tensor *da, ts_tensor *db, ts_err *err);
 /* Concatenation along axis (any axis; channels = 1 for NCHW). */
-ts_status ts_concat_out_shape(const ts_shape *const *xs, int n, int axis, ts_shape *y,
-                              ts_err *err);
-ts_status ts_concat_forward(const ts_tensor *const *xs, int n, int axis, ts_tensor *y,
-                            ts_err *err);
+ts_status ts_concat_out_shape(const ts_shape *const *xs, int n, int axis, ts_shape *y, ts_err *err);
+ts_status ts_concat_forward(const ts_tensor *const *xs, int n, int axis, ts_tensor *y, ts_err *err);
 ts_status ts_concat_backward(const ts_tensor *dy, int axis, ts_tensor *const *dxs, int n,
                              ts_err *err);
 

@@ -38,7 +38,8 @@ int ts_cli_parse_double(const char *opt, const char *s, double lo, double hi, do
 const char *ts_cli_human_bytes(double b, char *buf, size_t len) {
     const char *u[] = {"B", "KiB", "MiB", "GiB"};
     int i = 0;
-    while (b >= 1024 && i < 3) b /= 1024, i++;
+    while (b >= 1024 && i < 3)
+        b /= 1024, i++;
     snprintf(buf, len, i ? "%.1f %s" : "%.0f %s", b, u[i]);
     return buf;
 }

@@ -8,13 +8,12 @@
 #include "cli.h"
 
 static void bench_usage(FILE *f) {
-    fprintf(f,
-            "usage: tessera bench --model MODEL.onnx|zoo:NAME [--batch N] [--threads T]\n"
-            "                     [--repeats R] [--fold-bn]\n\n"
-            "Runs R timed forward passes (after one warm-up) and prints, per layer, the\n"
-            "median and p95 time and GFLOP/s, then the whole-model p50/p95/p99. Also prints\n"
-            "peak resident memory against the bound weights + two largest activations +\n"
-            "largest im2col buffer.\n");
+    fprintf(f, "usage: tessera bench --model MODEL.onnx|zoo:NAME [--batch N] [--threads T]\n"
+               "                     [--repeats R] [--fold-bn]\n\n"
+               "Runs R timed forward passes (after one warm-up) and prints, per layer, the\n"
+               "median and p95 time and GFLOP/s, then the whole-model p50/p95/p99. Also prints\n"
+               "peak resident memory against the bound weights + two largest activations +\n"
+               "largest im2col buffer.\n");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -70,11 +69,16 @@ int ts_cmd_bench(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1;
-        if (!strcmp(a, "--model") && v) model = argv[++i];
-        else if (!strcmp(a, "--batch") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &batch);
-        else if (!strcmp(a, "--threads") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 256, &threads);
-        else if (!strcmp(a, "--repeats") && v) ok = ts_cli_parse_int(a, argv[++i], 1, 100000, &repeats);
-        else if (!strcmp(a, "--fold-bn")) fold = 1;
+        if (!strcmp(a, "--model") && v)
+            model = argv[++i];
+        else if (!strcmp(a, "--batch") && v)
+            ok = ts_cli_parse_int(a, argv[++i], 1, 1024, &batch);
+        else if (!strcmp(a, "--threads") && v)
+            ok = ts_cli_parse_int(a, argv[++i], 1, 256, &threads);
+        else if (!strcmp(a, "--repeats") && v)
+            ok = ts_cli_parse_int(a, argv[++i], 1, 100000, &repeats);
+        else if (!strcmp(a, "--fold-bn"))
+            fold = 1;
         else {
             fprintf(stderr, "tessera bench: unexpected argument '%s'\n", a);
             bench_usage(stderr);
@@ -115,7 +119,8 @@ int ts_cmd_bench(int argc, char **argv) {
         double t0 = ts_now();
         if (ts_graph_forward_profiled(g, x, node_t, &err) != TS_OK) goto done;
         times[r] = ts_now() - t0;
-        for (int i = 0; i < nn; i++) per_node[(size_t)i * repeats + r] = node_t[i];
+        for (int i = 0; i < nn; i++)
+            per_node[(size_t)i * repeats + r] = node_t[i];
     }
     printf("model: %s, batch %ld, threads %ld, %ld repeats\n", model, batch, threads, repeats);
     printf("%-4s %-22s %-18s %10s %10s %9s\n", "#", "layer", "op", "p50 ms", "p95 ms", "GFLOP/s");
@@ -128,7 +133,8 @@ int ts_cmd_bench(int argc, char **argv) {
                1e3 * p95, macs > 0 && p50 > 0 ? 2e-9 * macs / p50 : 0.0);
     }
     double total_macs = 0;
-    for (int i = 0; i < nn; i++) total_macs += (double)ts_graph_node_macs(g, i);
+    for (int i = 0; i < nn; i++)
+        total_macs += (double)ts_graph_node_macs(g, i);
     double p50 = percentile(times, (int)repeats, 0.5);
     printf("forward: p50 %.3f ms, p95 %.3f ms, p99 %.3f ms, %.1f GFLOP/s at p50\n", 1e3 * p50,
            1e3 * percentile(times, (int)repeats, 0.95), 1e3 * percentile(times, (int)repeats, 0.99),

@@ -40,8 +40,7 @@ const char *ts_status_name(ts_status s) {
 }
 
 void ts_assert_fail(const char *file, int line, const char *what) {
-    fprintf(stderr, "tessera: internal error at %s:%d: assertion '%s' failed\n", file, line,
-            what);
+    fprintf(stderr, "tessera: internal error at %s:%d: assertion '%s' failed\n", file, line, what);
     fflush(stderr);
     abort();
 }
@@ -99,7 +98,9 @@ void *ts_calloc(size_t n) {
     return p;
 }
 
-void ts_free(void *p) { free(p); }
+void ts_free(void *p) {
+    free(p);
+}
 
 /* ---- shapes and tensors ----------------------------------------------- */
 
@@ -108,7 +109,8 @@ ts_shape ts_shape_make(int ndim, const int64_t *dims) {
     memset(&s, 0, sizeof s);
     TS_ASSERT(ndim >= 0 && ndim <= TS_MAX_DIMS);
     s.ndim = ndim;
-    for (int i = 0; i < ndim; i++) s.shape[i] = dims[i];
+    for (int i = 0; i < ndim; i++)
+        s.shape[i] = dims[i];
     return s;
 }
 
@@ -124,7 +126,8 @@ ts_shape ts_shape2(int64_t r, int64_t c) {
 
 int64_t ts_shape_numel(const ts_shape *s) {
     int64_t n = 1;
-    for (int i = 0; i < s->ndim; i++) n *= s->shape[i];
+    for (int i = 0; i < s->ndim; i++)
+        n *= s->shape[i];
     return n;
 }
 
@@ -141,8 +144,8 @@ const char *ts_shape_str(const ts_shape *s, char *buf, size_t len) {
     buf[0] = 0;
     off += (size_t)snprintf(buf + off, len - off, "[");
     for (int i = 0; i < s->ndim && off < len; i++)
-        off += (size_t)snprintf(buf + off, len - off, i ? ", %lld" : "%lld",
-                                (long long)s->shape[i]);
+        off +=
+            (size_t)snprintf(buf + off, len - off, i ? ", %lld" : "%lld", (long long)s->shape[i]);
     if (off < len) snprintf(buf + off, len - off, "]");
     return buf;
 }
@@ -219,7 +222,8 @@ ts_status ts_tensor_reshape(ts_tensor *t, const ts_shape *s, ts_err *err) {
 }
 
 void ts_tensor_fill(ts_tensor *t, float v) {
-    for (int64_t i = 0; i < t->size; i++) t->data[i] = v;
+    for (int64_t i = 0; i < t->size; i++)
+        t->data[i] = v;
 }
 
 double ts_tensor_rel_err(const ts_tensor *a, const ts_tensor *b) {
@@ -244,10 +248,13 @@ static uint64_t splitmix64(uint64_t *x) {
 }
 
 void ts_rng_seed(ts_rng *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&seed);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 uint64_t ts_rng_u64(ts_rng *r) {
     uint64_t *s = r->s;
@@ -262,7 +269,9 @@ uint64_t ts_rng_u64(ts_rng *r) {
     return result;
 }
 
-double ts_rng_uniform(ts_rng *r) { return (double)(ts_rng_u64(r) >> 11) * 0x1.0p-53; }
+double ts_rng_uniform(ts_rng *r) {
+    return (double)(ts_rng_u64(r) >> 11) * 0x1.0p-53;
+}
 
 double ts_rng_normal(ts_rng *r) {
     /* Box-Muller; the 1-u keeps log away from zero. */
@@ -274,17 +283,20 @@ uint64_t ts_rng_below(ts_rng *r, uint64_t n) {
     TS_ASSERT(n > 0);
     uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     uint64_t x;
-    do x = ts_rng_u64(r);
+    do
+        x = ts_rng_u64(r);
     while (x >= limit);
     return x % n;
 }
 
 void ts_rng_fill_normal(ts_rng *r, float *x, int64_t n, float stddev) {
-    for (int64_t i = 0; i < n; i++) x[i] = (float)(ts_rng_normal(r) * stddev);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)(ts_rng_normal(r) * stddev);
 }
 
 void ts_rng_fill_uniform(ts_rng *r, float *x, int64_t n, float lo, float hi) {
-    for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)ts_rng_uniform(r);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * (float)ts_rng_uniform(r);
 }
 
 /* ---- time and threads ------------------------------------------------- */
@@ -303,4 +315,6 @@ void ts_threads_set(int n) {
     openblas_set_num_threads(n);
 }
 
-int ts_threads_get(void) { return g_threads; }
+int ts_threads_get(void) {
+    return g_threads;
+}

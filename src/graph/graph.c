@@ -20,15 +20,15 @@
 typedef struct {
     char *name;
     ts_value_kind kind;
-    ts_shape decl;     /* declared shape (inputs, inits) */
-    ts_shape shape;    /* planned shape */
-    ts_tensor *init;   /* owned initializer data */
+    ts_shape decl;   /* declared shape (inputs, inits) */
+    ts_shape shape;  /* planned shape */
+    ts_tensor *init; /* owned initializer data */
     int trainable;
-    int producer;      /* node index, or -1 */
-    int last_use;      /* node index of the last consumer, planned */
-    int slot;          /* activation slot, or -1 */
-    ts_tensor act;     /* planned activation header (data in a slot) */
-    ts_tensor *grad;   /* training plans */
+    int producer;    /* node index, or -1 */
+    int last_use;    /* node index of the last consumer, planned */
+    int slot;        /* activation slot, or -1 */
+    ts_tensor act;   /* planned activation header (data in a slot) */
+    ts_tensor *grad; /* training plans */
     int is_output;
 } value;
 
@@ -39,7 +39,7 @@ typedef struct {
     int *inputs;
     int output;
     ts_node_attrs a;
-    int in_place;      /* output shares the input's slot */
+    int in_place; /* output shares the input's slot */
     /* training state */
     int32_t *argmax;
     uint8_t *mask;
@@ -123,7 +123,8 @@ ts_graph *ts_graph_new(void) {
 }
 
 static void free_plan(ts_graph *g) {
-    for (int i = 0; i < g->n_slots; i++) ts_free(g->slots[i].data);
+    for (int i = 0; i < g->n_slots; i++)
+        ts_free(g->slots[i].data);
     free(g->slots);
     g->slots = NULL;
     g->n_slots = 0;
@@ -329,7 +330,9 @@ ts_status ts_graph_set_output(ts_graph *g, int id, ts_err *err) {
 
 /* ---- reading ---------------------------------------------------------- */
 
-int ts_graph_num_nodes(const ts_graph *g) { return g->n_nodes; }
+int ts_graph_num_nodes(const ts_graph *g) {
+    return g->n_nodes;
+}
 
 ts_node_view ts_graph_node(const ts_graph *g, int i) {
     TS_ASSERT(i >= 0 && i < g->n_nodes);
@@ -338,30 +341,43 @@ ts_node_view ts_graph_node(const ts_graph *g, int i) {
     return v;
 }
 
-int ts_graph_num_values(const ts_graph *g) { return g->n_values; }
+int ts_graph_num_values(const ts_graph *g) {
+    return g->n_values;
+}
 
 ts_value_view ts_graph_value(const ts_graph *g, int id) {
     TS_ASSERT(id >= 0 && id < g->n_values);
     const value *v = &g->values[id];
-    ts_value_view vv = {v->name, v->kind, g->planned || v->kind == TS_VALUE_INIT ? v->shape : v->decl,
-                        v->init, v->trainable};
+    ts_value_view vv = {v->name, v->kind,
+                        g->planned || v->kind == TS_VALUE_INIT ? v->shape : v->decl, v->init,
+                        v->trainable};
     return vv;
 }
 
-int ts_graph_input(const ts_graph *g) { return g->n_inputs ? g->inputs[0] : -1; }
-int ts_graph_num_inputs(const ts_graph *g) { return g->n_inputs; }
+int ts_graph_input(const ts_graph *g) {
+    return g->n_inputs ? g->inputs[0] : -1;
+}
+int ts_graph_num_inputs(const ts_graph *g) {
+    return g->n_inputs;
+}
 int ts_graph_input_at(const ts_graph *g, int i) {
     return (i >= 0 && i < g->n_inputs) ? g->inputs[i] : -1;
 }
-int ts_graph_output(const ts_graph *g) { return g->output; }
+int ts_graph_output(const ts_graph *g) {
+    return g->output;
+}
 
 ts_tensor *ts_graph_init_tensor(ts_graph *g, int id) {
     if (id < 0 || id >= g->n_values) return NULL;
     return g->values[id].init;
 }
 
-void ts_graph_set_executor(ts_graph *g, const ts_layer_executor *ex) { g->ex = ex; }
-void ts_graph_set_seed(ts_graph *g, uint64_t seed) { ts_rng_seed(&g->rng, seed); }
+void ts_graph_set_executor(ts_graph *g, const ts_layer_executor *ex) {
+    g->ex = ex;
+}
+void ts_graph_set_seed(ts_graph *g, uint64_t seed) {
+    ts_rng_seed(&g->rng, seed);
+}
 
 /* ---- shape inference -------------------------------------------------- */
 
@@ -380,8 +396,10 @@ static ts_status reshape_target(const ts_graph *g, const node *n, ts_shape *out,
         int64_t d = n->a.shape[i];
         if (d == 0 && !n->a.allowzero) {
             if (i >= x->ndim)
-                return ts_errorf(err, TS_ERR_SHAPE, "Reshape '%s': 0 at axis %d copies a missing "
-                                 "input dimension", n->name, i);
+                return ts_errorf(err, TS_ERR_SHAPE,
+                                 "Reshape '%s': 0 at axis %d copies a missing "
+                                 "input dimension",
+                                 n->name, i);
             d = x->shape[i];
         }
         if (d == -1) {
@@ -426,11 +444,9 @@ static ts_status gemm_shape(const ts_graph *g, const node *n, ts_shape *y, ts_er
 static ts_status infer_shape(const ts_graph *g, const node *n, ts_shape *y, ts_err *err) {
     const ts_shape *x = in_shape(g, n, 0);
     switch (n->op) {
-    case TS_OP_CONV:
-        return ts_conv2d_out_shape(&n->a.conv, x, in_shape(g, n, 1), y, err);
+    case TS_OP_CONV: return ts_conv2d_out_shape(&n->a.conv, x, in_shape(g, n, 1), y, err);
     case TS_OP_MAXPOOL:
-    case TS_OP_AVGPOOL:
-        return ts_pool2d_out_shape(&n->a.pool, x, y, err);
+    case TS_OP_AVGPOOL: return ts_pool2d_out_shape(&n->a.pool, x, y, err);
     case TS_OP_GLOBALAVGPOOL:
         if (x->ndim != 4)
             return ts_errorf(err, TS_ERR_SHAPE, "GlobalAveragePool '%s' needs a 4-D input",
@@ -438,8 +454,7 @@ static ts_status infer_shape(const ts_graph *g, const node *n, ts_shape *y, ts_e
         *y = ts_shape4(x->shape[0], x->shape[1], 1, 1);
         return TS_OK;
     case TS_OP_GEMM:
-    case TS_OP_MATMUL:
-        return gemm_shape(g, n, y, err);
+    case TS_OP_MATMUL: return gemm_shape(g, n, y, err);
     case TS_OP_FLATTEN: {
         int axis = n->a.axis < 0 ? n->a.axis + x->ndim : n->a.axis;
         if (axis < 0 || axis > x->ndim)
@@ -447,19 +462,20 @@ static ts_status infer_shape(const ts_graph *g, const node *n, ts_shape *y, ts_e
                              n->a.axis);
         int64_t outer = 1, inner = 1;
         for (int i = 0; i < x->ndim; i++) {
-            if (i < axis) outer *= x->shape[i];
-            else inner *= x->shape[i];
+            if (i < axis)
+                outer *= x->shape[i];
+            else
+                inner *= x->shape[i];
         }
         *y = ts_shape2(outer, inner);
         return TS_OK;
     }
-    case TS_OP_RESHAPE:
-        return reshape_target(g, n, y, err);
-    case TS_OP_ADD:
-        return ts_add_out_shape(x, in_shape(g, n, 1), y, err);
+    case TS_OP_RESHAPE: return reshape_target(g, n, y, err);
+    case TS_OP_ADD: return ts_add_out_shape(x, in_shape(g, n, 1), y, err);
     case TS_OP_CONCAT: {
         const ts_shape *xs[TS_MAX_NODE_INPUTS];
-        for (int i = 0; i < n->n_in; i++) xs[i] = in_shape(g, n, i);
+        for (int i = 0; i < n->n_in; i++)
+            xs[i] = in_shape(g, n, i);
         return ts_concat_out_shape(xs, n->n_in, n->a.axis, y, err);
     }
     case TS_OP_BATCHNORM:
@@ -469,14 +485,12 @@ static ts_status infer_shape(const ts_graph *g, const node *n, ts_shape *y, ts_e
             if (ts_shape_numel(in_shape(g, n, i)) != x->shape[1])
                 return ts_errorf(err, TS_ERR_SHAPE,
                                  "BatchNormalization '%s': parameter %d has %lld elements for "
-                                 "%lld channels", n->name, i,
-                                 (long long)ts_shape_numel(in_shape(g, n, i)),
+                                 "%lld channels",
+                                 n->name, i, (long long)ts_shape_numel(in_shape(g, n, i)),
                                  (long long)x->shape[1]);
         *y = *x;
         return TS_OK;
-    default:
-        *y = *x;
-        return TS_OK;
+    default: *y = *x; return TS_OK;
     }
 }
 
@@ -517,12 +531,15 @@ static int take_slot(ts_graph *g, size_t floats, ts_err *err) {
     return best;
 }
 
-static int value_needs_slot(const value *v) { return v->kind != TS_VALUE_INIT; }
+static int value_needs_slot(const value *v) {
+    return v->kind != TS_VALUE_INIT;
+}
 
 /* Assigns slots to node outputs (inputs get a slot too: the caller's data
  * is copied in, so a caller's buffer is never aliased or written). */
 static ts_status assign_slots(ts_graph *g, ts_err *err) {
-    for (int i = 0; i < g->n_values; i++) g->values[i].last_use = -1;
+    for (int i = 0; i < g->n_values; i++)
+        g->values[i].last_use = -1;
     for (int i = 0; i < g->n_nodes; i++)
         for (int j = 0; j < g->nodes[i].n_in; j++)
             if (g->nodes[i].inputs[j] >= 0) g->values[g->nodes[i].inputs[j]].last_use = i;
@@ -555,7 +572,8 @@ static ts_status assign_slots(ts_graph *g, ts_err *err) {
             value *v = &g->values[id];
             if (v->last_use == i && v->slot >= 0 && !v->is_output && v->kind != TS_VALUE_INIT) {
                 int still_used = 0; /* the same value twice in one node */
-                for (int k = 0; k < j; k++) still_used |= n->inputs[k] == id;
+                for (int k = 0; k < j; k++)
+                    still_used |= n->inputs[k] == id;
                 if (!still_used) g->slots[v->slot].busy = 0;
             }
         }
@@ -606,7 +624,8 @@ ts_status ts_graph_plan(ts_graph *g, int batch, int training, ts_err *err) {
         return ts_errorf(err, TS_ERR_INVALID, "the graph has no input or no output");
     g->training = training;
     g->batch = batch;
-    for (int i = 0; i < g->n_values; i++) g->values[i].is_output = i == g->output;
+    for (int i = 0; i < g->n_values; i++)
+        g->values[i].is_output = i == g->output;
     for (int i = 0; i < g->n_inputs; i++) {
         value *v = &g->values[g->inputs[i]];
         v->shape = v->decl;
@@ -639,7 +658,8 @@ ts_status ts_graph_plan(ts_graph *g, int batch, int training, ts_err *err) {
             while (s < 0) {
                 int next = -1;
                 for (int k = 0; k < g->n_nodes && next < 0; k++)
-                    if (g->nodes[k].in_place && g->nodes[k].inputs[0] == id) next = g->nodes[k].output;
+                    if (g->nodes[k].in_place && g->nodes[k].inputs[0] == id)
+                        next = g->nodes[k].output;
                 if (next < 0) break;
                 id = next;
                 s = g->values[id].slot;
@@ -658,7 +678,8 @@ ts_status ts_graph_plan(ts_graph *g, int batch, int training, ts_err *err) {
 
 size_t ts_graph_planned_bytes(const ts_graph *g) {
     size_t b = g->ws_floats * sizeof(float);
-    for (int i = 0; i < g->n_slots; i++) b += g->slots[i].floats * sizeof(float);
+    for (int i = 0; i < g->n_slots; i++)
+        b += g->slots[i].floats * sizeof(float);
     for (int i = 0; i < g->n_values; i++)
         if (g->values[i].grad) b += (size_t)g->values[i].grad->size * sizeof(float);
     return b;
@@ -721,8 +742,8 @@ static ts_status run_batchnorm(ts_graph *g, node *n, ts_err *err) {
                                           in_act(g, n, 4), n->a.epsilon, y, err);
     return ts_batchnorm_forward_train(x, in_act(g, n, 1), in_act(g, n, 2), n->a.epsilon,
                                       n->a.momentum, g->values[n->inputs[3]].init,
-                                      g->values[n->inputs[4]].init, y, n->save_mean,
-                                      n->save_invstd, err);
+                                      g->values[n->inputs[4]].init, y, n->save_mean, n->save_invstd,
+                                      err);
 }
 
 static ts_status run_node(ts_graph *g, int idx, ts_err *err) {
@@ -742,7 +763,8 @@ static ts_status run_node(ts_graph *g, int idx, ts_err *err) {
     case TS_OP_ADD: return ts_add_forward(x, in_act(g, n, 1), y, err);
     case TS_OP_CONCAT: {
         const ts_tensor *xs[TS_MAX_NODE_INPUTS];
-        for (int i = 0; i < n->n_in; i++) xs[i] = in_act(g, n, i);
+        for (int i = 0; i < n->n_in; i++)
+            xs[i] = in_act(g, n, i);
         return ts_concat_forward(xs, n->n_in, n->a.axis, y, err);
     }
     case TS_OP_SOFTMAX: return ts_softmax_forward(x, n->a.axis, y, err);
@@ -817,7 +839,8 @@ static ts_tensor *in_grad(ts_graph *g, const node *n, int i) {
 
 static void accumulate(ts_tensor *dx, const ts_tensor *dy) {
     if (!dx) return;
-    for (int64_t i = 0; i < dy->size; i++) dx->data[i] += dy->data[i];
+    for (int64_t i = 0; i < dy->size; i++)
+        dx->data[i] += dy->data[i];
 }
 
 static ts_status back_node(ts_graph *g, int idx, ts_err *err) {
@@ -847,7 +870,8 @@ static ts_status back_node(ts_graph *g, int idx, ts_err *err) {
     case TS_OP_ADD: return ts_add_backward(dy, dx, in_grad(g, n, 1), err);
     case TS_OP_CONCAT: {
         ts_tensor *dxs[TS_MAX_NODE_INPUTS];
-        for (int i = 0; i < n->n_in; i++) dxs[i] = in_grad(g, n, i);
+        for (int i = 0; i < n->n_in; i++)
+            dxs[i] = in_grad(g, n, i);
         return ts_concat_backward(dy, n->a.axis, dxs, n->n_in, err);
     }
     case TS_OP_DROPOUT: return ts_dropout_backward(dy, n->a.ratio, n->mask, dx, err);
@@ -877,7 +901,9 @@ ts_status ts_graph_backward(ts_graph *g, const ts_tensor *dout, ts_err *err) {
     return TS_OK;
 }
 
-int ts_graph_num_params(const ts_graph *g) { return g->n_params; }
+int ts_graph_num_params(const ts_graph *g) {
+    return g->n_params;
+}
 
 ts_tensor *ts_graph_param(ts_graph *g, int i) {
     TS_ASSERT(i >= 0 && i < g->n_params);
@@ -899,7 +925,8 @@ const char *ts_graph_param_name(const ts_graph *g, int i) {
 static int count_consumers(const ts_graph *g, int id) {
     int c = 0;
     for (int i = 0; i < g->n_nodes; i++)
-        for (int j = 0; j < g->nodes[i].n_in; j++) c += g->nodes[i].inputs[j] == id;
+        for (int j = 0; j < g->nodes[i].n_in; j++)
+            c += g->nodes[i].inputs[j] == id;
     return c + (g->output == id);
 }
 
@@ -925,9 +952,9 @@ static ts_status fold_one(ts_graph *g, node *conv, node *bn, ts_err *err) {
         conv->n_in = 3;
     }
     ts_tensor *b = g->values[conv->inputs[2]].init;
-    TS_TRY(ts_batchnorm_fold(w, b, g->values[bn->inputs[1]].init,
-                             g->values[bn->inputs[2]].init, g->values[bn->inputs[3]].init,
-                             g->values[bn->inputs[4]].init, bn->a.epsilon, err));
+    TS_TRY(ts_batchnorm_fold(w, b, g->values[bn->inputs[1]].init, g->values[bn->inputs[2]].init,
+                             g->values[bn->inputs[3]].init, g->values[bn->inputs[4]].init,
+                             bn->a.epsilon, err));
     bn->op = TS_OP_IDENTITY;
     bn->n_in = 1;
     return TS_OK;

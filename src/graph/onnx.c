@@ -51,7 +51,8 @@ typedef struct {
 
 static uint64_t name_hash(const char *s) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
 }
 
@@ -65,7 +66,8 @@ static sym *symtab_find(const symtab *t, const char *name) {
 
 static void symtab_place(symtab *t, sym s) {
     size_t i = name_hash(s.name) & (t->cap - 1);
-    while (t->slots[i].name) i = (i + 1) & (t->cap - 1);
+    while (t->slots[i].name)
+        i = (i + 1) & (t->cap - 1);
     t->slots[i] = s;
     t->n++;
 }
@@ -109,13 +111,15 @@ typedef struct {
     symtab syms;
     ts_shape *shapes; /* by value id: shape known at load time (-1 = batch) */
     int n_shapes;
-    int gen; /* counter for names of inserted nodes */
+    int gen;                     /* counter for names of inserted nodes */
     const Onnx__NodeProto *node; /* the node being loaded (for messages) */
     int node_index;
     ts_err *err;
 } loader;
 
-static const char *str_or_empty(const char *s) { return s ? s : ""; }
+static const char *str_or_empty(const char *s) {
+    return s ? s : "";
+}
 
 /* Fails with a message that names the current node and its op. */
 __attribute__((format(printf, 3, 4))) static ts_status node_fail(loader *L, ts_status st,
@@ -145,7 +149,8 @@ static ts_status remember_shape(loader *L, int id, const ts_shape *s) {
     if (id < 0) return ts_errorf(L->err, TS_ERR_INVALID, "negative value id %d", id);
     if (id >= L->n_shapes) {
         int n = L->n_shapes ? L->n_shapes : 64;
-        while (n <= id) n *= 2;
+        while (n <= id)
+            n *= 2;
         ts_shape *p = realloc(L->shapes, (size_t)n * sizeof *p);
         if (!p) return ts_errorf(L->err, TS_ERR_NOMEM, "out of memory tracking shapes");
         memset(p + L->n_shapes, 0, (size_t)(n - L->n_shapes) * sizeof *p);
@@ -178,14 +183,13 @@ static ts_status proto_numel(const Onnx__TensorProto *tp, const char *name, int 
                              int64_t *numel, ts_err *err) {
     if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
         return ts_errorf(err, TS_ERR_UNSUPPORTED,
-                         "tensor '%.200s' keeps its data in an external file (unsupported)",
-                         name);
+                         "tensor '%.200s' keeps its data in an external file (unsupported)", name);
     if (tp->segment)
         return ts_errorf(err, TS_ERR_UNSUPPORTED, "tensor '%.200s' is segmented (unsupported)",
                          name);
     if (tp->n_dims > (size_t)max_ndim)
-        return ts_errorf(err, TS_ERR_UNSUPPORTED, "tensor '%.200s' has rank %zu (at most %d)",
-                         name, tp->n_dims, max_ndim);
+        return ts_errorf(err, TS_ERR_UNSUPPORTED, "tensor '%.200s' has rank %zu (at most %d)", name,
+                         tp->n_dims, max_ndim);
     int64_t n = 1;
     for (size_t i = 0; i < tp->n_dims; i++) {
         int64_t d = tp->dims[i];
@@ -209,7 +213,9 @@ static uint32_t le32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static uint64_t le64(const uint8_t *p) { return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32; }
+static uint64_t le64(const uint8_t *p) {
+    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
 
 /* A FLOAT tensor; with unit_axis2 a unit dimension is inserted at axis 2
  * (1-D conv weights [M, C, K] become [M, C, 1, K]). */
@@ -232,11 +238,11 @@ static ts_status float_tensor_from_proto(const Onnx__TensorProto *tp, const char
                          tp->has_raw_data ? tp->raw_data.len : tp->n_float_data,
                          tp->has_raw_data ? "bytes of raw data" : "floats", (long long)numel);
     ts_shape s = {0};
-    for (size_t i = 0; i < tp->n_dims; i++) s.shape[s.ndim++] = tp->dims[i];
+    for (size_t i = 0; i < tp->n_dims; i++)
+        s.shape[s.ndim++] = tp->dims[i];
     if (unit_axis2) {
         if (s.ndim != 3)
-            return ts_errorf(err, TS_ERR_SHAPE, "1-D conv weight '%.200s' must have rank 3",
-                             name);
+            return ts_errorf(err, TS_ERR_SHAPE, "1-D conv weight '%.200s' must have rank 3", name);
         s.shape[3] = s.shape[2];
         s.shape[2] = 1;
         s.ndim = 4;
@@ -336,8 +342,8 @@ static int present(const Onnx__NodeProto *n, size_t i) {
 static ts_status need_inputs(loader *L, size_t lo, size_t hi) {
     const Onnx__NodeProto *n = L->node;
     if (n->n_input < lo || n->n_input > hi)
-        return node_fail(L, TS_ERR_FORMAT, "has %zu inputs, expected %zu to %zu", n->n_input,
-                         lo, hi);
+        return node_fail(L, TS_ERR_FORMAT, "has %zu inputs, expected %zu to %zu", n->n_input, lo,
+                         hi);
     for (size_t i = 0; i < lo; i++)
         if (!present(n, i)) return node_fail(L, TS_ERR_FORMAT, "required input %zu is empty", i);
     return TS_OK;
@@ -347,8 +353,7 @@ static ts_status need_inputs(loader *L, size_t lo, size_t hi) {
  * (kept in the table so a consumer gets a clear message). */
 static ts_status refuse_extra_outputs(loader *L, const char *why) {
     const Onnx__NodeProto *n = L->node;
-    if (n->n_output < 1 || !n->output[0][0])
-        return node_fail(L, TS_ERR_FORMAT, "has no output");
+    if (n->n_output < 1 || !n->output[0][0]) return node_fail(L, TS_ERR_FORMAT, "has no output");
     for (size_t i = 1; i < n->n_output; i++) {
         if (!n->output[i][0]) continue;
         if (!why)
@@ -368,8 +373,7 @@ static ts_status refuse_extra_outputs(loader *L, const char *why) {
 
 static const Onnx__AttributeProto *find_attr(const Onnx__NodeProto *n, const char *name) {
     for (size_t i = 0; i < n->n_attribute; i++)
-        if (n->attribute[i]->name && !strcmp(n->attribute[i]->name, name))
-            return n->attribute[i];
+        if (n->attribute[i]->name && !strcmp(n->attribute[i]->name, name)) return n->attribute[i];
     return NULL;
 }
 
@@ -417,13 +421,13 @@ static ts_status attr_ints(loader *L, const char *name, int want, int64_t *out, 
     if (a->n_ints != (size_t)want)
         return node_fail(L, TS_ERR_FORMAT, "attribute '%s' has %zu values, expected %d", name,
                          a->n_ints, want);
-    for (int i = 0; i < want; i++) out[i] = a->ints[i];
+    for (int i = 0; i < want; i++)
+        out[i] = a->ints[i];
     *count = want;
     return TS_OK;
 }
 
-static ts_status attr_string(loader *L, const char *name, const char *def, char *out,
-                             size_t cap) {
+static ts_status attr_string(loader *L, const char *name, const char *def, char *out, size_t cap) {
     const Onnx__AttributeProto *a = find_attr(L->node, name);
     snprintf(out, cap, "%s", def);
     if (!a) return TS_OK;
@@ -459,15 +463,19 @@ static ts_status emit(loader *L, ts_op op, const int *ins, int n_in, const ts_no
     const ts_shape *shp[16];
     *out_id = -1;
     TS_ASSERT(n_in <= 16);
-    while (n_in > 0 && ins[n_in - 1] < 0) n_in--;
-    for (int i = 0; i < n_in; i++) shp[i] = ins[i] >= 0 ? shape_of(L, ins[i]) : NULL;
+    while (n_in > 0 && ins[n_in - 1] < 0)
+        n_in--;
+    for (int i = 0; i < n_in; i++)
+        shp[i] = ins[i] >= 0 ? shape_of(L, ins[i]) : NULL;
     ts_shape out;
     TS_TRY(node_wrap(L, ts_onnx_infer_shape(op, a, shp, n_in, &out, L->err)));
     const char *nm = str_or_empty(L->node->name);
     int id = ts_graph_add_node(L->g, op, nm[0] ? nm : out_name, ins, n_in, out_name, a, L->err);
     if (id < 0) return node_wrap(L, L->err->status);
-    if (define) TS_TRY(node_wrap(L, define_value(L, out_name, id, &out)));
-    else TS_TRY(remember_shape(L, id, &out));
+    if (define)
+        TS_TRY(node_wrap(L, define_value(L, out_name, id, &out)));
+    else
+        TS_TRY(remember_shape(L, id, &out));
     *out_id = id;
     return TS_OK;
 }
@@ -488,7 +496,8 @@ static ts_status emit_reshape(loader *L, int in_id, int ndim, const int64_t *tar
     TS_TRY(fresh_name(L, base, "ts_reshape", name, sizeof name));
     ts_node_attrs a = ts_node_attrs_default(TS_OP_RESHAPE);
     a.shape_ndim = ndim;
-    for (int i = 0; i < ndim; i++) a.shape[i] = target[i];
+    for (int i = 0; i < ndim; i++)
+        a.shape[i] = target[i];
     a.allowzero = 0;
     return emit(L, TS_OP_RESHAPE, &in_id, 1, &a, name, 1, out_id);
 }
@@ -513,7 +522,9 @@ static ts_status emit_lowered_output(loader *L, int id4, const char *out_name) {
     return emit(L, TS_OP_RESHAPE, &id4, 1, &a, out_name, 1, &id);
 }
 
-static const char *out0(const loader *L) { return L->node->output[0]; }
+static const char *out0(const loader *L) {
+    return L->node->output[0];
+}
 
 /* ---- Conv and pools: windows and auto_pad --------------------------------- */
 
@@ -522,7 +533,9 @@ typedef struct {
     int64_t k[2], stride[2], dil[2], pad_begin[2], pad_end[2];
 } window;
 
-static int bad_window_param(int64_t v, int64_t lo) { return v < lo || v > TS_ONNX_MAX_WINDOW_PARAM; }
+static int bad_window_param(int64_t v, int64_t lo) {
+    return v < lo || v > TS_ONNX_MAX_WINDOW_PARAM;
+}
 
 /* Reads strides, dilations, pads and auto_pad for a window whose kernel is
  * already in w->k; x is the (2+spatial)-D input shape. */
@@ -537,9 +550,11 @@ static ts_status read_window(loader *L, const ts_shape *x, window *w) {
                              (long long)w->k[i]);
     }
     TS_TRY(attr_ints(L, "strides", sp, v, &cnt));
-    for (int i = 0; i < cnt; i++) w->stride[i] = v[i];
+    for (int i = 0; i < cnt; i++)
+        w->stride[i] = v[i];
     TS_TRY(attr_ints(L, "dilations", sp, v, &cnt));
-    for (int i = 0; i < cnt; i++) w->dil[i] = v[i];
+    for (int i = 0; i < cnt; i++)
+        w->dil[i] = v[i];
     TS_TRY(attr_ints(L, "pads", 2 * sp, v, &cnt));
     for (int i = 0; i < cnt / 2; i++) {
         w->pad_begin[i] = v[i];
@@ -628,10 +643,11 @@ static ts_status load_conv(loader *L) {
     if (sp == 1 && ws->ndim == 3) TS_TRY(lift_to_2d(L, w, n->input[1], &w)); /* W was a value */
     ws = shape_of(L, w);
     if (ws->ndim != 4)
-        return node_fail(L, TS_ERR_SHAPE, "weight '%.200s' has rank %d, expected %d",
-                         n->input[1], ws->ndim - (sp == 1), sp + 2);
+        return node_fail(L, TS_ERR_SHAPE, "weight '%.200s' has rank %d, expected %d", n->input[1],
+                         ws->ndim - (sp == 1), sp + 2);
     window win = {.spatial = sp};
-    for (int i = 0; i < sp; i++) win.k[i] = ws->shape[4 - sp + i];
+    for (int i = 0; i < sp; i++)
+        win.k[i] = ws->shape[4 - sp + i];
     int64_t ks[2];
     int cnt;
     TS_TRY(attr_ints(L, "kernel_shape", sp, ks, &cnt));
@@ -680,7 +696,8 @@ static ts_status load_pool(loader *L, ts_op op) {
         int order;
         TS_TRY(attr_flag(L, "storage_order", 0, &order));
         if (order)
-            return node_fail(L, TS_ERR_UNSUPPORTED, "storage_order 1 (column-major) is unsupported");
+            return node_fail(L, TS_ERR_UNSUPPORTED,
+                             "storage_order 1 (column-major) is unsupported");
     } else {
         TS_TRY(attr_flag(L, "count_include_pad", 0, &a.pool.count_include_pad));
     }
@@ -694,8 +711,12 @@ static ts_status load_pool(loader *L, ts_op op) {
     return emit_lowered_output(L, y, out0(L));
 }
 
-static ts_status load_maxpool(loader *L) { return load_pool(L, TS_OP_MAXPOOL); }
-static ts_status load_avgpool(loader *L) { return load_pool(L, TS_OP_AVGPOOL); }
+static ts_status load_maxpool(loader *L) {
+    return load_pool(L, TS_OP_MAXPOOL);
+}
+static ts_status load_avgpool(loader *L) {
+    return load_pool(L, TS_OP_AVGPOOL);
+}
 
 /* ---- the other ops ---------------------------------------------------------- */
 
@@ -721,8 +742,12 @@ static ts_status load_globalavgpool(loader *L) {
     return load_unary(L, TS_OP_GLOBALAVGPOOL, " ");
 }
 
-static ts_status load_relu(loader *L) { return load_unary(L, TS_OP_RELU, " consumed_inputs "); }
-static ts_status load_identity(loader *L) { return load_unary(L, TS_OP_IDENTITY, " "); }
+static ts_status load_relu(loader *L) {
+    return load_unary(L, TS_OP_RELU, " consumed_inputs ");
+}
+static ts_status load_identity(loader *L) {
+    return load_unary(L, TS_OP_IDENTITY, " ");
+}
 
 static ts_status load_leakyrelu(loader *L) {
     TS_TRY(check_attr_names(L, " alpha consumed_inputs "));
@@ -747,7 +772,8 @@ static ts_status load_batchnorm(loader *L) {
         return node_fail(L, TS_ERR_UNSUPPORTED,
                          "training-mode BatchNormalization is unsupported (inference form only)");
     if (spatial != 1)
-        return node_fail(L, TS_ERR_UNSUPPORTED, "spatial=0 (per-activation statistics) is unsupported");
+        return node_fail(L, TS_ERR_UNSUPPORTED,
+                         "spatial=0 (per-activation statistics) is unsupported");
     for (size_t i = 1; i < L->node->n_output; i++)
         if (L->node->output[i][0])
             return node_fail(L, TS_ERR_UNSUPPORTED,
@@ -799,8 +825,8 @@ static ts_status load_matmul(loader *L) {
 /* Normalizes an axis in [-rank, rank + extra) to a non-negative one. */
 static ts_status norm_axis(loader *L, int64_t axis, int rank, int extra, int *out) {
     if (axis < -rank || axis >= rank + extra)
-        return node_fail(L, TS_ERR_FORMAT, "axis %lld is out of range for rank %d",
-                         (long long)axis, rank);
+        return node_fail(L, TS_ERR_FORMAT, "axis %lld is out of range for rank %d", (long long)axis,
+                         rank);
     *out = (int)(axis < 0 ? axis + rank : axis);
     return TS_OK;
 }
@@ -860,8 +886,7 @@ static ts_status read_axes(loader *L, int64_t *axes, int *n) {
     if (L->opset < 13) {
         const Onnx__AttributeProto *at = find_attr(nd, "axes");
         if (!at) return TS_OK;
-        if (at->n_ints > TS_MAX_DIMS)
-            return node_fail(L, TS_ERR_UNSUPPORTED, "too many axes");
+        if (at->n_ints > TS_MAX_DIMS) return node_fail(L, TS_ERR_UNSUPPORTED, "too many axes");
         return attr_ints(L, "axes", (int)at->n_ints, axes, n);
     }
     if (find_attr(nd, "axes"))
@@ -891,7 +916,8 @@ static ts_status load_unsqueeze(loader *L) {
         is_new[ax] = 1;
     }
     ts_shape out = {.ndim = rank};
-    for (int i = 0, k = 0; i < rank; i++) out.shape[i] = is_new[i] ? 1 : xs->shape[k++];
+    for (int i = 0, k = 0; i < rank; i++)
+        out.shape[i] = is_new[i] ? 1 : xs->shape[k++];
     return emit_reshape_to(L, x, &out);
 }
 
@@ -909,7 +935,8 @@ static ts_status load_squeeze(loader *L) {
         if (xs->shape[i] < 0)
             return node_fail(L, TS_ERR_UNSUPPORTED,
                              "squeezing every unit dimension needs dimension %d, unknown at load "
-                             "time", i);
+                             "time",
+                             i);
         drop[i] = xs->shape[i] == 1;
     }
     for (int i = 0; i < n; i++) {
@@ -962,7 +989,8 @@ static ts_status load_add(loader *L) {
     TS_TRY(need_inputs(L, 2, 2));
     TS_TRY(refuse_extra_outputs(L, NULL));
     int ins[2], y;
-    for (int i = 0; i < 2; i++) TS_TRY(float_input(L, L->node->input[i], 1, &ins[i]));
+    for (int i = 0; i < 2; i++)
+        TS_TRY(float_input(L, L->node->input[i], 1, &ins[i]));
     const ts_shape *sa = shape_of(L, ins[0]), *sb = shape_of(L, ins[1]);
     if (L->opset < 7) {
         /* Legacy broadcasting: B is aligned to A at `axis` (default: the
@@ -974,8 +1002,8 @@ static ts_status load_add(loader *L) {
         if (!bc && !ts_shape_eq(sa, sb))
             return node_fail(L, TS_ERR_SHAPE, "input shapes differ and broadcast is 0");
         if (bc && axis != sa->ndim - sb->ndim)
-            return node_fail(L, TS_ERR_UNSUPPORTED,
-                             "legacy broadcast at axis %lld is unsupported", (long long)axis);
+            return node_fail(L, TS_ERR_UNSUPPORTED, "legacy broadcast at axis %lld is unsupported",
+                             (long long)axis);
     } else if (find_attr(L->node, "broadcast") || find_attr(L->node, "axis")) {
         return node_fail(L, TS_ERR_FORMAT, "broadcast/axis attributes exist only before opset 7");
     }
@@ -991,7 +1019,8 @@ static ts_status load_concat(loader *L) {
     TS_TRY(need_inputs(L, n->n_input, n->n_input));
     TS_TRY(refuse_extra_outputs(L, NULL));
     int ins[16], y;
-    for (size_t i = 0; i < n->n_input; i++) TS_TRY(float_input(L, n->input[i], 1, &ins[i]));
+    for (size_t i = 0; i < n->n_input; i++)
+        TS_TRY(float_input(L, n->input[i], 1, &ins[i]));
     int64_t axis;
     TS_TRY(attr_int(L, "axis", L->opset < 4 ? 1 : INT64_MIN, &axis));
     if (axis == INT64_MIN) return node_fail(L, TS_ERR_FORMAT, "attribute 'axis' is required");
@@ -1018,7 +1047,8 @@ static ts_status load_softmax(loader *L) {
     if (L->opset >= 13 || a.axis == xs.ndim - 1)
         return emit(L, TS_OP_SOFTMAX, &x, 1, &a, out0(L), 1, &y);
     int unknown = 0;
-    for (int i = 0; i < xs.ndim; i++) unknown += xs.shape[i] < 0;
+    for (int i = 0; i < xs.ndim; i++)
+        unknown += xs.shape[i] < 0;
     if (unknown > 1)
         return node_fail(L, TS_ERR_UNSUPPORTED,
                          "coercing a softmax input with %d unknown dimensions", unknown);
@@ -1033,7 +1063,8 @@ static ts_status load_softmax(loader *L) {
     TS_TRY(emit(L, TS_OP_SOFTMAX, &f, 1, &a, soft, 1, &s));
     ts_node_attrs ra = ts_node_attrs_default(TS_OP_RESHAPE);
     ra.shape_ndim = xs.ndim;
-    for (int i = 0; i < xs.ndim; i++) ra.shape[i] = xs.shape[i] < 0 ? -1 : xs.shape[i];
+    for (int i = 0; i < xs.ndim; i++)
+        ra.shape[i] = xs.shape[i] < 0 ? -1 : xs.shape[i];
     ra.allowzero = 0;
     return emit(L, TS_OP_RESHAPE, &s, 1, &ra, out0(L), 1, &y);
 }
@@ -1050,11 +1081,14 @@ static ts_status const_scalar(loader *L, const char *name, float *out) {
         if (!t) return node_wrap(L, L->err->status);
     } else {
         return node_fail(L, TS_ERR_UNSUPPORTED,
-                         "'%.200s' must be a constant FLOAT scalar (initializer or Constant)", name);
+                         "'%.200s' must be a constant FLOAT scalar (initializer or Constant)",
+                         name);
     }
     ts_status st = TS_OK;
-    if (t->size != 1) st = node_fail(L, TS_ERR_FORMAT, "'%.200s' is not a scalar", name);
-    else *out = t->data[0];
+    if (t->size != 1)
+        st = node_fail(L, TS_ERR_FORMAT, "'%.200s' is not a scalar", name);
+    else
+        *out = t->data[0];
     ts_tensor_free(t);
     return st;
 }
@@ -1108,7 +1142,8 @@ static ts_status load_constant(loader *L) {
             return node_fail(L, TS_ERR_UNSUPPORTED, "attribute '%s' is malformed or too long", an);
         s.kind = SYM_INTS;
         s.n_ints = scalar ? 1 : (int)at->n_ints;
-        for (int i = 0; i < s.n_ints; i++) s.ints[i] = scalar ? at->i : at->ints[i];
+        for (int i = 0; i < s.n_ints; i++)
+            s.ints[i] = scalar ? at->i : at->ints[i];
     } else {
         int scalar = !strcmp(an, "value_float");
         if (scalar ? !attr_is(at, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT, at->has_f)
@@ -1119,7 +1154,8 @@ static ts_status load_constant(loader *L) {
         ts_shape sh = {.ndim = scalar ? 0 : 1, .shape = {cnt}};
         s.t = ts_tensor_new(&sh, L->err);
         if (!s.t) return node_wrap(L, L->err->status);
-        for (int64_t i = 0; i < cnt; i++) s.t->data[i] = scalar ? at->f : at->floats[i];
+        for (int64_t i = 0; i < cnt; i++)
+            s.t->data[i] = scalar ? at->f : at->floats[i];
         s.kind = SYM_TENSOR;
     }
     sym *y = symtab_add(&L->syms, name);
@@ -1180,8 +1216,10 @@ static ts_status read_opset(loader *L, const Onnx__ModelProto *m) {
         if (!dom[0] || !strcmp(dom, "ai.onnx")) L->opset = o->has_version ? o->version : 1;
     }
     if (L->opset < 0) {
-        if (m->has_ir_version && m->ir_version < 3) L->opset = 1; /* pre-opset_import files */
-        else return ts_errorf(L->err, TS_ERR_FORMAT, "the model imports no default-domain opset");
+        if (m->has_ir_version && m->ir_version < 3)
+            L->opset = 1; /* pre-opset_import files */
+        else
+            return ts_errorf(L->err, TS_ERR_FORMAT, "the model imports no default-domain opset");
     }
     /* Opsets 1..21 are accepted: the loaders above handle every attribute
      * the supported ops had in any of them (legacy broadcast, is_test,
@@ -1222,8 +1260,9 @@ static ts_status input_shape(loader *L, const Onnx__ValueInfoProto *vi, const ch
     if (!tt->shape)
         return ts_errorf(L->err, TS_ERR_UNSUPPORTED, "graph input '%.200s' has no shape", name);
     if (tt->shape->n_dim > TS_MAX_DIMS)
-        return ts_errorf(L->err, TS_ERR_UNSUPPORTED, "graph input '%.200s' has rank %zu (at most %d)",
-                         name, tt->shape->n_dim, TS_MAX_DIMS);
+        return ts_errorf(L->err, TS_ERR_UNSUPPORTED,
+                         "graph input '%.200s' has rank %zu (at most %d)", name, tt->shape->n_dim,
+                         TS_MAX_DIMS);
     s->ndim = (int)tt->shape->n_dim;
     for (int i = 0; i < s->ndim; i++) {
         const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
@@ -1256,7 +1295,8 @@ static ts_status add_inputs(loader *L, const Onnx__GraphProto *gp) {
         if (!name[0]) return ts_errorf(L->err, TS_ERR_FORMAT, "graph input %zu has no name", i);
         sym *y = symtab_find(&L->syms, name);
         if (y && y->kind == SYM_PENDING) continue; /* IR < 4 lists initializers as inputs */
-        if (y) return ts_errorf(L->err, TS_ERR_FORMAT, "graph input '%.200s' is listed twice", name);
+        if (y)
+            return ts_errorf(L->err, TS_ERR_FORMAT, "graph input '%.200s' is listed twice", name);
         ts_shape s;
         TS_TRY(input_shape(L, gp->input[i], name, &s));
         int id = ts_graph_add_input(L->g, name, &s, L->err);
@@ -1348,7 +1388,8 @@ static wire_status check_nesting(const ProtobufCMessageDescriptor *d, const uint
             if (!read_varint(&p, end, &v) || v > (uint64_t)(end - p)) return WIRE_MALFORMED;
             uint64_t tag = key >> 3;
             const ProtobufCFieldDescriptor *f =
-                tag <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)tag) : NULL;
+                tag <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)tag)
+                                  : NULL;
             if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
                 wire_status st = check_nesting(f->descriptor, p, p + v, depth + 1);
                 if (st != WIRE_OK) return st;
@@ -1374,8 +1415,8 @@ ts_graph *ts_onnx_load_buffer(const void *buf, size_t len, ts_err *err) {
         ts_errorf(err, TS_ERR_FORMAT, "ONNX model of %zu bytes exceeds the 2 GiB cap", len);
         return NULL;
     }
-    wire_status ws = check_nesting(&onnx__model_proto__descriptor, buf,
-                                   (const uint8_t *)buf + len, 0);
+    wire_status ws =
+        check_nesting(&onnx__model_proto__descriptor, buf, (const uint8_t *)buf + len, 0);
     if (ws == WIRE_TOO_DEEP) {
         ts_errorf(err, TS_ERR_FORMAT, "ONNX model nests messages more than %d deep (hostile file?)",
                   TS_ONNX_MAX_NESTING);
@@ -1383,8 +1424,9 @@ ts_graph *ts_onnx_load_buffer(const void *buf, size_t len, ts_err *err) {
     }
     Onnx__ModelProto *m = ws == WIRE_OK ? onnx__model_proto__unpack(NULL, len, buf) : NULL;
     if (!m) {
-        ts_errorf(err, TS_ERR_FORMAT, "not a valid ONNX model (protobuf decoding failed: the file "
-                                      "is truncated or corrupt)");
+        ts_errorf(err, TS_ERR_FORMAT,
+                  "not a valid ONNX model (protobuf decoding failed: the file "
+                  "is truncated or corrupt)");
         return NULL;
     }
     loader L;

@@ -21,8 +21,8 @@
  * -1 is not known before planning (the batch) and propagates as -1. in[i]
  * is NULL for an absent optional input. On a mismatch fills err (the
  * caller adds the node's name). */
-ts_status ts_onnx_infer_shape(ts_op op, const ts_node_attrs *a, const ts_shape *const *in,
-                              int n_in, ts_shape *out, ts_err *err);
+ts_status ts_onnx_infer_shape(ts_op op, const ts_node_attrs *a, const ts_shape *const *in, int n_in,
+                              ts_shape *out, ts_err *err);
 
 /* "FLOAT", "UINT8", ... for a TensorProto.DataType value. */
 const char *ts_onnx_dtype_name(int32_t dtype);

@@ -58,7 +58,7 @@ typedef struct {
     const ts_graph *g;
     arena A;
     ts_shape *shape_a, *shape_b; /* every value's shape at batch 2 and batch 3 */
-    int first_follows; /* the first input's fixed batch is written as "N" */
+    int first_follows;           /* the first input's fixed batch is written as "N" */
     Onnx__TensorProto **inits;
     size_t n_inits, cap_inits;
     int gen;
@@ -134,11 +134,13 @@ static Onnx__TensorProto *tensor_proto(writer *W, const char *name, int32_t dtyp
 static ts_status add_float_init(writer *W, const char *name, const ts_tensor *x) {
     Onnx__TensorProto *t = tensor_proto(W, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, &x->s);
     uint8_t *raw = t ? arena_alloc(&W->A, (size_t)x->size * 4) : NULL;
-    if (!raw) return ts_errorf(W->err, TS_ERR_NOMEM, "out of memory writing initializer '%s'", name);
+    if (!raw)
+        return ts_errorf(W->err, TS_ERR_NOMEM, "out of memory writing initializer '%s'", name);
     for (int64_t i = 0; i < x->size; i++) {
         uint32_t u;
         memcpy(&u, &x->data[i], 4);
-        for (int k = 0; k < 4; k++) raw[4 * i + k] = (uint8_t)(u >> (8 * k));
+        for (int k = 0; k < 4; k++)
+            raw[4 * i + k] = (uint8_t)(u >> (8 * k));
     }
     t->has_raw_data = 1;
     t->raw_data.data = raw;
@@ -152,7 +154,8 @@ static ts_status add_int64_init(writer *W, const char *name, const int64_t *v, i
     uint8_t *raw = t ? arena_alloc(&W->A, (size_t)n * 8) : NULL;
     if (!raw) return ts_errorf(W->err, TS_ERR_NOMEM, "out of memory writing '%s'", name);
     for (int i = 0; i < n; i++)
-        for (int k = 0; k < 8; k++) raw[8 * i + k] = (uint8_t)((uint64_t)v[i] >> (8 * k));
+        for (int k = 0; k < 8; k++)
+            raw[8 * i + k] = (uint8_t)((uint64_t)v[i] >> (8 * k));
     t->has_raw_data = 1;
     t->raw_data.data = raw;
     t->raw_data.len = (size_t)n * 8;
@@ -182,15 +185,15 @@ static ts_status infer_all(writer *W, int64_t batch, ts_shape *shapes) {
     for (int i = 0; i < ts_graph_num_inputs(g); i++) {
         int id = ts_graph_input_at(g, i);
         ts_shape *s = &shapes[id];
-        if (s->ndim > 0 && (s->shape[0] < 0 || (i == 0 && W->first_follows)))
-            s->shape[0] = batch;
+        if (s->ndim > 0 && (s->shape[0] < 0 || (i == 0 && W->first_follows))) s->shape[0] = batch;
     }
     for (int i = 0; i < ts_graph_num_nodes(g); i++) {
         ts_node_view n = ts_graph_node(g, i);
         const ts_shape *in[32];
         if (n.n_in > (int)(sizeof in / sizeof in[0]))
             return ts_errorf(W->err, TS_ERR_UNSUPPORTED, "node '%s' has too many inputs", n.name);
-        for (int k = 0; k < n.n_in; k++) in[k] = n.inputs[k] >= 0 ? &shapes[n.inputs[k]] : NULL;
+        for (int k = 0; k < n.n_in; k++)
+            in[k] = n.inputs[k] >= 0 ? &shapes[n.inputs[k]] : NULL;
         ts_status st = ts_onnx_infer_shape(n.op, n.attrs, in, n.n_in, &shapes[n.output], W->err);
         if (st != TS_OK) {
             char msg[sizeof W->err->msg];
@@ -216,8 +219,7 @@ static ts_status plan_shapes(writer *W) {
         any_dynamic |= v.shape.ndim > 0 && v.shape.shape[0] < 0;
     }
     W->first_follows = !any_dynamic;
-    if (infer_all(W, 2, W->shape_a) == TS_OK && infer_all(W, 3, W->shape_b) == TS_OK)
-        return TS_OK;
+    if (infer_all(W, 2, W->shape_a) == TS_OK && infer_all(W, 3, W->shape_b) == TS_OK) return TS_OK;
     if (any_dynamic) return W->err ? W->err->status : TS_ERR_SHAPE;
     W->first_follows = 0; /* not batch-generic: keep the declared shapes */
     TS_TRY(infer_all(W, 2, W->shape_a));
@@ -273,10 +275,12 @@ typedef struct {
     int n_extra;
 } node_extras;
 
-static void push(node_extras *x, Onnx__AttributeProto *a) { x->a[x->n++] = a; }
+static void push(node_extras *x, Onnx__AttributeProto *a) {
+    x->a[x->n++] = a;
+}
 
-static void window_attrs(writer *W, node_extras *x, int64_t kh, int64_t kw, int sh, int sw,
-                         int pt, int pl, int pb, int pr) {
+static void window_attrs(writer *W, node_extras *x, int64_t kh, int64_t kw, int sh, int sw, int pt,
+                         int pl, int pb, int pr) {
     int64_t k[2] = {kh, kw}, s[2] = {sh, sw}, p[4] = {pt, pl, pb, pr};
     push(x, attr_ints(W, "kernel_shape", k, 2));
     push(x, attr_ints(W, "strides", s, 2));
@@ -291,8 +295,8 @@ static ts_status node_attrs(writer *W, const ts_node_view *n, node_extras *x, ch
         if (ws->ndim != 4)
             return ts_errorf(W->err, TS_ERR_SHAPE, "Conv '%s': weight is not 4-D", n->name);
         const ts_conv2d_params *c = &a->conv;
-        window_attrs(W, x, ws->shape[2], ws->shape[3], c->stride_h, c->stride_w, c->pad_t,
-                     c->pad_l, c->pad_b, c->pad_r);
+        window_attrs(W, x, ws->shape[2], ws->shape[3], c->stride_h, c->stride_w, c->pad_t, c->pad_l,
+                     c->pad_b, c->pad_r);
         int64_t d[2] = {c->dil_h, c->dil_w};
         push(x, attr_ints(W, "dilations", d, 2));
         push(x, attr_int(W, "group", c->groups));
@@ -364,7 +368,8 @@ static ts_status write_node(writer *W, int idx, Onnx__NodeProto **out) {
     TS_TRY(node_attrs(W, &n, &x, names));
     Onnx__NodeProto *np = arena_alloc(&W->A, sizeof *np);
     int n_in = n.n_in;
-    while (n_in > 0 && n.inputs[n_in - 1] < 0) n_in--; /* absent trailing optionals */
+    while (n_in > 0 && n.inputs[n_in - 1] < 0)
+        n_in--; /* absent trailing optionals */
     char **ins = arena_alloc(&W->A, sizeof(char *) * (size_t)(n_in + x.n_extra + 1));
     char **outs = arena_alloc(&W->A, sizeof(char *));
     Onnx__AttributeProto **attrs = arena_alloc(&W->A, sizeof *attrs * (size_t)(x.n + 1));
@@ -373,9 +378,11 @@ static ts_status write_node(writer *W, int idx, Onnx__NodeProto **out) {
     onnx__node_proto__init(np);
     for (int i = 0; i < n_in; i++)
         ins[i] = arena_str(&W->A, n.inputs[i] >= 0 ? ts_graph_value(W->g, n.inputs[i]).name : "");
-    for (int i = 0; i < x.n_extra; i++) ins[n_in + i] = arena_str(&W->A, x.extra_inputs[i]);
+    for (int i = 0; i < x.n_extra; i++)
+        ins[n_in + i] = arena_str(&W->A, x.extra_inputs[i]);
     outs[0] = arena_str(&W->A, ts_graph_value(W->g, n.output).name);
-    for (int i = 0; i < x.n; i++) attrs[i] = x.a[i];
+    for (int i = 0; i < x.n; i++)
+        attrs[i] = x.a[i];
     np->n_input = (size_t)(n_in + x.n_extra);
     np->input = ins;
     np->n_output = 1;
@@ -406,7 +413,8 @@ static ts_status build_graph(writer *W, Onnx__GraphProto *gp) {
     Onnx__ValueInfoProto **inputs = arena_alloc(&W->A, sizeof *inputs * (size_t)ni);
     Onnx__ValueInfoProto **outputs = arena_alloc(&W->A, sizeof *outputs);
     if (!nodes || !inputs || !outputs) return ts_errorf(W->err, TS_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < nn; i++) TS_TRY(write_node(W, i, &nodes[i]));
+    for (int i = 0; i < nn; i++)
+        TS_TRY(write_node(W, i, &nodes[i]));
     for (int i = 0; i < ni; i++)
         if (!(inputs[i] = value_info(W, ts_graph_input_at(g, i))))
             return ts_errorf(W->err, TS_ERR_NOMEM, "out of memory");

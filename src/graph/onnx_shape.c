@@ -46,8 +46,7 @@ static ts_status infer_conv(const ts_node_attrs *a, const ts_shape *x, const ts_
     return TS_OK;
 }
 
-static ts_status infer_pool(const ts_node_attrs *a, const ts_shape *x, ts_shape *out,
-                            ts_err *err) {
+static ts_status infer_pool(const ts_node_attrs *a, const ts_shape *x, ts_shape *out, ts_err *err) {
     TS_TRY(require_rank(x, 4, "pool input", err));
     TS_TRY(require_known(x, 1, "pool input", err));
     int unknown;
@@ -86,8 +85,8 @@ static ts_status infer_flatten(const ts_node_attrs *a, const ts_shape *x, ts_sha
                                ts_err *err) {
     int axis = a->axis < 0 ? a->axis + x->ndim : a->axis;
     if (axis < 0 || axis > x->ndim)
-        return ts_errorf(err, TS_ERR_SHAPE, "Flatten axis %d out of range for rank %d",
-                         a->axis, x->ndim);
+        return ts_errorf(err, TS_ERR_SHAPE, "Flatten axis %d out of range for rank %d", a->axis,
+                         x->ndim);
     *out = ts_shape2(dims_product(x, 0, axis), dims_product(x, axis, x->ndim));
     return TS_OK;
 }
@@ -142,9 +141,12 @@ static ts_status infer_add(const ts_shape *sa, const ts_shape *sb, ts_shape *out
         int ia = i - (nd - sa->ndim), ib = i - (nd - sb->ndim);
         int64_t da = ia >= 0 ? sa->shape[ia] : 1, db = ib >= 0 ? sb->shape[ib] : 1;
         int64_t d;
-        if (da == db || db == 1) d = da;
-        else if (da == 1) d = db;
-        else if (da < 0 || db < 0) d = da < 0 ? db : da; /* the known side wins */
+        if (da == db || db == 1)
+            d = da;
+        else if (da == 1)
+            d = db;
+        else if (da < 0 || db < 0)
+            d = da < 0 ? db : da; /* the known side wins */
         else
             return ts_errorf(err, TS_ERR_SHAPE,
                              "Add inputs do not broadcast (%lld vs %lld at dimension %d)",
@@ -160,8 +162,7 @@ static ts_status infer_concat(const ts_node_attrs *a, const ts_shape *const *in,
     int nd = in[0]->ndim;
     int axis = a->axis < 0 ? a->axis + nd : a->axis;
     if (axis < 0 || axis >= nd)
-        return ts_errorf(err, TS_ERR_SHAPE, "Concat axis %d out of range for rank %d", a->axis,
-                         nd);
+        return ts_errorf(err, TS_ERR_SHAPE, "Concat axis %d out of range for rank %d", a->axis, nd);
     *out = *in[0];
     for (int k = 1; k < n; k++) {
         if (!in[k] || in[k]->ndim != nd)
@@ -193,8 +194,8 @@ static int arity_ok(ts_op op, int n_in, const ts_shape *const *in) {
     }
 }
 
-ts_status ts_onnx_infer_shape(ts_op op, const ts_node_attrs *a, const ts_shape *const *in,
-                              int n_in, ts_shape *out, ts_err *err) {
+ts_status ts_onnx_infer_shape(ts_op op, const ts_node_attrs *a, const ts_shape *const *in, int n_in,
+                              ts_shape *out, ts_err *err) {
     memset(out, 0, sizeof *out);
     if (!arity_ok(op, n_in, in))
         return ts_errorf(err, TS_ERR_SHAPE, "%s is missing a required input", ts_op_name(op));
@@ -229,10 +230,10 @@ ts_status ts_onnx_infer_shape(ts_op op, const ts_node_attrs *a, const ts_shape *
 
 const char *ts_onnx_dtype_name(int32_t dtype) {
     static const char *const names[] = {
-        "UNDEFINED", "FLOAT",  "UINT8",  "INT8",      "UINT16",     "INT16",
-        "INT32",     "INT64",  "STRING", "BOOL",      "FLOAT16",    "DOUBLE",
-        "UINT32",    "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16", "FLOAT8E4M3FN",
-        "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "UINT4", "INT4"};
+        "UNDEFINED",      "FLOAT",      "UINT8",          "INT8",       "UINT16",   "INT16",
+        "INT32",          "INT64",      "STRING",         "BOOL",       "FLOAT16",  "DOUBLE",
+        "UINT32",         "UINT64",     "COMPLEX64",      "COMPLEX128", "BFLOAT16", "FLOAT8E4M3FN",
+        "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "UINT4",      "INT4"};
     if (dtype >= 0 && dtype < (int32_t)(sizeof names / sizeof names[0])) return names[dtype];
     return "UNKNOWN";
 }

@@ -12,9 +12,9 @@ const char *const ts_zoo_names[] = {"fashion-cnn", "lenet5", "alexnet", "vgg16",
 typedef struct {
     ts_graph *g;
     ts_rng rng;
-    int cur;      /* current value id */
-    int64_t c;    /* current channel count (or features after flatten) */
-    int counter;  /* for unique names */
+    int cur;     /* current value id */
+    int64_t c;   /* current channel count (or features after flatten) */
+    int counter; /* for unique names */
     ts_status st;
     ts_err *err;
 } builder;
@@ -32,8 +32,10 @@ static int add_param(builder *b, const char *node, const char *what, ts_shape s,
         b->st = TS_ERR_NOMEM;
         return -1;
     }
-    if (stddev > 0) ts_rng_fill_normal(&b->rng, t->data, t->size, stddev);
-    else ts_tensor_fill(t, fill);
+    if (stddev > 0)
+        ts_rng_fill_normal(&b->rng, t->data, t->size, stddev);
+    else
+        ts_tensor_fill(t, fill);
     char name[128];
     snprintf(name, sizeof name, "%s.%s", node, what);
     int id = ts_graph_add_init(b->g, name, t, trainable, b->err);
@@ -47,8 +49,10 @@ static int add_node(builder *b, ts_op op, const char *name, const int *in, int n
     char out[160];
     snprintf(out, sizeof out, "%s.out", name);
     int id = ts_graph_add_node(b->g, op, name, in, n, out, a, b->err);
-    if (id < 0) b->st = b->err ? b->err->status : TS_ERR_INVALID;
-    else b->cur = id;
+    if (id < 0)
+        b->st = b->err ? b->err->status : TS_ERR_INVALID;
+    else
+        b->cur = id;
     return id;
 }
 
@@ -110,8 +114,10 @@ static void flatten(builder *b, int64_t features) {
 
 static void dense(builder *b, int64_t out, const char *name_override) {
     char name[64];
-    if (name_override) snprintf(name, sizeof name, "%s", name_override);
-    else uname(b, "fc", name, sizeof name);
+    if (name_override)
+        snprintf(name, sizeof name, "%s", name_override);
+    else
+        uname(b, "fc", name, sizeof name);
     float he = sqrtf(2.0f / (float)b->c);
     int64_t d[1] = {out};
     int in[3] = {b->cur, add_param(b, name, "weight", ts_shape2(out, b->c), he, 0, 1),
@@ -169,8 +175,14 @@ static void build_lenet5(builder *b) {
 }
 
 static void build_alexnet(builder *b) {
-    static const struct { int64_t c; int k, s, p, pool_after; } L[] = {
-        {64, 11, 4, 2, 1}, {192, 5, 1, 2, 1}, {384, 3, 1, 1, 0}, {256, 3, 1, 1, 0}, {256, 3, 1, 1, 1}};
+    static const struct {
+        int64_t c;
+        int k, s, p, pool_after;
+    } L[] = {{64, 11, 4, 2, 1},
+             {192, 5, 1, 2, 1},
+             {384, 3, 1, 1, 0},
+             {256, 3, 1, 1, 0},
+             {256, 3, 1, 1, 1}};
     for (size_t i = 0; i < sizeof L / sizeof L[0]; i++) {
         conv(b, L[i].c, L[i].k, L[i].s, L[i].p, 1);
         unary(b, TS_OP_RELU, "relu");
@@ -187,8 +199,8 @@ static void build_alexnet(builder *b) {
 }
 
 static void build_vgg16(builder *b) {
-    static const int64_t cfg[] = {64, 64, 0, 128, 128, 0, 256, 256, 256, 0,
-                                  512, 512, 512, 0, 512, 512, 512, 0};
+    static const int64_t cfg[] = {64, 64,  0,   128, 128, 0,   256, 256, 256,
+                                  0,  512, 512, 512, 0,   512, 512, 512, 0};
     for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) {
         if (cfg[i] == 0) {
             pool(b, TS_OP_MAXPOOL, 2, 2, 0);
@@ -251,7 +263,7 @@ ts_graph *ts_zoo_build(const char *name, uint64_t seed, ts_err *err) {
         void (*build)(builder *);
     } MODELS[] = {
         {"fashion-cnn", 1, 28, build_fashion_cnn}, {"lenet5", 1, 28, build_lenet5},
-        {"alexnet", 3, 224, build_alexnet},         {"vgg16", 3, 224, build_vgg16},
+        {"alexnet", 3, 224, build_alexnet},        {"vgg16", 3, 224, build_vgg16},
         {"resnet18", 3, 224, build_resnet18},
     };
     for (size_t i = 0; i < sizeof MODELS / sizeof MODELS[0]; i++) {
