@@ -5,7 +5,8 @@
 # is missing, the run ends (no hang). Over ipc:// with `infer` (per-image
 # labels) and over tcp:// on loopback with both `infer` and, in the exact
 # form of issue 5, `eval ... --expect 6 --stragglers 2 --scheme crme`
-# printing the single-node accuracy line.
+# printing the single-node accuracy line; and once more with three batches
+# in flight at once (--pipeline 3).
 source "$(dirname "$0")/runtime_sys_lib.bash"
 
 N=200
@@ -63,6 +64,17 @@ for transport in $TRANSPORTS; do
     cmp -s "$WORK/single.labels" "$WORK/infer_$transport.labels"
     check "infer over $transport: every label equals the single-node label" $?
 done
+
+# --pipeline: three batches of 8 in flight at once (three lanes, each its own
+# coded model and blobs on the same workers), the same two kills.
+url="tcp://127.0.0.1:$(free_tcp_port)"
+run_killed infer_pipe "$url" "$CLI" infer --model "$MODEL" --limit $N --top 1 --batch 8 \
+    --pipeline 3 --listen "$url" --expect 6 --stragglers 2 --scheme crme "$IMAGES"
+grep -q "pipeline depth 3" "$WORK/infer_pipe.err"
+check "pipelined infer: three lanes were deployed" $?
+labels "$WORK/infer_pipe.out" >"$WORK/infer_pipe.labels"
+cmp -s "$WORK/single.labels" "$WORK/infer_pipe.labels"
+check "pipelined infer over tcp: $N labels in order, each equal to the single-node label" $?
 
 url="tcp://127.0.0.1:$(free_tcp_port)"
 run_killed eval_tcp "$url" "$CLI" eval --model "$MODEL" --limit $N \

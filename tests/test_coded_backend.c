@@ -6,8 +6,12 @@
  * re-joins is mapped to a slot and used again.
  *
  * No timing thresholds: deadlines only turn a bug into a failed check. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tessera/ops.h"
 #include "tessera/zoo.h"
@@ -426,6 +430,124 @@ static void test_coded_model_end_to_end(void) {
     ts_graph_free(g);
 }
 
+/* ---- pipelined lanes ------------------------------------------------------
+ * Three copies of a model, each with its own coded model and backend (model
+ * ids 1..3) on one master, run forwards from three threads at once: every
+ * output equals single-node. Half-way, with all lanes parked, a worker
+ * leaves; every lane then re-plans on its own and still answers right. */
+
+#define LANES 3
+#define LANE_FORWARDS 12
+
+typedef struct {
+    ts_graph *g;
+    ts_coded_model *cm;
+    ts_tensor *x[LANE_FORWARDS], *want[LANE_FORWARDS];
+    double worst;                    /* largest relative error seen */
+    int failures;                    /* forwards that returned an error */
+    char msg[sizeof(ts_err){0}.msg]; /* the first error */
+    atomic_int *parked, *go;
+} lane_data;
+
+static void nap_ms(long ms) {
+    struct timespec ts = {0, ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void lane_forward(lane_data *l, int i) {
+    ts_err err = {0};
+    if (ts_graph_forward(l->g, l->x[i], &err) != TS_OK) {
+        if (!l->failures++) snprintf(l->msg, sizeof l->msg, "%s", err.msg);
+        return;
+    }
+    double e = ts_tensor_rel_err(ts_graph_result(l->g), l->want[i]);
+    if (!(e <= l->worst)) l->worst = e;
+}
+
+static void *lane_main(void *arg) {
+    lane_data *l = arg;
+    for (int i = 0; i < LANE_FORWARDS; i++) {
+        if (i == LANE_FORWARDS / 2) {
+            atomic_fetch_add(l->parked, 1);
+            while (!atomic_load(l->go))
+                nap_ms(5);
+        }
+        lane_forward(l, i);
+    }
+    return NULL;
+}
+
+static int lane_setup(lane_data *l, int lane, ts_local_cluster *c, ts_master_backend **own,
+                      ts_err *err) {
+    if (!(l->g = ts_zoo_build("lenet5", 3, err))) return 0;
+    if (ts_graph_plan(l->g, 2, 0, err) != TS_OK) return 0;
+    ts_rng rng;
+    ts_rng_seed(&rng, 100 + (uint64_t)lane);
+    for (int i = 0; i < LANE_FORWARDS; i++) {
+        l->x[i] = random_tensor(ts_shape4(2, 1, 28, 28), &rng);
+        if (ts_graph_forward(l->g, l->x[i], err) != TS_OK) return 0;
+        if (!(l->want[i] = ts_tensor_clone(ts_graph_result(l->g), err))) return 0;
+    }
+    ts_coded_opts o = ts_coded_opts_default();
+    o.n_workers = 5;
+    o.stragglers = 1;
+    o.scheme = TS_SCHEME_CRME;
+    o.deadline_s = 30;
+    ts_master_backend *b = ts_local_cluster_master_backend(c);
+    if (lane > 0 &&
+        !(b = *own = ts_master_backend_new(ts_local_cluster_master(c), (uint32_t)lane + 1, err)))
+        return 0;
+    l->cm = ts_coded_model_new(l->g, &o, ts_master_coded_backend(b), err);
+    return l->cm != NULL;
+}
+
+static void test_pipelined_lanes(void) {
+    ts_local_cluster *c = cluster(5, 20);
+    if (!c) return;
+    lane_data lanes[LANES];
+    ts_master_backend *own[LANES] = {0};
+    atomic_int parked = 0, go = 0;
+    memset(lanes, 0, sizeof lanes);
+    ts_err err = {0};
+    int ok = 1;
+    for (int i = 0; i < LANES && ok; i++) {
+        lanes[i].parked = &parked;
+        lanes[i].go = &go;
+        ok = lane_setup(&lanes[i], i, c, &own[i], &err);
+        TS_CHECK_MSG(ok, "lane %d: %s", i, err.msg);
+    }
+    pthread_t tids[LANES];
+    int started = 0;
+    for (; ok && started < LANES; started++)
+        if (pthread_create(&tids[started], NULL, lane_main, &lanes[started]) != 0) break;
+    TS_CHECK(!ok || started == LANES);
+    while (started == LANES && atomic_load(&parked) < LANES)
+        nap_ms(5);
+    if (started == LANES) TS_CHECK_OK(ts_local_cluster_fail(c, 1, TS_FAULT_LEAVE, &err), &err);
+    atomic_store(&go, 1);
+    for (int i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+    for (int i = 0; i < LANES && started == LANES; i++) {
+        TS_CHECK_MSG(lanes[i].failures == 0, "lane %d: %d forwards failed: %s", i,
+                     lanes[i].failures, lanes[i].msg);
+        TS_CHECK_MSG(lanes[i].worst < 1e-3, "lane %d: relative error %g", i, lanes[i].worst);
+        /* each lane noticed the departure and re-planned for the 4 left */
+        TS_CHECK_MSG(ts_coded_model_replans(lanes[i].cm) >= 2, "lane %d: %llu plans", i,
+                     (unsigned long long)ts_coded_model_replans(lanes[i].cm));
+        TS_CHECK(ts_coded_model_workers(lanes[i].cm) == 4);
+    }
+    for (int i = 0; i < LANES; i++) {
+        ts_coded_model_free(lanes[i].cm);
+        ts_master_backend_free(own[i]);
+        ts_graph_free(lanes[i].g);
+        for (int k = 0; k < LANE_FORWARDS; k++) {
+            ts_tensor_free(lanes[i].x[k]);
+            ts_tensor_free(lanes[i].want[k]);
+        }
+    }
+    ts_local_cluster_free(c);
+}
+
 int main(void) {
     TS_RUN(test_conv_all);
     TS_RUN(test_gemm_all);
@@ -436,5 +558,6 @@ int main(void) {
     TS_RUN(test_bad_jobs);
     TS_RUN(test_emulated_cluster);
     TS_RUN(test_coded_model_end_to_end);
+    TS_RUN(test_pipelined_lanes);
     return ts_test_summary();
 }

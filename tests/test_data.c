@@ -326,6 +326,16 @@ static void test_batcher(void) {
     ts_batcher_rewind(b2);
     ts_batcher_next(b2, &x, &l);
     TS_CHECK(memcmp(l, order[1], 4 * sizeof *l) == 0);
+    /* seek: batch 2 of this pass is the 2-item partial one; past the end
+     * nothing is left; back to batch 1 */
+    ts_batcher_seek(b2, 2);
+    TS_CHECK(ts_batcher_next(b2, &x, &l) == 2);
+    TS_CHECK(l[0] == order[1][8] && l[1] == order[1][9] && l[2] == -1);
+    ts_batcher_seek(b2, 3);
+    TS_CHECK(ts_batcher_next(b2, &x, &l) == 0);
+    ts_batcher_seek(b2, 1);
+    TS_CHECK(ts_batcher_next(b2, &x, &l) == 4);
+    TS_CHECK(memcmp(l, order[1] + 4, 4 * sizeof *l) == 0);
     TS_CHECK(ts_batcher_new(ds, 0, 1, &err) == NULL);
     ts_batcher_free(b);
     ts_batcher_free(b2);

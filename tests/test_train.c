@@ -310,6 +310,38 @@ static void test_bad_state_files(void) {
     ts_graph_free(g);
 }
 
+/* Several lanes (copies of one model, each run by its own thread) give
+ * exactly what one lane gives: counts, confusion matrix and loss, also with
+ * a partial last batch; bad lane arguments are refused. */
+static void test_evaluate_lanes(void) {
+    ts_err err = {0};
+    ts_graph *g[3] = {0};
+    for (int i = 0; i < 3; i++) {
+        g[i] = ts_zoo_build("fashion-cnn", 5, &err);
+        TS_CHECK_MSG(g[i] != NULL, "%s", err.msg);
+    }
+    if (!g[0] || !g[1] || !g[2]) goto done;
+    int64_t limit = sanitized ? 300 : 1000;
+    ts_eval_result one, three;
+    TS_CHECK_OK(ts_evaluate(g[0], test_full, 64, limit, 1, &one, &err), &err);
+    TS_CHECK_OK(ts_evaluate_lanes(g, 3, test_full, 64, limit, 1, &three, &err), &err);
+    TS_CHECK(one.count == limit && three.count == limit);
+    TS_CHECK(one.correct == three.correct);
+    TS_CHECK_MSG(one.loss == three.loss, "loss %.17g vs %.17g", one.loss, three.loss);
+    TS_CHECK(memcmp(one.confusion, three.confusion, 100 * sizeof *one.confusion) == 0);
+    ts_eval_result_free(&one);
+    ts_eval_result_free(&three);
+    ts_eval_result bad;
+    TS_CHECK(ts_evaluate_lanes(g, 0, test_full, 64, limit, 1, &bad, &err) == TS_ERR_INVALID);
+    /* a lane planned for another batch size is refused before anything runs */
+    TS_CHECK_OK(ts_graph_plan(g[2], 32, 0, &err), &err);
+    TS_CHECK(ts_evaluate_lanes(g, 3, test_full, 64, limit, 0, &bad, &err) == TS_ERR_SHAPE);
+    ts_eval_result_free(&bad);
+done:
+    for (int i = 0; i < 3; i++)
+        ts_graph_free(g[i]);
+}
+
 int main(void) {
     sanitized = getenv("TS_SANITIZED") != NULL;
     ts_threads_set(1);
@@ -330,6 +362,7 @@ int main(void) {
     TS_RUN(test_bad_state_files);
     TS_RUN(test_resume_matches);
     TS_RUN(test_learns);
+    TS_RUN(test_evaluate_lanes);
     ts_dataset_free(train_full);
     ts_dataset_free(test_full);
     char cmd[300];

@@ -97,6 +97,10 @@ void ts_batcher_free(ts_batcher *b); /* accepts NULL */
 void ts_batcher_shuffle(ts_batcher *b, uint64_t epoch);
 /* Back to the first batch, order unchanged. */
 void ts_batcher_rewind(ts_batcher *b);
+/* The next ts_batcher_next fills batch number `index` of this pass (0 is the
+ * first); an index past the end makes it return 0. For several threads
+ * sharing out the batches of one pass, each with its own batcher. */
+void ts_batcher_seek(ts_batcher *b, int64_t index);
 /* Fills the next batch; returns the number of real items in it (0 when the
  * pass is over). A last partial batch is padded with zero images and label
  * -1 up to the full batch size, so one plan serves every batch. The tensor

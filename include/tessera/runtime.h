@@ -26,8 +26,11 @@
  *   fail-stop, crash) lives in the worker so that many slow devices can be
  *   measured on a small machine.
  *
- * Threading: a ts_master is used from one thread at a time. ts_worker_run
- * blocks its calling thread; ts_worker_spawn runs it on a new thread.
+ * Threading: a ts_master is used from one thread at a time. Threads that
+ * share one (pipelined inference: a coded model per lane, each with its own
+ * ts_master_backend) hold ts_master_lock around every call; the master
+ * backends do so themselves. ts_worker_run blocks its calling thread;
+ * ts_worker_spawn runs it on a new thread.
  */
 #ifndef TESSERA_RUNTIME_H
 #define TESSERA_RUNTIME_H
@@ -107,6 +110,9 @@ ts_master *ts_master_new(const ts_master_opts *opts, ts_err *err);
 /* Sends DISCONNECT (shutdown) to every live worker, closes the socket and the
  * owned context. Accepts NULL. */
 void ts_master_free(ts_master *m);
+/* The master's use lock (see Threading above). Not recursive. */
+void ts_master_lock(ts_master *m);
+void ts_master_unlock(ts_master *m);
 /* The ZeroMQ context (pass it to in-process workers for inproc://). */
 void *ts_master_zmq_ctx(ts_master *m);
 /* The bound endpoint, with the real port for tcp://...:0. */

@@ -135,6 +135,14 @@ typedef struct {
  * with K >= the dataset's class count. Free r with ts_eval_result_free. */
 ts_status ts_evaluate(ts_graph *g, const ts_dataset *ds, int batch, int64_t limit, int plan,
                       ts_eval_result *r, ts_err *err);
+/* The same over n_lanes graphs (copies of one model, e.g. each with its own
+ * coded executor) run by n_lanes threads at once, the calling thread being
+ * lane 0: batches are shared out as lanes become free, so several
+ * inferences are in flight together (`--pipeline`). The result is the same
+ * as ts_evaluate's whatever the timing (the loss is summed in batch order). */
+#define TS_EVAL_MAX_LANES 64
+ts_status ts_evaluate_lanes(ts_graph *const *g, int n_lanes, const ts_dataset *ds, int batch,
+                            int64_t limit, int plan, ts_eval_result *r, ts_err *err);
 void ts_eval_result_free(ts_eval_result *r);
 static inline double ts_eval_accuracy(const ts_eval_result *r) {
     return r->count ? (double)r->correct / (double)r->count : 0.0;

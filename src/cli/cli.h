@@ -42,14 +42,19 @@ const char *ts_cli_human_bytes(double bytes, char *buf, size_t len);
  *   --expect N       with --listen: wait for N workers before starting
  *   --deadline S     seconds a layer may take before the run fails
  *   --curve-keys DIR with --listen: CURVE, only listed workers may join
+ *   --pipeline D     D inferences (batches) in flight at once, each lane a
+ *                    copy of the model with its own coded executor
  * Usage: call ts_cli_coded_arg for each argv[i] the command does not know;
  * after parsing, if ts_cli_coded_active, ts_cli_coded_begin attaches the
  * coded executor to the (planned) graph; ts_cli_coded_end detaches it. */
+#define TS_CLI_MAX_LANES 16 /* --pipeline at most */
+
 typedef struct {
     int workers, stragglers, expect;
     const char *scheme, *listen, *curve_dir;
     double deadline_s;
-    int set; /* any option given */
+    int pipeline; /* lanes, >= 1 */
+    int set;      /* any option given */
 } ts_cli_coded;
 
 void ts_cli_coded_init(ts_cli_coded *o);
@@ -61,9 +66,15 @@ int ts_cli_coded_active(const ts_cli_coded *o);
 void ts_cli_coded_usage(FILE *f);
 
 typedef struct ts_cli_coded_session ts_cli_coded_session;
-/* g must already be planned for inference at its batch size. Prints one
- * line to stderr describing the deployment (workers, scheme, plan). */
-ts_cli_coded_session *ts_cli_coded_begin(ts_graph *g, const ts_cli_coded *o, ts_err *err);
+/* g must already be planned for inference at its batch size (batch norm
+ * folded). With --pipeline D the session loads D-1 more copies of the
+ * model from model_spec (as ts_cli_load_model), prepares them the same way
+ * and gives every lane its own coded executor; all lanes share the workers.
+ * Prints the deployment (workers, scheme, plan) to stderr. */
+ts_cli_coded_session *ts_cli_coded_begin(ts_graph *g, const char *model_spec, const ts_cli_coded *o,
+                                         ts_err *err);
+/* The lanes' graphs (lane 0 is the caller's g); returns their number. */
+int ts_cli_coded_lanes(ts_cli_coded_session *s, ts_graph ***graphs);
 void ts_cli_coded_end(ts_cli_coded_session *s); /* accepts NULL */
 
 #endif

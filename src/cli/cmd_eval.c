@@ -118,11 +118,14 @@ static int run_eval(const eval_args *a) {
     if (st == TS_OK) st = ts_graph_fold_batchnorm(g, &err);
     if (st == TS_OK) st = ts_graph_plan(g, (int)a->batch, 0, &err);
     if (st == TS_OK && ts_cli_coded_active(&a->coded)) {
-        cs = ts_cli_coded_begin(g, &a->coded, &err);
+        cs = ts_cli_coded_begin(g, a->model, &a->coded, &err);
         if (!cs) st = err.status != TS_OK ? err.status : TS_ERR_UNAVAILABLE;
     }
+    ts_graph **lanes = &g;
+    int n_lanes = cs ? ts_cli_coded_lanes(cs, &lanes) : 1;
     double t0 = ts_now();
-    if (st == TS_OK) st = ts_evaluate(g, ds, (int)a->batch, a->limit, 0, &r, &err);
+    if (st == TS_OK)
+        st = ts_evaluate_lanes(lanes, n_lanes, ds, (int)a->batch, a->limit, 0, &r, &err);
     double secs = ts_now() - t0;
     ts_cli_coded_end(cs);
     if (st == TS_OK) {

@@ -1,6 +1,8 @@
 /* cmd_infer.c: `tessera infer` classifies PGM/PPM images or the images of
  * IDX files and prints the top-k classes with probabilities. */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,21 +15,24 @@
 #define INFER_MAX_BATCH 64
 
 static void infer_usage(FILE *f) {
-    fprintf(f, "usage: tessera infer --model M.onnx [--top K] [--limit N] [--threads N]\n"
-               "                     [coded execution options] IMAGE...\n\n"
-               "Classifies each IMAGE: a PGM/PPM file (P2, P3, P5, P6) or an IDX image file\n"
-               "(gzip or plain; every image in it, or the first N with --limit). Images are\n"
-               "converted to the model's channel count (BT.601 luma for colour to grey) and\n"
-               "resized bilinearly to its input size, with a note on stderr; IDX images of\n"
-               "another size are refused. Prints one line per image with the top K classes\n"
-               "(default 3) and their probabilities; Fashion-MNIST class names are used for\n"
-               "models with a 1x28x28 input and 10 outputs.\n\n");
+    fprintf(f,
+            "usage: tessera infer --model M.onnx [--top K] [--limit N] [--batch B]\n"
+            "                     [--threads N] [coded execution options] IMAGE...\n\n"
+            "Classifies each IMAGE: a PGM/PPM file (P2, P3, P5, P6) or an IDX image file\n"
+            "(gzip or plain; every image in it, or the first N with --limit). Images are\n"
+            "converted to the model's channel count (BT.601 luma for colour to grey) and\n"
+            "resized bilinearly to its input size, with a note on stderr; IDX images of\n"
+            "another size are refused. Prints one line per image with the top K classes\n"
+            "(default 3) and their probabilities; Fashion-MNIST class names are used for\n"
+            "models with a 1x28x28 input and 10 outputs. Images go through the model\n"
+            "B at a time (default: all of them, at most %d).\n\n",
+            INFER_MAX_BATCH);
     ts_cli_coded_usage(f);
 }
 
 typedef struct {
     const char *model;
-    long top, limit, threads;
+    long top, limit, threads, batch;
     ts_cli_coded coded;
     char **inputs;
     int n_inputs;
@@ -159,30 +164,122 @@ static void print_top(const char *name, const float *row, int64_t classes, long 
     printf("\n");
 }
 
-static ts_status classify(ts_graph *g, const item_list *l, int batch, const infer_args *a,
-                          ts_err *err) {
+/* Classification of a list of images by one or more lanes (graphs) at
+ * once: lanes take batch numbers from a counter, and batches are printed in
+ * order as soon as all batches before them are done. */
+typedef struct {
+    const item_list *l;
+    const infer_args *a;
+    int batch, is_prob, fmnist;
+    int64_t n_batches, classes;
+    float *logits; /* [items, classes] */
+    atomic_int_fast64_t next;
+    atomic_int failed;
+    pthread_mutex_t mu; /* guards done and next_print */
+    char *done;         /* [n_batches] */
+    int64_t next_print;
+} infer_pass;
+
+typedef struct {
+    infer_pass *p;
+    ts_graph *g;
+    ts_status st;
+    ts_err err;
+} infer_lane;
+
+static void print_ready(infer_pass *p, int64_t finished) {
+    pthread_mutex_lock(&p->mu);
+    p->done[finished] = 1;
+    for (; p->next_print < p->n_batches && p->done[p->next_print]; p->next_print++) {
+        int64_t first = p->next_print * p->batch;
+        int64_t n = p->l->n - first < p->batch ? p->l->n - first : p->batch;
+        for (int64_t i = first; i < first + n; i++)
+            print_top(p->l->items[i].name, p->logits + i * p->classes, p->classes, p->a->top,
+                      p->is_prob, p->fmnist);
+    }
+    fflush(stdout);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static ts_status classify_batch(infer_lane *ln, ts_tensor *x, int64_t b) {
+    infer_pass *p = ln->p;
+    size_t floats = (size_t)(x->size / p->batch);
+    int64_t first = b * p->batch;
+    int64_t n = p->l->n - first < p->batch ? p->l->n - first : p->batch;
+    ts_tensor_fill(x, 0.0f);
+    for (int64_t i = 0; i < n; i++)
+        memcpy(x->data + i * floats, p->l->items[first + i].pixels, floats * sizeof(float));
+    TS_TRY(ts_graph_forward(ln->g, x, &ln->err));
+    const ts_tensor *y = ts_graph_result(ln->g);
+    memcpy(p->logits + first * p->classes, y->data, (size_t)(n * p->classes) * sizeof(float));
+    print_ready(p, b);
+    return TS_OK;
+}
+
+static void *classify_lane(void *arg) {
+    infer_lane *ln = arg;
+    infer_pass *p = ln->p;
+    ts_value_view iv = ts_graph_value(ln->g, ts_graph_input(ln->g));
+    ts_tensor *x = ts_tensor_new(&iv.shape, &ln->err);
+    ln->st = x ? TS_OK : TS_ERR_NOMEM;
+    while (ln->st == TS_OK && !atomic_load(&p->failed)) {
+        int64_t b = atomic_fetch_add(&p->next, 1);
+        if (b >= p->n_batches) break;
+        ln->st = classify_batch(ln, x, b);
+    }
+    if (ln->st != TS_OK) atomic_store(&p->failed, 1);
+    ts_tensor_free(x);
+    return NULL;
+}
+
+static ts_status run_lanes(infer_pass *p, ts_graph **graphs, int n_lanes, ts_err *err) {
+    infer_lane lanes[TS_CLI_MAX_LANES];
+    pthread_t tids[TS_CLI_MAX_LANES];
+    int started = 1;
+    for (int i = 0; i < n_lanes; i++)
+        lanes[i] = (infer_lane){.p = p, .g = graphs[i], .st = TS_OK};
+    for (; started < n_lanes; started++)
+        if (pthread_create(&tids[started], NULL, classify_lane, &lanes[started]) != 0) break;
+    ts_status st = TS_OK;
+    if (started < n_lanes) {
+        atomic_store(&p->failed, 1);
+        st = ts_errorf(err, TS_ERR_IO, "cannot start inference lane %d", started);
+    }
+    classify_lane(&lanes[0]);
+    for (int i = 1; i < started; i++)
+        pthread_join(tids[i], NULL);
+    for (int i = 0; i < started && st == TS_OK; i++)
+        if (lanes[i].st != TS_OK) {
+            st = lanes[i].st;
+            if (err) *err = lanes[i].err;
+        }
+    return st;
+}
+
+static ts_status classify(ts_graph **graphs, int n_lanes, const item_list *l, int batch,
+                          const infer_args *a, ts_err *err) {
+    ts_graph *g = graphs[0];
     ts_value_view iv = ts_graph_value(g, ts_graph_input(g));
     ts_value_view ov = ts_graph_value(g, ts_graph_output(g));
-    int64_t classes = ov.shape.shape[1];
-    int is_prob = ts_graph_node(g, ts_graph_num_nodes(g) - 1).op == TS_OP_SOFTMAX;
-    int fmnist = classes == TS_FMNIST_CLASSES && iv.shape.shape[1] == 1 &&
-                 iv.shape.shape[2] == TS_FMNIST_SIDE && iv.shape.shape[3] == TS_FMNIST_SIDE;
-    ts_tensor *x = ts_tensor_new(&iv.shape, err);
-    if (!x) return TS_ERR_NOMEM;
-    size_t floats = (size_t)(x->size / batch);
-    ts_status st = TS_OK;
-    for (int64_t first = 0; st == TS_OK && first < l->n; first += batch) {
-        int64_t n = l->n - first < batch ? l->n - first : batch;
-        ts_tensor_fill(x, 0.0f);
-        for (int64_t i = 0; i < n; i++)
-            memcpy(x->data + i * floats, l->items[first + i].pixels, floats * sizeof(float));
-        st = ts_graph_forward(g, x, err);
-        const ts_tensor *y = ts_graph_result(g);
-        for (int64_t i = 0; st == TS_OK && i < n; i++)
-            print_top(l->items[first + i].name, y->data + i * classes, classes, a->top, is_prob,
-                      fmnist);
-    }
-    ts_tensor_free(x);
+    infer_pass p = {.l = l, .a = a, .batch = batch, .classes = ov.shape.shape[1]};
+    p.is_prob = ts_graph_node(g, ts_graph_num_nodes(g) - 1).op == TS_OP_SOFTMAX;
+    p.fmnist = p.classes == TS_FMNIST_CLASSES && iv.shape.shape[1] == 1 &&
+               iv.shape.shape[2] == TS_FMNIST_SIDE && iv.shape.shape[3] == TS_FMNIST_SIDE;
+    p.n_batches = (l->n + batch - 1) / batch;
+    atomic_init(&p.next, 0);
+    atomic_init(&p.failed, 0);
+    p.logits = malloc((size_t)(l->n * p.classes) * sizeof(float) + 1);
+    p.done = calloc((size_t)p.n_batches + 1, 1);
+    ts_status st = p.logits && p.done ? TS_OK
+                                      : ts_errorf(err, TS_ERR_NOMEM,
+                                                  "out of memory for %lld "
+                                                  "images' scores",
+                                                  (long long)l->n);
+    pthread_mutex_init(&p.mu, NULL);
+    if (st == TS_OK) st = run_lanes(&p, graphs, n_lanes, err);
+    pthread_mutex_destroy(&p.mu);
+    free(p.logits);
+    free(p.done);
     return st;
 }
 
@@ -213,14 +310,17 @@ static int run_infer(const infer_args *a) {
         st = looks_like_pnm(a->inputs[i]) ? add_pnm(&l, a->inputs[i], &in, &err)
                                           : add_idx(&l, a->inputs[i], &in, a->limit, &err);
     int batch = l.n < INFER_MAX_BATCH ? (int)(l.n ? l.n : 1) : INFER_MAX_BATCH;
+    if (a->batch > 0 && a->batch < batch) batch = (int)a->batch;
     if (st == TS_OK) st = ts_graph_fold_batchnorm(g, &err);
     if (st == TS_OK) st = ts_graph_plan(g, batch, 0, &err);
     ts_cli_coded_session *cs = NULL;
     if (st == TS_OK && ts_cli_coded_active(&a->coded)) {
-        cs = ts_cli_coded_begin(g, &a->coded, &err);
+        cs = ts_cli_coded_begin(g, a->model, &a->coded, &err);
         if (!cs) st = err.status != TS_OK ? err.status : TS_ERR_UNAVAILABLE;
     }
-    if (st == TS_OK) st = classify(g, &l, batch, a, &err);
+    ts_graph **lanes = &g;
+    int n_lanes = cs ? ts_cli_coded_lanes(cs, &lanes) : 1;
+    if (st == TS_OK) st = classify(lanes, n_lanes, &l, batch, a, &err);
     ts_cli_coded_end(cs);
     free_items(&l);
     ts_graph_free(g);
@@ -240,7 +340,7 @@ int ts_cmd_infer(int argc, char **argv) {
     for (int i = 1; i < argc && rc < 0; i++) {
         const char *opt = argv[i];
         int is_val = !strcmp(opt, "--model") || !strcmp(opt, "--top") || !strcmp(opt, "--limit") ||
-                     !strcmp(opt, "--threads");
+                     !strcmp(opt, "--threads") || !strcmp(opt, "--batch");
         if (is_val && i + 1 >= argc) {
             fprintf(stderr, "tessera: %s needs a value\n", opt);
             rc = TS_EXIT_USAGE;
@@ -251,6 +351,8 @@ int ts_cmd_infer(int argc, char **argv) {
         } else if (!strcmp(opt, "--limit")) {
             if (!ts_cli_parse_int(opt, argv[++i], 1, TS_DATA_MAX_ITEMS, &a.limit))
                 rc = TS_EXIT_USAGE;
+        } else if (!strcmp(opt, "--batch")) {
+            if (!ts_cli_parse_int(opt, argv[++i], 1, INFER_MAX_BATCH, &a.batch)) rc = TS_EXIT_USAGE;
         } else if (!strcmp(opt, "--threads")) {
             if (!ts_cli_parse_int(opt, argv[++i], 1, 256, &a.threads)) rc = TS_EXIT_USAGE;
         } else if (opt[0] != '-' || !opt[1])

@@ -70,6 +70,11 @@ void ts_batcher_rewind(ts_batcher *b) {
     b->pos = 0;
 }
 
+void ts_batcher_seek(ts_batcher *b, int64_t index) {
+    int64_t count = b->ds->count;
+    b->pos = index < 0 ? 0 : index >= (count + b->batch - 1) / b->batch ? count : index * b->batch;
+}
+
 int ts_batcher_next(ts_batcher *b, const ts_tensor **x, const int32_t **labels) {
     const ts_dataset *ds = b->ds;
     int64_t left = ds->count - b->pos;

@@ -5,7 +5,15 @@
  * that are never reused. The slot map is taken when the model asks how many
  * workers there are (it does so when it re-plans after the epoch moved) and
  * then held still: a worker that dies mid-layer loses its slot's shard, and
- * the next epoch check re-plans for whoever is left. */
+ * the next epoch check re-plans for whoever is left.
+ *
+ * Several backends (one per pipeline lane, each its own model id) may share
+ * one master from different threads: every entry point holds the master's
+ * use lock, and a run waits for its results in short slices, releasing the
+ * lock in between, so that the other lanes can send their tasks meanwhile.
+ * Whoever holds the lock runs the poll loop for everybody: results of other
+ * lanes' jobs are queued by the master and replayed to their owners. */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +21,8 @@
 
 #define MAX_SLOTS 256 /* the coded model plans for at most 256 workers */
 #define DEFAULT_DEADLINE_S 60.0
+/* How long one lane runs the poll loop before letting another lane in. */
+#define COLLECT_SLICE_S 0.002
 
 struct ts_master_backend {
     ts_master *m;
@@ -37,9 +47,11 @@ ts_master_backend *ts_master_backend_new(ts_master *m, uint32_t model_id, ts_err
     b->m = m;
     b->model = model_id;
     b->deploy_timeout_s = DEFAULT_DEADLINE_S;
+    ts_master_lock(m);
     b->n_slots = ts_master_workers(m, b->slots, MAX_SLOTS);
     if (b->n_slots > MAX_SLOTS) b->n_slots = MAX_SLOTS;
     b->map_epoch = ts_master_epoch(m);
+    ts_master_unlock(m);
     return b;
 }
 
@@ -63,12 +75,14 @@ void ts_master_backend_get_stats(const ts_master_backend *b, ts_master_backend_s
 
 static int be_num_workers(void *ctx) {
     ts_master_backend *b = ctx;
+    ts_master_lock(b->m);
     /* Take in whatever joined or left while the caller was away. */
     ts_err e;
     ts_master_poll(b->m, 0, &e);
     int n = ts_master_workers(b->m, b->slots, MAX_SLOTS);
     b->n_slots = n > MAX_SLOTS ? MAX_SLOTS : n;
     b->map_epoch = ts_master_epoch(b->m);
+    ts_master_unlock(b->m);
     return b->n_slots;
 }
 
@@ -90,12 +104,14 @@ static ts_status forgive_lost_worker(ts_master_backend *b, ts_status s, const ts
 
 static uint64_t be_epoch(void *ctx) {
     ts_master_backend *b = ctx;
-    return ts_master_epoch(b->m);
+    ts_master_lock(b->m);
+    uint64_t e = ts_master_epoch(b->m);
+    ts_master_unlock(b->m);
+    return e;
 }
 
-static ts_status be_deploy(void *ctx, int worker, int layer, int share, const ts_tensor *w,
-                           ts_err *err) {
-    ts_master_backend *b = ctx;
+static ts_status deploy_locked(ts_master_backend *b, int worker, int layer, int share,
+                               const ts_tensor *w, ts_err *err) {
     if (worker < 0 || worker >= b->n_slots || layer < 0 || share < 0 || !w)
         return ts_errorf(err, TS_ERR_INVALID,
                          "deploy to slot %d layer %d share %d: out of range (%d slots)", worker,
@@ -115,11 +131,23 @@ static ts_status be_deploy(void *ctx, int worker, int layer, int share, const ts
     return forgive_lost_worker(b, s, &e, err);
 }
 
+static ts_status be_deploy(void *ctx, int worker, int layer, int share, const ts_tensor *w,
+                           ts_err *err) {
+    ts_master_backend *b = ctx;
+    ts_master_lock(b->m);
+    ts_status s = deploy_locked(b, worker, layer, share, w, err);
+    ts_master_unlock(b->m);
+    return s;
+}
+
 static ts_status be_deploy_wait(void *ctx, ts_err *err) {
     ts_master_backend *b = ctx;
     ts_err e = {0};
+    ts_master_lock(b->m);
     ts_status s = ts_master_deploy_wait(b->m, b->deploy_timeout_s, &e);
-    return forgive_lost_worker(b, s, &e, err);
+    s = forgive_lost_worker(b, s, &e, err);
+    ts_master_unlock(b->m);
+    return s;
 }
 
 typedef struct {
@@ -203,8 +231,40 @@ static int make_task(const ts_master_backend *b, const ts_layer_job *job, int j,
     return 1;
 }
 
+/* Collects job rj until job->need results are in, in slices: the master's
+ * lock is released between slices so that other lanes can send and
+ * collect. Called and returns with the lock held. */
+static ts_status collect_sliced(ts_master_backend *b, ts_job *rj, ts_layer_job *job, run_ctx *rc,
+                                ts_err *err) {
+    double deadline_s = job->deadline_s > 0 ? job->deadline_s : DEFAULT_DEADLINE_S;
+    double end = ts_now() + deadline_s;
+    for (;;) {
+        ts_status s =
+            ts_master_collect(b->m, rj, job->need, COLLECT_SLICE_S, accept_result, rc, err);
+        if (s != TS_ERR_TIMEOUT) return s;
+        if (ts_now() >= end)
+            return ts_errorf(err, TS_ERR_TIMEOUT,
+                             "layer %d: %d of %d results after the %.3g s deadline, %d still in "
+                             "flight",
+                             job->layer, ts_job_accepted(rj), job->need, deadline_s,
+                             ts_job_in_flight(rj));
+        ts_master_unlock(b->m);
+        sched_yield();
+        ts_master_lock(b->m);
+    }
+}
+
+static ts_status run_locked(ts_master_backend *b, ts_layer_job *job, ts_err *err);
+
 static ts_status be_run(void *ctx, ts_layer_job *job, ts_err *err) {
     ts_master_backend *b = ctx;
+    ts_master_lock(b->m);
+    ts_status s = run_locked(b, job, err);
+    ts_master_unlock(b->m);
+    return s;
+}
+
+static ts_status run_locked(ts_master_backend *b, ts_layer_job *job, ts_err *err) {
     double t0 = ts_now();
     b->st.runs++;
     b->st.last_max_emulated_s = 0;
@@ -240,8 +300,7 @@ static ts_status be_run(void *ctx, ts_layer_job *job, ts_err *err) {
     } else {
         b->st.tasks_sent += (uint64_t)n;
         run_ctx rc = {b, job, job->n_in * job->n_shares};
-        double deadline = job->deadline_s > 0 ? job->deadline_s : DEFAULT_DEADLINE_S;
-        s = ts_master_collect(b->m, rj, job->need, deadline, accept_result, &rc, err);
+        s = collect_sliced(b, rj, job, &rc, err);
         if (s != TS_OK && err) {
             char why[sizeof err->msg];
             snprintf(why, sizeof why, "%s", err->msg);

@@ -8,6 +8,7 @@
 #include "runtime/proto.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +71,9 @@ struct ts_master {
     ts_err deploy_err; /* first deploy failure since the last deploy_wait */
     ts_master_stats st;
     ts_curve_server curve; /* zap == NULL: no CURVE */
+    /* Held by every caller while it uses the master when several threads
+     * share it (pipelined inference: one coded model per lane). */
+    pthread_mutex_t use_mu;
 };
 
 ts_master_opts ts_master_opts_default(void) {
@@ -531,6 +535,7 @@ ts_master *ts_master_new(const ts_master_opts *opts, ts_err *err) {
         return NULL;
     }
     m->opts = *opts;
+    pthread_mutex_init(&m->use_mu, NULL);
     m->next_worker_id = m->next_job_id = m->next_seq = 1;
     m->ctx = opts->zmq_ctx;
     if (!m->ctx) {
@@ -561,7 +566,16 @@ void ts_master_free(ts_master *m) {
     if (m->owns_ctx && m->ctx) zmq_ctx_term(m->ctx);
     free(m->deploys);
     free(m->slots);
+    pthread_mutex_destroy(&m->use_mu);
     free(m);
+}
+
+void ts_master_lock(ts_master *m) {
+    pthread_mutex_lock(&m->use_mu);
+}
+
+void ts_master_unlock(ts_master *m) {
+    pthread_mutex_unlock(&m->use_mu);
 }
 
 void *ts_master_zmq_ctx(ts_master *m) {
