@@ -363,6 +363,14 @@ static ts_status fb_wait(void *ctx, ts_err *err) {
     return TS_OK;
 }
 
+/* Replication: a group already answered needs no second answer (the
+ * backend contract of ts_layer_job.group_of). */
+static int fb_group_covered(const ts_layer_job *job, int n, int j) {
+    for (int i = 0; job->group_of && i < n; i++)
+        if (job->responded[i] && job->group_of[i] == job->group_of[j]) return 1;
+    return 0;
+}
+
 static ts_status fb_run(void *ctx, ts_layer_job *job, ts_err *err) {
     fake_backend *f = ctx;
     f->runs++;
@@ -371,7 +379,7 @@ static ts_status fb_run(void *ctx, ts_layer_job *job, ts_err *err) {
     job->n_responded = 0;
     for (int t = 0; t < f->n && job->n_responded < job->need; t++) {
         int j = order[t];
-        if (f->dead[j]) continue;
+        if (f->dead[j] || fb_group_covered(job, f->n, j)) continue;
         for (int c = 0; c < job->n_in; c++)
             for (int d = 0; d < job->n_shares; d++) {
                 const ts_tensor *in = job->inputs[j * job->n_in + c];

@@ -430,6 +430,43 @@ static void test_coded_model_end_to_end(void) {
     ts_graph_free(g);
 }
 
+/* Replication waits for one answer per replica group, not for a count:
+ * n = 6, s = 1 is 3 groups of 2 ({0,3}, {1,4}, {2,5}); with workers 0 and 1
+ * mute (more than s, but one replica of every group is left) the layer
+ * still finishes right, without waiting for the deadline. */
+static void test_replication_coverage(void) {
+    ts_err err = {0};
+    ts_graph *g = ts_zoo_build("lenet5", 3, &err);
+    TS_CHECK_MSG(g != NULL, "%s", err.msg);
+    if (!g) return;
+    TS_CHECK_OK(ts_graph_plan(g, 2, 0, &err), &err);
+    ts_rng rng;
+    ts_rng_seed(&rng, 22);
+    ts_tensor *x = random_tensor(ts_shape4(2, 1, 28, 28), &rng);
+    TS_CHECK_OK(ts_graph_forward(g, x, &err), &err);
+    ts_tensor *want = ts_tensor_clone(ts_graph_result(g), &err);
+    ts_local_cluster *c = cluster(6, 1000);
+    ts_coded_opts o = ts_coded_opts_default();
+    o.n_workers = 6;
+    o.stragglers = 1;
+    o.scheme = TS_SCHEME_REPLICATION;
+    o.deadline_s = 20;
+    ts_coded_model *cm =
+        c && want ? ts_coded_model_new(g, &o, ts_local_cluster_backend(c), &err) : NULL;
+    TS_CHECK_MSG(cm != NULL, "%s", err.msg);
+    if (cm) {
+        TS_CHECK_OK(ts_local_cluster_fail(c, 0, TS_FAULT_SILENCE, &err), &err);
+        TS_CHECK_OK(ts_local_cluster_fail(c, 1, TS_FAULT_SILENCE, &err), &err);
+        TS_CHECK(forward_err(g, x, want) < 1e-5);
+        TS_CHECK(ts_coded_model_replans(cm) == 1);
+    }
+    ts_coded_model_free(cm);
+    ts_local_cluster_free(c);
+    ts_tensor_free(x);
+    ts_tensor_free(want);
+    ts_graph_free(g);
+}
+
 /* ---- pipelined lanes ------------------------------------------------------
  * Three copies of a model, each with its own coded model and backend (model
  * ids 1..3) on one master, run forwards from three threads at once: every
@@ -558,6 +595,7 @@ int main(void) {
     TS_RUN(test_bad_jobs);
     TS_RUN(test_emulated_cluster);
     TS_RUN(test_coded_model_end_to_end);
+    TS_RUN(test_replication_coverage);
     TS_RUN(test_pipelined_lanes);
     return ts_test_summary();
 }

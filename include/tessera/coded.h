@@ -115,7 +115,12 @@ typedef struct {
     const ts_tensor *const *inputs; /* [n_workers * n_in]; NULL row: worker unused */
     ts_tensor **outputs;            /* [n_workers * n_in * n_shares], caller-owned */
     int need;                       /* return once this many workers answered */
-    double deadline_s;              /* fail with TS_ERR_TIMEOUT after this */
+    /* NULL, or [n_workers]: workers with the same group compute the same
+     * task (replication), and `need` counts groups: the layer is done once
+     * every group has one answer, and later answers of a covered group are
+     * not taken. */
+    const int *group_of;
+    double deadline_s; /* fail with TS_ERR_TIMEOUT after this */
     /* results */
     int *responded; /* [n_workers], set to 1 when that worker's outputs are valid */
     int n_responded;

@@ -397,7 +397,10 @@ ts_status ts_coder_decode(ts_layer_coder *c, const int *responders, int n_resp,
                           const ts_tensor *bias, float alpha, float beta, ts_tensor *y,
                           double *cond, ts_err *err) {
     if (!c->products) return ts_errorf(err, TS_ERR_INVALID, "decode before any input was encoded");
-    if (n_resp < c->threshold)
+    /* replication needs one answer per replica group, not a count: the
+     * code library checks the coverage */
+    int replicated = ts_code_params_of(c->code)->kind == TS_CODE_REPLICATION;
+    if (n_resp < c->threshold && !replicated)
         return ts_errorf(err, TS_ERR_UNAVAILABLE,
                          "%d workers answered, the code needs %d of the %d", n_resp, c->threshold,
                          c->n);

@@ -19,6 +19,8 @@ typedef struct {
     const ts_tensor *w; /* the graph's weights (borrowed) */
     int trans_b;
     int *responded, *responders; /* n each */
+    int *group_of;               /* replication: [n] replica group of each worker */
+    int n_groups;
 } coded_layer;
 
 struct ts_coded_model {
@@ -178,6 +180,29 @@ static ts_status deploy_layer(ts_coded_model *m, int li, ts_err *err) {
     return st;
 }
 
+/* Who answered, and for replication which workers hold the same task: the
+ * n/(s+1) filter groups go round-robin, worker j holding group j mod T (as
+ * the replication code builds them). A replicated layer is done once each
+ * group has answered, not after a fixed count. */
+static ts_status alloc_layer_state(coded_layer *L, ts_scheme scheme, int n, int s, ts_err *err) {
+    free(L->responded);
+    free(L->responders);
+    free(L->group_of);
+    L->responded = calloc((size_t)n, sizeof(int));
+    L->responders = calloc((size_t)n, sizeof(int));
+    L->group_of = NULL;
+    L->n_groups = 0;
+    if (scheme == TS_SCHEME_REPLICATION) {
+        L->n_groups = n / (s + 1);
+        L->group_of = calloc((size_t)n, sizeof(int));
+        for (int j = 0; L->group_of && j < n; j++)
+            L->group_of[j] = j % L->n_groups;
+    }
+    if (!L->responded || !L->responders || (L->n_groups && !L->group_of))
+        return ts_errorf(err, TS_ERR_NOMEM, "out of memory for a coded layer");
+    return TS_OK;
+}
+
 /* Plans every layer for the backend's current workers and deploys. */
 static ts_status replan(ts_coded_model *m, ts_err *err) {
     drop_coders(m);
@@ -196,12 +221,7 @@ static ts_status replan(ts_coded_model *m, ts_err *err) {
         L->coder = ts_coded_make_coder(&L->ls, o.scheme, o.n_workers, o.stragglers, L->plan.kA,
                                        L->plan.kB, err);
         if (!L->coder) return TS_ERR_INVALID;
-        free(L->responded);
-        free(L->responders);
-        L->responded = calloc((size_t)m->n_workers, sizeof(int));
-        L->responders = calloc((size_t)m->n_workers, sizeof(int));
-        if (!L->responded || !L->responders)
-            return ts_errorf(err, TS_ERR_NOMEM, "out of memory for a coded layer");
+        TS_TRY(alloc_layer_state(L, o.scheme, m->n_workers, o.stragglers, err));
         TS_TRY(deploy_layer(m, i, err));
     }
     TS_TRY(m->be.deploy_wait(m->be.ctx, err));
@@ -234,7 +254,8 @@ static ts_status run_once(ts_coded_model *m, int li, const ts_tensor *x, ts_err 
         .n_shares = qb,
         .inputs = ins,
         .outputs = outs,
-        .need = ts_coder_threshold(c),
+        .need = L->group_of ? L->n_groups : ts_coder_threshold(c),
+        .group_of = L->group_of,
         .deadline_s = m->o.deadline_s,
         .responded = L->responded,
     };
@@ -334,6 +355,7 @@ void ts_coded_model_free(ts_coded_model *m) {
     for (int i = 0; i < m->n_layers; i++) {
         free(m->layers[i].responded);
         free(m->layers[i].responders);
+        free(m->layers[i].group_of);
     }
     free(m->layers);
     free(m->layer_of_node);

@@ -159,11 +159,23 @@ typedef struct {
 /* Copies one worker's products into the job, after checking that they are
  * what was asked for: a worker of another build or a corrupt frame must not
  * write past the caller's tensors. */
+/* With replica groups, 1 when another worker of slot's group has answered
+ * already: this answer is redundant (not an error, not counted). */
+static int group_covered(const ts_layer_job *job, int n_slots, int slot) {
+    if (!job->group_of) return 0;
+    for (int j = 0; j < n_slots; j++)
+        if (job->responded[j] && job->group_of[j] == job->group_of[slot]) return 1;
+    return 0;
+}
+
 static int accept_result(void *user, const ts_result *r) {
     run_ctx *rc = user;
     ts_layer_job *job = rc->job;
     int slot = (int)r->shard;
     const char *why = NULL;
+    if (slot >= 0 && slot < rc->b->n_slots && !job->responded[slot] &&
+        group_covered(job, rc->b->n_slots, slot))
+        return 0;
     if (slot < 0 || slot >= rc->b->n_slots || job->responded[slot])
         why = "a slot that is unknown or already answered";
     else if (r->n_outputs != rc->n_out)
