@@ -59,6 +59,12 @@ for phase in "$@"; do
         run procs-fashion-repeat --model fashion-cnn --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 300 --warmup 10 --connect-procs --cli "$root/build/tessera" ;;
     procs-alexnet)
         run procs-alexnet --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 30 --warmup 2 --connect-procs --cli "$root/build/tessera" ;;
+    alex10-r1000)
+        run alex10-r1000 --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
+    replication-coverage)
+        # replication stops once every replica group answered (since 2026-11-23)
+        run replication-fastlink --model fashion-cnn --workers 10 --schemes replication --stragglers none,fixed --gflops 0.1 --mbps 1000 --latency-ms 0.1 --runs 1000 --warmup 10
+        run replication-alex10 --model alexnet --workers 10 --schemes replication --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 3 ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
 done
