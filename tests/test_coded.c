@@ -327,6 +327,62 @@ static void test_gemm_every_responder_set(void) {
     ts_tensor_free(want);
 }
 
+/* The 1-D schemes split the outputs into as many blocks as their worker
+ * count fixes; with more workers than outputs the extra blocks are all
+ * zero and every responder set still decodes exactly. The 2-D schemes,
+ * which choose kB, are still refused such a cut. */
+static void test_one_d_more_workers_than_outputs(void) {
+    ts_rng r;
+    ts_rng_seed(&r, 5);
+    ts_err e = {0};
+    const scheme_case sc[] = {{TS_SCHEME_UNCODED, 8, 0, 0, 0},
+                              {TS_SCHEME_MDS, 9, 2, 0, 0},
+                              {TS_SCHEME_REPLICATION, 12, 1, 0, 0}};
+    /* dense: 5 outputs */
+    ts_tensor *x = rand_tensor(ts_shape2(3, 11), &r), *wt = rand_tensor(ts_shape2(5, 11), &r);
+    ts_shape ys = ts_shape2(3, 5);
+    ts_tensor *want = ts_tensor_new(&ys, NULL);
+    TS_CHECK_OK(ts_gemm_forward(0, 1, 1.0f, 0.0f, x, wt, NULL, want, &e), &e);
+    for (size_t si = 0; si < sizeof sc / sizeof sc[0]; si++) {
+        ts_layer_coder *c =
+            ts_coder_new_gemm(3, 11, 5, sc[si].scheme, sc[si].n, sc[si].s, 0, 0, &e);
+        TS_CHECK_MSG(c != NULL, "%s", e.msg);
+        if (!c) continue;
+        TS_CHECK_OK(ts_coder_encode_input(c, x, &e), &e);
+        compute_all(c, wt, 1);
+        char what[96];
+        snprintf(what, sizeof what, "dense M=5 %s n=%d", ts_scheme_name(sc[si].scheme), sc[si].n);
+        check_all_sets(c, sc[si].scheme, NULL, 1, 0, want, 0, what);
+        ts_coder_free(c);
+    }
+    TS_CHECK(ts_coder_new_gemm(3, 11, 5, TS_SCHEME_CRME, 8, 1, 1, 7, &e) == NULL);
+    TS_CHECK_MSG(strstr(e.msg, "too few"), "%s", e.msg);
+    ts_tensor_free(x), ts_tensor_free(wt), ts_tensor_free(want);
+
+    /* conv: 4 filters */
+    ts_conv2d_params p = ts_conv2d_params_default();
+    p.pad_t = p.pad_b = p.pad_l = p.pad_r = 1;
+    x = rand_tensor(ts_shape4(1, 3, 9, 7), &r);
+    ts_tensor *w = rand_tensor(ts_shape4(4, 3, 3, 3), &r);
+    want = direct_conv(&p, x, w, NULL);
+    for (size_t si = 0; si < sizeof sc / sizeof sc[0]; si++) {
+        int n = sc[si].n - 2; /* 6, 7, 10 workers: more than 4 filters */
+        ts_layer_coder *c =
+            ts_coder_new_conv(&p, &x->s, &w->s, sc[si].scheme, n, sc[si].s, 0, 0, &e);
+        TS_CHECK_MSG(c != NULL, "%s", e.msg);
+        if (!c) continue;
+        TS_CHECK_OK(ts_coder_encode_input(c, x, &e), &e);
+        compute_all(c, w, 0);
+        char what[96];
+        snprintf(what, sizeof what, "conv N=4 %s n=%d", ts_scheme_name(sc[si].scheme), n);
+        check_all_sets(c, sc[si].scheme, NULL, 1, 1, want, 0, what);
+        ts_coder_free(c);
+    }
+    TS_CHECK(ts_coder_new_conv(&p, &x->s, &w->s, TS_SCHEME_CRME, 8, 1, 1, 7, &e) == NULL);
+    TS_CHECK_MSG(strstr(e.msg, "too few"), "%s", e.msg);
+    ts_tensor_free(x), ts_tensor_free(w), ts_tensor_free(want);
+}
+
 /* ---- an in-test backend: workers computed in-process ------------------- */
 
 #define FB_MAX_W 32
@@ -516,6 +572,7 @@ int main(void) {
     TS_RUN(test_conv_every_responder_set);
     TS_RUN(test_crme_large_n_sampled);
     TS_RUN(test_gemm_every_responder_set);
+    TS_RUN(test_one_d_more_workers_than_outputs);
     TS_RUN(test_coded_model_matches_single_node);
     TS_RUN(test_impossible_plans_are_refused);
     return ts_test_summary();

@@ -77,6 +77,14 @@ typedef struct {
  * split that way, e.g. fewer output rows than slabs. */
 ts_status ts_conv_geometry_make(const ts_conv2d_params *p, const ts_shape *x, const ts_shape *w,
                                 int n_slabs, int n_groups, ts_conv_geometry *g, ts_err *err);
+/* The same, but more filter groups than the layer has filters (per conv
+ * group) are allowed: the groups past the last filter are all zero. For the
+ * 1-D schemes (uncoded, replication, mds), whose group count is fixed by
+ * the number of workers: the extra workers compute zeros, and the plan
+ * stays possible at any n. */
+ts_status ts_conv_geometry_make_padded(const ts_conv2d_params *p, const ts_shape *x,
+                                       const ts_shape *w, int n_slabs, int n_groups,
+                                       ts_conv_geometry *g, ts_err *err);
 /* Shape of one input slab [B, C, h_in, w_pad], one filter group
  * [n_b, C/g, KH, KW] and one block result [B, n_b, h_o, w_out]. */
 ts_shape ts_geom_slab_shape(const ts_conv_geometry *g);

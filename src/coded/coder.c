@@ -142,13 +142,23 @@ static ts_status ensure_buffers(ts_layer_coder *c, ts_err *err) {
     return TS_OK;
 }
 
+/* Schemes whose number of output blocks is fixed by the worker count: a
+ * layer with fewer outputs than blocks gets all-zero blocks instead of no
+ * plan. The 2-D schemes choose kB, and the planner keeps it small enough. */
+static int one_d(ts_scheme s) {
+    return s == TS_SCHEME_UNCODED || s == TS_SCHEME_REPLICATION || s == TS_SCHEME_MDS;
+}
+
 ts_layer_coder *ts_coder_new_conv(const ts_conv2d_params *p, const ts_shape *x, const ts_shape *w,
                                   ts_scheme scheme, int n, int stragglers, int kA, int kB,
                                   ts_err *err) {
     ts_layer_coder *c = coder_alloc(scheme, n, stragglers, kA, kB, err);
     if (!c) return NULL;
     c->kind = TS_SHARE_CONV;
-    if (ts_conv_geometry_make(p, x, w, c->na, c->nb, &c->geom, err) != TS_OK) goto fail;
+    ts_status st = one_d(scheme)
+                       ? ts_conv_geometry_make_padded(p, x, w, c->na, c->nb, &c->geom, err)
+                       : ts_conv_geometry_make(p, x, w, c->na, c->nb, &c->geom, err);
+    if (st != TS_OK) goto fail;
     c->in_shape = ts_geom_slab_shape(&c->geom);
     c->filter_shape = ts_geom_filter_shape(&c->geom);
     c->prod_shape = ts_geom_block_shape(&c->geom);
@@ -171,7 +181,7 @@ ts_layer_coder *ts_coder_new_gemm(int64_t rows, int64_t k, int64_t m, ts_scheme 
                   (long long)k, (long long)m);
         goto fail;
     }
-    if (m < c->nb) {
+    if (m < c->nb && !one_d(scheme)) {
         ts_errorf(err, TS_ERR_INVALID,
                   "the dense layer has %lld outputs, too few for %d row blocks; use a smaller kB "
                   "(at most %lld blocks)",

@@ -7,7 +7,8 @@ static int64_t ceil_div(int64_t a, int64_t b) {
     return (a + b - 1) / b;
 }
 
-static ts_status geometry_split(ts_conv_geometry *g, int n_slabs, int n_groups, ts_err *err) {
+static ts_status geometry_split(ts_conv_geometry *g, int n_slabs, int n_groups, int padded,
+                                ts_err *err) {
     if (n_slabs < 1 || n_groups < 1)
         return ts_errorf(err, TS_ERR_INVALID, "a conv layer needs at least one slab and group");
     if (g->h_out < n_slabs)
@@ -18,7 +19,7 @@ static ts_status geometry_split(ts_conv_geometry *g, int n_slabs, int n_groups, 
     int64_t per_conv_group = g->n_filters / g->p.groups;
     /* Zero filters are fine for padding a split, but a split where whole
      * filter groups would be zero is a plan mistake. */
-    if (per_conv_group > 1 && per_conv_group < n_groups)
+    if (!padded && per_conv_group > 1 && per_conv_group < n_groups)
         return ts_errorf(err, TS_ERR_INVALID,
                          "the layer has %lld filters per conv group, too few for %d filter "
                          "groups; use at most %lld (a smaller kB)",
@@ -33,8 +34,9 @@ static ts_status geometry_split(ts_conv_geometry *g, int n_slabs, int n_groups, 
     return TS_OK;
 }
 
-ts_status ts_conv_geometry_make(const ts_conv2d_params *p, const ts_shape *x, const ts_shape *w,
-                                int n_slabs, int n_groups, ts_conv_geometry *g, ts_err *err) {
+static ts_status geometry_make(const ts_conv2d_params *p, const ts_shape *x, const ts_shape *w,
+                               int n_slabs, int n_groups, int padded, ts_conv_geometry *g,
+                               ts_err *err) {
     memset(g, 0, sizeof *g);
     ts_shape y;
     TS_TRY(ts_conv2d_out_shape(p, x, w, &y, err));
@@ -49,7 +51,18 @@ ts_status ts_conv_geometry_make(const ts_conv2d_params *p, const ts_shape *x, co
     g->h_out = y.shape[2];
     g->w_out = y.shape[3];
     g->w_pad = g->w + p->pad_l + p->pad_r;
-    return geometry_split(g, n_slabs, n_groups, err);
+    return geometry_split(g, n_slabs, n_groups, padded, err);
+}
+
+ts_status ts_conv_geometry_make(const ts_conv2d_params *p, const ts_shape *x, const ts_shape *w,
+                                int n_slabs, int n_groups, ts_conv_geometry *g, ts_err *err) {
+    return geometry_make(p, x, w, n_slabs, n_groups, 0, g, err);
+}
+
+ts_status ts_conv_geometry_make_padded(const ts_conv2d_params *p, const ts_shape *x,
+                                       const ts_shape *w, int n_slabs, int n_groups,
+                                       ts_conv_geometry *g, ts_err *err) {
+    return geometry_make(p, x, w, n_slabs, n_groups, 1, g, err);
 }
 
 ts_shape ts_geom_slab_shape(const ts_conv_geometry *g) {
