@@ -416,6 +416,196 @@ static void test_crme_fast_equals_dense(void) {
     fixture_free(&f);
 }
 
+/* ---- decoding kernels against a straightforward reference ---------------
+ * The decoders run cache-blocked, register-blocked kernels over slices of 16
+ * columns (zero-padded tails, chunks of a few thousand columns, prefetches
+ * of the next chunk). Here every product code's decode, in float and in
+ * double, is compared with a plain solve of its real product system,
+ * assembled from the public generators and factored in long double, one
+ * column at a time: lengths 1..17 (shorter than a slice, every tail),
+ * around and across chunk boundaries, random responder sets in random
+ * order, odd and even k (the CRME kernel pairs target groups). */
+static const size_t KERNEL_LENS[] = {1,  2,  3,  4,  5,  6,  7,  8,   9,    10,   11,   12,
+                                     13, 14, 15, 16, 17, 31, 33, 250, 1361, 4095, 4097, 9001};
+
+/* Row (r, c, d) of the real system, column (i, l) = target i*nB + l:
+ * GA[j][c][i] GB[j][d][l]; LU with partial pivoting in long double. */
+static int ref_factor(const fixture *f, const int *resp, long double *M, int *piv) {
+    int N = f->k * f->per, na = f->na, nb = f->nb;
+    if (N != na * nb) return 0;
+    const double *ga = ts_code_a_gen(f->c), *gb = ts_code_b_gen(f->c);
+    for (int r = 0; r < f->k; r++)
+        for (int c = 0; c < f->qa; c++)
+            for (int d = 0; d < f->qb; d++)
+                for (int i = 0; i < na; i++)
+                    for (int l = 0; l < nb; l++)
+                        M[(size_t)(r * f->per + c * f->qb + d) * N + i * nb + l] =
+                            (long double)ga[((size_t)resp[r] * f->qa + c) * na + i] *
+                            gb[((size_t)resp[r] * f->qb + d) * nb + l];
+    for (int k = 0; k < N; k++) {
+        int p = k;
+        for (int i = k + 1; i < N; i++)
+            if (fabsl(M[(size_t)i * N + k]) > fabsl(M[(size_t)p * N + k])) p = i;
+        piv[k] = p;
+        for (int j = 0; j < N; j++) {
+            long double t = M[(size_t)k * N + j];
+            M[(size_t)k * N + j] = M[(size_t)p * N + j], M[(size_t)p * N + j] = t;
+        }
+        for (int i = k + 1; i < N; i++) {
+            long double g = M[(size_t)i * N + k] /= M[(size_t)k * N + k];
+            for (int j = k + 1; j < N; j++)
+                M[(size_t)i * N + j] -= g * M[(size_t)k * N + j];
+        }
+    }
+    return 1;
+}
+
+/* Reference targets (nt x len, double) from products b(row, x). */
+static void ref_solve(const fixture *f, const long double *M, const int *piv, const int *resp,
+                      int f64, double *out) {
+    int N = f->k * f->per;
+    long double *v = malloc((size_t)N * sizeof *v);
+    for (size_t x = 0; x < f->len; x++) {
+        for (int r = 0; r < f->k; r++)
+            for (int q = 0; q < f->per; q++) {
+                size_t o = ((size_t)resp[r] * f->per + q) * f->len + x;
+                v[r * f->per + q] = f64 ? (long double)f->P[o] : (long double)f->Pf[o];
+            }
+        for (int k = 0; k < N; k++) {
+            long double t = v[k];
+            v[k] = v[piv[k]], v[piv[k]] = t;
+        }
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < i; j++)
+                v[i] -= M[(size_t)i * N + j] * v[j];
+        for (int i = N - 1; i >= 0; i--) {
+            for (int j = i + 1; j < N; j++)
+                v[i] -= M[(size_t)i * N + j] * v[j];
+            v[i] /= M[(size_t)i * N + i];
+        }
+        for (int t = 0; t < N; t++)
+            out[(size_t)t * f->len + x] = (double)v[t];
+    }
+    free(v);
+}
+
+/* max |got - ref| over all targets, relative to max |ref|. */
+static double ref_diff(const fixture *f, const double *ref, const void *got, int f64) {
+    double num = 0, den = 0;
+    for (size_t x = 0; x < (size_t)f->nt * f->len; x++) {
+        double g = f64 ? ((const double *)got)[x] : ((const float *)got)[x];
+        num = fmax(num, fabs(g - ref[x]));
+        den = fmax(den, fabs(ref[x]));
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* mode 0: ts_code_decode, 1: ts_code_decode_f64, 2: ts_code_decode_dense. */
+static void kernel_case(const fixture *f, const int *resp, int n_resp, int mode) {
+    int N = f->k * f->per, f64 = mode == 1;
+    long double *M = malloc((size_t)N * N * sizeof *M);
+    int *piv = malloc((size_t)N * sizeof *piv);
+    double *ref = malloc((size_t)f->nt * f->len * sizeof *ref);
+    void *out = malloc((size_t)f->nt * f->len * (f64 ? sizeof(double) : sizeof(float)));
+    const void *pp[2048];
+    void *tp[1024];
+    for (int r = 0; r < n_resp; r++)
+        for (int q = 0; q < f->per; q++) {
+            size_t o = ((size_t)resp[r] * f->per + q) * f->len;
+            pp[r * f->per + q] = f64 ? (const void *)(f->P + o) : (const void *)(f->Pf + o);
+        }
+    for (int t = 0; t < f->nt; t++)
+        tp[t] = f64 ? (void *)((double *)out + (size_t)t * f->len)
+                    : (void *)((float *)out + (size_t)t * f->len);
+    ts_err e = {0};
+    double cond = 0;
+    ts_status s = mode == 1   ? ts_code_decode_f64(f->c, resp, n_resp, (const double *const *)pp,
+                                                   f->len, (double *const *)tp, &cond, &e)
+                  : mode == 2 ? ts_code_decode_dense(f->c, resp, n_resp, (const float *const *)pp,
+                                                     f->len, (float *const *)tp, &cond, &e)
+                              : ts_code_decode(f->c, resp, n_resp, (const float *const *)pp, f->len,
+                                               (float *const *)tp, &cond, &e);
+    TS_CHECK_OK(s, &e);
+    if (s == TS_OK && ref_factor(f, resp, M, piv)) {
+        ref_solve(f, M, piv, resp, f64, ref);
+        /* float outputs: a few float ulps of the largest target; double:
+         * round-off of a backward-stable solve, cond * N * eps */
+        double tol = 64 * fmax(cond, 1) * N * 1.1e-16 + (f64 ? 1e-15 : 4e-7);
+        double d = ref_diff(f, ref, out, f64);
+        TS_CHECK_MSG(d <= tol,
+                     "%s n=%d kA=%d kB=%d len=%zu mode %d: %.3g from the reference "
+                     "(tol %.3g, cond %.3g)",
+                     ts_code_kind_name(ts_code_params_of(f->c)->kind), f->n,
+                     ts_code_params_of(f->c)->kA, ts_code_params_of(f->c)->kB, f->len, mode, d, tol,
+                     cond);
+    }
+    free(M), free(piv), free(ref), free(out);
+}
+
+static void test_decode_kernels(void) {
+    const ts_code_params cases[] = {
+        {.kind = TS_CODE_UNCODED, .n = 5},
+        {.kind = TS_CODE_VANDERMONDE, .n = 6, .kB = 4},
+        {.kind = TS_CODE_VANDERMONDE, .n = 20, .kB = 18}, /* float decode through the LU */
+        {.kind = TS_CODE_CHEBYSHEV, .n = 11, .kB = 9},
+        {.kind = TS_CODE_RANDOM, .n = 9, .kB = 7, .seed = 3},
+        {.kind = TS_CODE_POLYNOMIAL, .n = 8, .kA = 2, .kB = 3},
+        {.kind = TS_CODE_CRME, .n = 8, .kA = 2, .kB = 3},
+        {.kind = TS_CODE_CRME, .n = 10, .kA = 3, .kB = 3}, /* odd k */
+        {.kind = TS_CODE_CRME, .n = 7, .kA = 1, .kB = 5},  /* mat-mat form with kA = 1 */
+        {.kind = TS_CODE_CRME, .n = 20, .kA = 3, .kB = 6},
+        {.kind = TS_CODE_CRME, .n = 8, .kA = 1, .kB = 6, .matvec = 1},
+        {.kind = TS_CODE_CRME, .n = 31, .kA = 1, .kB = 29, .matvec = 1},
+    };
+    int nlens = (int)(sizeof KERNEL_LENS / sizeof KERNEL_LENS[0]);
+    ts_rng r;
+    ts_rng_seed(&r, 2024);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int li = 0; li < nlens; li++) {
+            size_t len = KERNEL_LENS[li];
+            if (sanitized() && len > 1000) continue;
+            fixture f;
+            if (!fixture_make(&f, &cases[ci], len, 100 + ci * 31 + (uint64_t)li)) continue;
+            int resp[64];
+            for (int j = 0; j < f.n; j++)
+                resp[j] = j;
+            shuffle(resp, f.n, &r); /* the first k decode; an extra one is ignored */
+            int n_resp = f.k < f.n ? f.k + 1 : f.k;
+            kernel_case(&f, resp, n_resp, 0);
+            kernel_case(&f, resp, n_resp, 1);
+            if (cases[ci].kind == TS_CODE_CRME) kernel_case(&f, resp, n_resp, 2);
+            fixture_free(&f);
+        }
+}
+
+/* Codes without a square real product system (complex Vandermonde, MatDot,
+ * Generalized PolyDot: fewer targets than unknowns) are checked against the
+ * exact targets, over the same lengths. */
+static void test_decode_kernels_other(void) {
+    const ts_code_params cases[] = {
+        {.kind = TS_CODE_COMPLEX, .n = 8, .kA = 2, .kB = 3},
+        {.kind = TS_CODE_COMPLEX, .n = 9, .kA = 1, .kB = 7},
+        {.kind = TS_CODE_MATDOT, .n = 6, .m = 3},
+        {.kind = TS_CODE_GPOLYDOT, .n = 10, .kA = 2, .m = 2, .kB = 2},
+    };
+    int nlens = (int)(sizeof KERNEL_LENS / sizeof KERNEL_LENS[0]);
+    ts_rng r;
+    ts_rng_seed(&r, 77);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int li = 0; li < nlens; li++) {
+            if (sanitized() && KERNEL_LENS[li] > 1000) continue;
+            fixture f;
+            if (!fixture_make(&f, &cases[ci], KERNEL_LENS[li], 500 + ci * 37 + (uint64_t)li))
+                continue;
+            int resp[64];
+            for (int j = 0; j < f.n; j++)
+                resp[j] = j;
+            shuffle(resp, f.n, &r);
+            check_set(&f, resp, f.k, 1, NULL);
+            fixture_free(&f);
+        }
+}
+
 /* Encoding: float encode matches the generators; systematic workers and
  * the uncoded split produce exact copies. */
 static void test_encode(void) {
@@ -1050,6 +1240,8 @@ int main(void) {
     TS_RUN(test_random_properties);
     TS_RUN(test_crme_f64_accuracy);
     TS_RUN(test_crme_fast_equals_dense);
+    TS_RUN(test_decode_kernels);
+    TS_RUN(test_decode_kernels_other);
     TS_RUN(test_cache);
     TS_RUN(test_cond_table);
     TS_RUN(test_noise_mse);

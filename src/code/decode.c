@@ -2,28 +2,23 @@
  * the decoding matrix of each set cached (LRU, TS_CODE_CACHE sets).
  *
  * Real path (every code whose product map is square): an LU of M_S with
- * row pivoting, applied to column chunks of the products with two BLAS-3
- * triangular solves (for the ill-conditioned real Vandermonde family this
- * is far more accurate than multiplying by an explicit inverse). Complex Vandermonde: one k x k
- * complex solve on the combined products y_j = sum_{c,d} i^(c+d) P[j][c][d]. CRME (digest 1.2.8,
+ * row pivoting, applied to column slices of the products by forward and
+ * back substitution (for the ill-conditioned real Vandermonde family this
+ * is far more accurate than multiplying by an explicit inverse); float32
+ * decodes of well-conditioned sets multiply by the target rows of the
+ * inverse instead. Complex Vandermonde: one k x k complex solve on the
+ * combined products y_j = sum_{c,d} i^(c+d) P[j][c][d]. CRME (digest 1.2.8,
  * "option B"): two k x k complex Vandermonde solves, half the flops of the
- * 4k x 4k real solve and the same condition number. */
+ * 4k x 4k real solve and the same condition number. All of them are applied
+ * by the cache-blocked kernels of "applying the decoding matrices" below. */
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "code_internal.h"
-
-/* Columns per decoding step: the chunk of all rows should stay within L2
- * (about 0.5 MB of doubles), but BLAS calls need enough columns to amortize
- * their overhead. */
-static int dec_chunk(int rows) {
-    int ch = (1 << 16) / (rows > 0 ? rows : 1);
-    ch = ch < 256 ? 256 : ch > 4096 ? 4096 : ch;
-    return ch & ~63;
-}
 
 void ts_code_cache_clear(ts_code *c) {
     for (int s = 0; s < TS_CODE_CACHE; s++) {
@@ -235,27 +230,37 @@ static ts_code_cache_entry *lookup(ts_code *c, const int *ids, int nset, int mod
 
 /* ---- applying the decoding matrices ------------------------------------ */
 
-/* Products and targets are float32 (the workers' arithmetic) or float64
- * (ts_code_decode_f64); the decoding itself is always in double. */
-static void load(const void *src, int f64, size_t x0, int nx, double *dst) {
-    if (f64) {
-        memcpy(dst, (const double *)src + x0, (size_t)nx * sizeof *dst);
-    } else {
-        const float *f = (const float *)src + x0;
-        for (int x = 0; x < nx; x++)
-            dst[x] = f[x];
-    }
-}
+/* Decoding applies a small matrix D (at most a few thousand entries) to
+ * every column x of long blocks. It used to go through BLAS (zgemm, dtrsm)
+ * on column chunks, with separate passes to convert to double, form the
+ * combined products, un-interleave complex results and convert back: at
+ * 4..28 rows each BLAS call packed its operands and ran far below the
+ * core's peak, and every pass re-streamed the chunk (perf: see
+ * docs/results/codes.md). Now each chunk of columns is converted to double
+ * once into a buffer that stays in L2 (DEC_BUF_BYTES), and register-blocked
+ * kernels produce every output of a slice of XB columns from that slice's
+ * inputs (in L1), writing straight to the float (or double) targets.
+ * Accumulation stays in double, with FMA. */
 
-static void store(void *dst, int f64, size_t x0, int nx, const double *src) {
-    if (f64) {
-        memcpy((double *)dst + x0, src, (size_t)nx * sizeof *src);
-    } else {
-        float *f = (float *)dst + x0;
-        for (int x = 0; x < nx; x++)
-            f[x] = (float)src[x];
-    }
-}
+/* Eight doubles: one AVX-512 register (GCC and Clang split the type into
+ * AVX2 or SSE registers on targets without AVX-512). */
+typedef double dvec __attribute__((vector_size(64)));
+typedef float fvec __attribute__((vector_size(32)));
+#define VW 8
+#define XB (2 * VW) /* columns per register block */
+#define DEC_BUF_BYTES (256 * 1024)
+
+/* GCC contracts a*b + c into one FMA only under -ffp-contract=fast, which
+ * -std=c11 turns off; the kernels want it (one rounding instead of two, half
+ * the instructions). Clang contracts within an expression by default. Every
+ * kernel function carries the attribute so that GCC inlines them into each
+ * other (it refuses to inline across different optimize attributes). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define DEC_FMA __attribute__((optimize("fp-contract=fast")))
+#else
+#define DEC_FMA
+#endif
+#define DEC_INLINE static inline __attribute__((always_inline)) DEC_FMA
 
 static ts_status grow(ts_code *c, size_t doubles, ts_err *err) {
     if (c->buf_len >= doubles) return TS_OK;
@@ -265,161 +270,443 @@ static ts_status grow(ts_code *c, size_t doubles, ts_err *err) {
     return TS_OK;
 }
 
-/* Solves M X = P for a chunk of columns with the cached LU (row swaps, then
- * two triangular solves as BLAS-3), and keeps the target rows. */
-static ts_status apply_real(ts_code *c, const ts_code_cache_entry *e, const void *const *rows,
-                            int N, size_t len, void *const *targets, int f64, ts_err *err) {
-    const int CH = dec_chunk(N);
-    int T = c->ntargets;
-    TS_TRY(grow(c, (size_t)(N + T) * CH + CH, err));
-    double *in = c->buf, *tmp = c->buf + (size_t)N * CH, *out = tmp + CH;
-    if (!f64 && e->inv) {
-        for (size_t x0 = 0; x0 < len; x0 += CH) {
-            int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
-            for (int r = 0; r < N; r++)
-                load(rows[r], f64, x0, nx, in + (size_t)r * CH);
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, nx, N, 1.0, e->inv, N, in, CH,
-                        0.0, out, CH);
-            for (int t = 0; t < T; t++)
-                store(targets[t], f64, x0, nx, out + (size_t)t * CH);
-        }
-        return TS_OK;
-    }
-    for (size_t x0 = 0; x0 < len; x0 += CH) {
-        int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
-        for (int r = 0; r < N; r++)
-            load(rows[r], f64, x0, nx, in + (size_t)r * CH);
-        for (int k = 0; k < N; k++)
-            if (e->piv[k] != k) {
-                double *a = in + (size_t)k * CH, *b = in + (size_t)e->piv[k] * CH;
-                memcpy(tmp, a, (size_t)nx * sizeof *tmp);
-                memcpy(a, b, (size_t)nx * sizeof *tmp);
-                memcpy(b, tmp, (size_t)nx * sizeof *tmp);
-            }
-        cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasUnit, N, nx, 1.0,
-                    e->dec, N, in, CH);
-        cblas_dtrsm(CblasRowMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, N, nx, 1.0,
-                    e->dec, N, in, CH);
-        for (int t = 0; t < c->ntargets; t++)
-            store(targets[t], f64, x0, nx, in + (size_t)c->tsel[t] * CH);
-    }
+/* Scratch of mat doubles (a matrix built for this call), then a chunk of
+ * rows x *cols doubles, both 64-byte aligned. *cols is a multiple of XB
+ * chosen so that the chunk fits DEC_BUF_BYTES (at least 4 slices). */
+static ts_status dec_scratch(ts_code *c, size_t mat, int rows, double **m, double **chunk,
+                             int *cols, ts_err *err) {
+    int x = DEC_BUF_BYTES / (int)sizeof(double) / (rows > 0 ? rows : 1) / XB * XB;
+    x = x < 4 * XB ? 4 * XB : x > 4096 ? 4096 : x;
+    mat = (mat + VW - 1) / VW * VW;
+    TS_TRY(grow(c, mat + (size_t)rows * x + VW, err));
+    double *p = (double *)(((uintptr_t)c->buf + 63) & ~(uintptr_t)63);
+    *m = p, *chunk = p + mat, *cols = x;
     return TS_OK;
 }
 
-/* Complex Vandermonde: y_r = sum_{c,d} i^(c+d) P[r][c][d]; T = Re(inv(V) y). */
-static ts_status apply_complex(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
-                               int k, size_t len, void *const *targets, int f64, ts_err *err) {
-    const int CH = dec_chunk(2 * k);
-    int per = c->qa * c->qb;
-    TS_TRY(grow(c, (size_t)5 * k * CH, err));
-    double complex *y = (double complex *)c->buf, *z = y + (size_t)k * CH;
-    double *tmp = (double *)(z + (size_t)k * CH);
-    static const double complex IPOW[3] = {1, I, -1};
-    const double complex one = 1, zero = 0;
-    for (size_t x0 = 0; x0 < len; x0 += CH) {
-        int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
-        for (int r = 0; r < k; r++) {
-            double complex *yr = y + (size_t)r * CH;
-            for (int x = 0; x < nx; x++)
-                yr[x] = 0;
-            for (int a = 0; a < c->qa; a++)
-                for (int b = 0; b < c->qb; b++) {
-                    load(prod[r * per + a * c->qb + b], f64, x0, nx, tmp);
-                    double complex f = IPOW[a + b];
-                    for (int x = 0; x < nx; x++)
-                        yr[x] += f * tmp[x];
-                }
-        }
-        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, y, CH,
-                    &zero, z, CH);
-        for (int t = 0; t < k; t++) {
-            for (int x = 0; x < nx; x++)
-                tmp[x] = creal(z[(size_t)t * CH + x]);
-            store(targets[t], f64, x0, nx, tmp);
+static int min_int(int a, int b) {
+    return a < b ? a : b;
+}
+
+/* Chunk length at x0 of a block of len. */
+static int chunk_len(size_t len, size_t x0, int cols) {
+    return (int)(len - x0 < (size_t)cols ? len - x0 : (size_t)cols);
+}
+
+/* Products are float32 (the workers' arithmetic) or float64
+ * (ts_code_decode_f64). Converts nx values at x0 to double and zeroes the
+ * row up to the next multiple of XB, so that the kernels always run whole
+ * slices (the padding columns are computed and never stored). */
+static void load_row(const void *src, int f64, size_t x0, int nx, double *dst) {
+    if (f64) {
+        memcpy(dst, (const double *)src + x0, (size_t)nx * sizeof *dst);
+    } else {
+        const float *f = (const float *)src + x0;
+        for (int x = 0; x < nx; x++)
+            dst[x] = f[x];
+    }
+    for (int x = nx; x % XB; x++)
+        dst[x] = 0;
+}
+
+/* The loads of a chunk stall on memory when many rows (up to 4k = 112) are
+ * each read for only a few KB: the hardware prefetchers do not follow that
+ * many short streams. So while a chunk is computed, slice by slice, the same
+ * slice of the next chunk (at, one cache line of every row) is prefetched. */
+static void prefetch_slice(const void *const *src, int C, int f64, size_t at, size_t len) {
+    if (at >= len) return;
+    for (int j = 0; j < C; j++) {
+        if (f64) {
+            __builtin_prefetch((const double *)src[j] + at, 0, 2);
+            __builtin_prefetch((const double *)src[j] + at + VW, 0, 2);
+        } else {
+            __builtin_prefetch((const float *)src[j] + at, 0, 2);
         }
     }
+}
+
+/* Likewise for the targets: the stores of a slice otherwise wait for each
+ * line to be read for ownership. */
+static void prefetch_out(void *const *dst, int T, int f64, size_t at, size_t len) {
+    if (at >= len) return;
+    for (int t = 0; t < T; t++) {
+        if (f64) {
+            __builtin_prefetch((double *)dst[t] + at, 1, 2);
+            __builtin_prefetch((double *)dst[t] + at + VW, 1, 2);
+        } else {
+            __builtin_prefetch((float *)dst[t] + at, 1, 2);
+        }
+    }
+}
+
+DEC_INLINE dvec ldv(const double *p) {
+    dvec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+DEC_INLINE void stv(double *p, dvec v) {
+    memcpy(p, &v, sizeof v);
+}
+
+/* Writes the slice (v0, v1) to dst at off: cnt <= XB values, as float or
+ * double. */
+DEC_INLINE void put(void *dst, int f64, size_t off, int cnt, dvec v0, dvec v1) {
+    if (cnt == XB && f64) {
+        memcpy((double *)dst + off, &v0, sizeof v0);
+        memcpy((double *)dst + off + VW, &v1, sizeof v1);
+    } else if (cnt == XB) {
+        fvec f0 = __builtin_convertvector(v0, fvec), f1 = __builtin_convertvector(v1, fvec);
+        memcpy((float *)dst + off, &f0, sizeof f0);
+        memcpy((float *)dst + off + VW, &f1, sizeof f1);
+    } else {
+        double t[XB];
+        memcpy(t, &v0, sizeof v0);
+        memcpy(t + VW, &v1, sizeof v1);
+        if (f64)
+            memcpy((double *)dst + off, t, (size_t)cnt * sizeof *t);
+        else
+            for (int x = 0; x < cnt; x++)
+                ((float *)dst)[off + x] = (float)t[x];
+    }
+}
+
+/* ---- y = M p: a real R x C matrix on C rows ---------------------------- */
+
+/* nr (<= 4) outputs of one slice: tg[t] = sum_j m[t][j] in[j]. */
+DEC_INLINE void mk_rows(int nr, const double *m, int C, const double *in, int X, void *const *tg,
+                        int f64, size_t off, int cnt) {
+    dvec a0[4] = {0}, a1[4] = {0};
+    for (int j = 0; j < C; j++) {
+        dvec v0 = ldv(in + (size_t)j * X), v1 = ldv(in + (size_t)j * X + VW);
+        for (int t = 0; t < nr; t++) {
+            double w = m[(size_t)t * C + j];
+            a0[t] += w * v0;
+            a1[t] += w * v1;
+        }
+    }
+    for (int t = 0; t < nr; t++)
+        put(tg[t], f64, off, cnt, a0[t], a1[t]);
+}
+
+static DEC_FMA void rows_chunk(const double *m, int R, int C, const double *in, int X, int nx,
+                               void *const *tg, int f64, size_t x0, const void *const *src,
+                               size_t len) {
+    for (int xb = 0; xb < nx; xb += XB) {
+        int cnt = min_int(XB, nx - xb), t = 0;
+        prefetch_slice(src, C, f64, x0 + X + xb, len);
+        prefetch_out(tg, R, f64, x0 + X + xb, len);
+        const double *s = in + xb;
+        for (; t + 4 <= R; t += 4)
+            mk_rows(4, m + (size_t)t * C, C, s, X, tg + t, f64, x0 + xb, cnt);
+        switch (R - t) {
+        case 3: mk_rows(3, m + (size_t)t * C, C, s, X, tg + t, f64, x0 + xb, cnt); break;
+        case 2: mk_rows(2, m + (size_t)t * C, C, s, X, tg + t, f64, x0 + xb, cnt); break;
+        case 1: mk_rows(1, m + (size_t)t * C, C, s, X, tg + t, f64, x0 + xb, cnt); break;
+        default: break;
+        }
+    }
+}
+
+/* targets[t] = sum_j m[t][j] rows[j] for t < R, j < C; m may live in the
+ * scratch (mat doubles at its start, already filled by the caller through
+ * dec_scratch) or elsewhere. */
+static ts_status apply_matrix(ts_code *c, const double *m, int R, const void *const *rows, int C,
+                              size_t len, void *const *targets, int f64, double *chunk, int X) {
+    for (size_t x0 = 0; x0 < len; x0 += (size_t)X) {
+        int nx = chunk_len(len, x0, X);
+        for (int j = 0; j < C; j++)
+            load_row(rows[j], f64, x0, nx, chunk + (size_t)j * X);
+        rows_chunk(m, R, C, chunk, X, nx, targets, f64, x0, rows, len);
+    }
+    (void)c;
     return TS_OK;
+}
+
+/* ---- real systems -------------------------------------------------------- */
+
+/* Forward substitution (unit lower L) of rows i0..i0+nr-1 of one slice, in
+ * place: rows above i0 are already solved. */
+DEC_INLINE void fwd_rows(int nr, const double *L, int N, int i0, double *s, int X) {
+    dvec a0[4], a1[4];
+    for (int t = 0; t < nr; t++)
+        a0[t] = ldv(s + (size_t)(i0 + t) * X), a1[t] = ldv(s + (size_t)(i0 + t) * X + VW);
+    for (int j = 0; j < i0; j++) {
+        dvec v0 = ldv(s + (size_t)j * X), v1 = ldv(s + (size_t)j * X + VW);
+        for (int t = 0; t < nr; t++) {
+            double w = L[(size_t)(i0 + t) * N + j];
+            a0[t] -= w * v0;
+            a1[t] -= w * v1;
+        }
+    }
+    for (int t = 1; t < nr; t++)
+        for (int u = 0; u < t; u++) {
+            double w = L[(size_t)(i0 + t) * N + i0 + u];
+            a0[t] -= w * a0[u];
+            a1[t] -= w * a1[u];
+        }
+    for (int t = 0; t < nr; t++)
+        stv(s + (size_t)(i0 + t) * X, a0[t]), stv(s + (size_t)(i0 + t) * X + VW, a1[t]);
+}
+
+/* Back substitution (upper U, rd[i] = 1 / U[i][i]) of rows i0..i0+nr-1:
+ * rows below are already solved. */
+DEC_INLINE void back_rows(int nr, const double *U, const double *rd, int N, int i0, double *s,
+                          int X) {
+    dvec a0[4], a1[4];
+    for (int t = 0; t < nr; t++)
+        a0[t] = ldv(s + (size_t)(i0 + t) * X), a1[t] = ldv(s + (size_t)(i0 + t) * X + VW);
+    for (int j = i0 + nr; j < N; j++) {
+        dvec v0 = ldv(s + (size_t)j * X), v1 = ldv(s + (size_t)j * X + VW);
+        for (int t = 0; t < nr; t++) {
+            double w = U[(size_t)(i0 + t) * N + j];
+            a0[t] -= w * v0;
+            a1[t] -= w * v1;
+        }
+    }
+    for (int t = nr - 1; t >= 0; t--) {
+        for (int u = t + 1; u < nr; u++) {
+            double w = U[(size_t)(i0 + t) * N + i0 + u];
+            a0[t] -= w * a0[u];
+            a1[t] -= w * a1[u];
+        }
+        a0[t] *= rd[i0 + t];
+        a1[t] *= rd[i0 + t];
+    }
+    for (int t = 0; t < nr; t++)
+        stv(s + (size_t)(i0 + t) * X, a0[t]), stv(s + (size_t)(i0 + t) * X + VW, a1[t]);
+}
+
+/* Solves L U x = s (the rows of s already permuted) for one slice, in four-
+ * row blocks: the last block holds N % 4 rows when N is not a multiple. */
+static DEC_FMA void lu_slice(const double *lu, const double *rd, int N, double *s, int X) {
+    int full = N / 4 * 4, rest = N - full;
+    for (int i0 = 0; i0 < full; i0 += 4)
+        fwd_rows(4, lu, N, i0, s, X);
+    switch (rest) {
+    case 3: fwd_rows(3, lu, N, full, s, X); break;
+    case 2: fwd_rows(2, lu, N, full, s, X); break;
+    case 1: fwd_rows(1, lu, N, full, s, X); break;
+    default: break;
+    }
+    switch (rest) {
+    case 3: back_rows(3, lu, rd, N, full, s, X); break;
+    case 2: back_rows(2, lu, rd, N, full, s, X); break;
+    case 1: back_rows(1, lu, rd, N, full, s, X); break;
+    default: break;
+    }
+    for (int i0 = full - 4; i0 >= 0; i0 -= 4)
+        back_rows(4, lu, rd, N, i0, s, X);
+}
+
+static DEC_FMA void store_rows(const double *s, int X, int nx, const int *sel, int T,
+                               void *const *tg, int f64, size_t x0) {
+    for (int xb = 0; xb < nx; xb += XB)
+        for (int t = 0; t < T; t++) {
+            const double *r = s + (size_t)sel[t] * X + xb;
+            put(tg[t], f64, x0 + xb, min_int(XB, nx - xb), ldv(r), ldv(r + VW));
+        }
+}
+
+/* Real product systems. Float32 decodes of well-conditioned systems multiply
+ * by the cached target rows of the inverse; otherwise M X = P is solved with
+ * the cached LU (rows loaded in pivot order, then forward and back
+ * substitution per slice), which is far more accurate for the
+ * ill-conditioned real Vandermonde family. */
+static ts_status apply_real(ts_code *c, const ts_code_cache_entry *e, const void *const *rows,
+                            int N, size_t len, void *const *targets, int f64, ts_err *err) {
+    double *m, *chunk;
+    int X, T = c->ntargets;
+    if (!f64 && e->inv) {
+        TS_TRY(dec_scratch(c, 0, N, &m, &chunk, &X, err));
+        return apply_matrix(c, e->inv, T, rows, N, len, targets, f64, chunk, X);
+    }
+    TS_TRY(dec_scratch(c, (size_t)N, N, &m, &chunk, &X, err));
+    int *perm = malloc((size_t)N * sizeof *perm);
+    if (!perm) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for decoding");
+    for (int i = 0; i < N; i++)
+        perm[i] = i, m[i] = 1.0 / e->dec[(size_t)i * N + i];
+    for (int k = 0; k < N; k++) { /* the row swaps of the LU, composed */
+        int t = perm[k];
+        perm[k] = perm[e->piv[k]], perm[e->piv[k]] = t;
+    }
+    for (size_t x0 = 0; x0 < len; x0 += (size_t)X) {
+        int nx = chunk_len(len, x0, X);
+        for (int r = 0; r < N; r++)
+            load_row(rows[perm[r]], f64, x0, nx, chunk + (size_t)r * X);
+        for (int xb = 0; xb < nx; xb += XB) {
+            prefetch_slice(rows, N, f64, x0 + X + xb, len);
+            lu_slice(e->dec, m, N, chunk + xb, X);
+        }
+        store_rows(chunk, X, nx, c->tsel, T, targets, f64, x0);
+    }
+    free(perm);
+    return TS_OK;
+}
+
+/* ---- complex Vandermonde ------------------------------------------------- */
+
+/* y_r = sum_{a,b} i^(a+b) P[r][a][b]; T = Re(inv(V) y): a real k x (k per)
+ * matrix, entry Re(inv(V)[t][r] i^(a+b)). */
+static ts_status apply_complex(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
+                               int k, size_t len, void *const *targets, int f64, ts_err *err) {
+    int per = c->qa * c->qb, C = k * per;
+    double *m, *chunk;
+    int X;
+    TS_TRY(dec_scratch(c, (size_t)k * C, C, &m, &chunk, &X, err));
+    for (int t = 0; t < k; t++)
+        for (int r = 0; r < k; r++) {
+            double complex z = e->zdec[(size_t)t * k + r];
+            for (int a = 0; a < c->qa; a++)
+                for (int b = 0; b < c->qb; b++) { /* Re(z i^(a+b)), a + b <= 2 */
+                    double v = (a + b) == 1 ? -cimag(z) : (a + b) == 2 ? -creal(z) : creal(z);
+                    m[(size_t)t * C + r * per + a * c->qb + b] = v;
+                }
+        }
+    return apply_matrix(c, m, k, prod, C, len, targets, f64, chunk, X);
+}
+
+/* ---- CRME ----------------------------------------------------------------- */
+
+/* Matrix-vector CRME: p_j = o_0 - i o_1 = sum_l w^(l j) (Y_{2l} - i Y_{2l+1}),
+ * so z = inv(V) p gives Y_{2l} = Re z_l, Y_{2l+1} = -Im z_l. With
+ * inv(V) = A + iB that is the real 2k x 2k matrix
+ *   Y_{2l} = sum_r A o_0r + B o_1r,   Y_{2l+1} = sum_r -B o_0r + A o_1r,
+ * applied to the products in their own order: 2k MACs per output, as the
+ * complex solve. */
+static ts_status apply_crme_mv(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
+                               int k, size_t len, void *const *targets, int f64, ts_err *err) {
+    int C = 2 * k;
+    double *m, *chunk;
+    int X;
+    TS_TRY(dec_scratch(c, (size_t)C * C, C, &m, &chunk, &X, err));
+    for (int l = 0; l < k; l++)
+        for (int r = 0; r < k; r++) {
+            double A = creal(e->zdec[(size_t)l * k + r]), B = cimag(e->zdec[(size_t)l * k + r]);
+            m[(size_t)(2 * l) * C + 2 * r] = A;
+            m[(size_t)(2 * l) * C + 2 * r + 1] = B;
+            m[(size_t)(2 * l + 1) * C + 2 * r] = -B;
+            m[(size_t)(2 * l + 1) * C + 2 * r + 1] = A;
+        }
+    return apply_matrix(c, m, C, prod, C, len, targets, f64, chunk, X);
+}
+
+/* nu (<= 2) target groups u of one slice of CRME option B. in holds, per
+ * responder r, the rows a-d, b+c, a+d, b-c of its products (a, b, c, d) =
+ * (o00, o01, o10, o11); co[(u k + r) 4 + q] = (Re, Im) of inv(V_P)[u][r]
+ * and of inv(V_Q)[u][r], halved. tg[u][4] = targets (2i,2l), (2i,2l+1),
+ * (2i+1,2l), (2i+1,2l+1) of u = i kB + l. */
+DEC_INLINE void mk_crme(int nu, const double *co, int k, const double *in, int X,
+                        void *const (*tg)[4], int f64, size_t off, int cnt) {
+    dvec rp[2][2] = {{{0}}}, ip[2][2] = {{{0}}}, rq[2][2] = {{{0}}}, iq[2][2] = {{{0}}};
+    for (int r = 0; r < k; r++) {
+        const double *s = in + (size_t)4 * r * X;
+        dvec p1[2], p2[2], q1[2], q2[2];
+        for (int h = 0; h < 2; h++) {
+            p1[h] = ldv(s + h * VW);
+            p2[h] = ldv(s + X + h * VW);
+            q1[h] = ldv(s + 2 * (size_t)X + h * VW);
+            q2[h] = ldv(s + 3 * (size_t)X + h * VW);
+        }
+        for (int u = 0; u < nu; u++) {
+            const double *w = co + ((size_t)u * k + r) * 4;
+            double ap = w[0], bp = w[1], aq = w[2], bq = w[3];
+            for (int h = 0; h < 2; h++) {
+                rp[u][h] += ap * p1[h];
+                rp[u][h] += bp * p2[h];
+                ip[u][h] += bp * p1[h];
+                ip[u][h] -= ap * p2[h];
+                rq[u][h] += aq * q1[h];
+                rq[u][h] -= bq * q2[h];
+                iq[u][h] += bq * q1[h];
+                iq[u][h] += aq * q2[h];
+            }
+        }
+    }
+    for (int u = 0; u < nu; u++) {
+        put(tg[u][0], f64, off, cnt, rp[u][0] + rq[u][0], rp[u][1] + rq[u][1]);
+        put(tg[u][1], f64, off, cnt, iq[u][0] - ip[u][0], iq[u][1] - ip[u][1]);
+        put(tg[u][2], f64, off, cnt, -(ip[u][0] + iq[u][0]), -(ip[u][1] + iq[u][1]));
+        put(tg[u][3], f64, off, cnt, rq[u][0] - rp[u][0], rq[u][1] - rp[u][1]);
+    }
+}
+
+static DEC_FMA void crme_chunk(const double *co, int k, const double *in, int X, int nx,
+                               void *const (*tg)[4], int f64, size_t x0, const void *const *src,
+                               size_t len) {
+    for (int xb = 0; xb < nx; xb += XB) {
+        int cnt = min_int(XB, nx - xb), u = 0;
+        prefetch_slice(src, 4 * k, f64, x0 + X + xb, len);
+        for (; u + 2 <= k; u += 2)
+            mk_crme(2, co + (size_t)u * k * 4, k, in + xb, X, tg + u, f64, x0 + xb, cnt);
+        if (u < k) mk_crme(1, co + (size_t)u * k * 4, k, in + xb, X, tg + u, f64, x0 + xb, cnt);
+    }
+}
+
+/* One responder's rows a-d, b+c, a+d, b-c (the products (a, b, c, d) =
+ * (o00, o01, o10, o11) at x0, nx values, in double) into dst, dst + X, ...,
+ * zero-padded to a whole slice; one pass over the products. */
+static void crme_load(const void *const *o, int f64, size_t x0, int nx, double *dst, int X) {
+    double *restrict p1 = dst, *restrict p2 = dst + X, *restrict q1 = dst + 2 * (size_t)X,
+                     *restrict q2 = dst + 3 * (size_t)X;
+    if (f64) {
+        const double *a = (const double *)o[0] + x0, *b = (const double *)o[1] + x0,
+                     *c = (const double *)o[2] + x0, *d = (const double *)o[3] + x0;
+        for (int x = 0; x < nx; x++)
+            p1[x] = a[x] - d[x], p2[x] = b[x] + c[x], q1[x] = a[x] + d[x], q2[x] = b[x] - c[x];
+    } else {
+        const float *a = (const float *)o[0] + x0, *b = (const float *)o[1] + x0,
+                    *c = (const float *)o[2] + x0, *d = (const float *)o[3] + x0;
+        for (int x = 0; x < nx; x++) {
+            double av = a[x], bv = b[x], cv = c[x], dv = d[x];
+            p1[x] = av - dv, p2[x] = bv + cv, q1[x] = av + dv, q2[x] = bv - cv;
+        }
+    }
+    for (int x = nx; x % XB; x++)
+        p1[x] = p2[x] = q1[x] = q2[x] = 0;
 }
 
 /* CRME option B (digest 1.2.8). From worker j's outputs o_cd:
  *   P_j = (o00 - o11 - i(o01 + o10)) / 2,  Q_j = (o00 + o11 + i(o01 - o10)) / 2,
  * ZP = inv(V_P) P, ZQ = inv(V_Q) Q (column (i,l) = i*kB + l), then
  *   Y_{2i,2l} = Re ZP + Re ZQ,    Y_{2i+1,2l+1} = Re ZQ - Re ZP,
- *   Y_{2i,2l+1} = Im ZQ - Im ZP,  Y_{2i+1,2l} = -Im ZP - Im ZQ. */
+ *   Y_{2i,2l+1} = Im ZQ - Im ZP,  Y_{2i+1,2l} = -Im ZP - Im ZQ,
+ * computed in real arithmetic (8k MACs for the 4 outputs of each group u,
+ * half of the 4k x 4k real system) by mk_crme, the halves folded into the
+ * coefficients. */
 static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
                             int k, size_t len, void *const *targets, int f64, ts_err *err) {
-    const int CH = dec_chunk(8 * k);
     int kB = c->p.kB, nb = c->nb;
-    TS_TRY(grow(c, (size_t)8 * k * CH + 4 * CH, err));
-    double *o = c->buf + (size_t)8 * k * CH; /* 4 rows of one worker, then 4 targets */
-    double complex *p = (double complex *)c->buf, *q = p + (size_t)k * CH;
-    double complex *zp = q + (size_t)k * CH, *zq = zp + (size_t)k * CH;
-    const double complex one = 1, zero = 0;
-    for (size_t x0 = 0; x0 < len; x0 += CH) {
-        int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
+    double *co, *chunk;
+    int X;
+    void *(*tg)[4] = malloc((size_t)k * sizeof *tg);
+    if (!tg) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for decoding");
+    ts_status st = dec_scratch(c, (size_t)4 * k * k, 4 * k, &co, &chunk, &X, err);
+    if (st != TS_OK) {
+        free(tg);
+        return st;
+    }
+    for (int u = 0; u < k; u++) {
+        int i = u / kB, l = u % kB;
+        tg[u][0] = targets[(2 * i) * nb + 2 * l];
+        tg[u][1] = targets[(2 * i) * nb + 2 * l + 1];
+        tg[u][2] = targets[(2 * i + 1) * nb + 2 * l];
+        tg[u][3] = targets[(2 * i + 1) * nb + 2 * l + 1];
         for (int r = 0; r < k; r++) {
-            for (int q = 0; q < 4; q++)
-                load(prod[4 * r + q], f64, x0, nx, o + q * CH);
-            const double *o00 = o, *o01 = o + CH, *o10 = o + 2 * CH, *o11 = o + 3 * CH;
-            double complex *pr = p + (size_t)r * CH, *qr = q + (size_t)r * CH;
-            for (int x = 0; x < nx; x++) {
-                double a = o00[x], b = o01[x], cc = o10[x], d = o11[x];
-                pr[x] = CMPLX(0.5 * (a - d), -0.5 * (b + cc));
-                qr[x] = CMPLX(0.5 * (a + d), 0.5 * (b - cc));
-            }
-        }
-        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, p, CH,
-                    &zero, zp, CH);
-        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one,
-                    e->zdec + (size_t)k * k, k, q, CH, &zero, zq, CH);
-        for (int u = 0; u < k; u++) {
-            int i = u / kB, l = u % kB;
-            const double complex *a = zp + (size_t)u * CH, *b = zq + (size_t)u * CH;
-            double *y00 = o, *y01 = o + CH, *y10 = o + 2 * CH, *y11 = o + 3 * CH;
-            for (int x = 0; x < nx; x++) {
-                double rp = creal(a[x]), ip = cimag(a[x]), rq = creal(b[x]), iq = cimag(b[x]);
-                y00[x] = rp + rq;
-                y11[x] = rq - rp;
-                y01[x] = iq - ip;
-                y10[x] = -ip - iq;
-            }
-            store(targets[(2 * i) * nb + 2 * l], f64, x0, nx, y00);
-            store(targets[(2 * i) * nb + 2 * l + 1], f64, x0, nx, y01);
-            store(targets[(2 * i + 1) * nb + 2 * l], f64, x0, nx, y10);
-            store(targets[(2 * i + 1) * nb + 2 * l + 1], f64, x0, nx, y11);
+            double complex zp = e->zdec[(size_t)u * k + r];
+            double complex zq = e->zdec[(size_t)k * k + (size_t)u * k + r];
+            double *w = co + ((size_t)u * k + r) * 4;
+            w[0] = 0.5 * creal(zp), w[1] = 0.5 * cimag(zp);
+            w[2] = 0.5 * creal(zq), w[3] = 0.5 * cimag(zq);
         }
     }
-    return TS_OK;
-}
-
-/* Matrix-vector CRME: p_j = o_0 - i o_1 = sum_l w^(l j) (Y_{2l} - i Y_{2l+1}),
- * so one k x k complex solve gives Y_{2l} = Re z_l, Y_{2l+1} = -Im z_l. */
-static ts_status apply_crme_mv(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
-                               int k, size_t len, void *const *targets, int f64, ts_err *err) {
-    const int CH = dec_chunk(4 * k);
-    TS_TRY(grow(c, (size_t)4 * k * CH + 2 * CH, err));
-    double complex *p = (double complex *)c->buf, *z = p + (size_t)k * CH;
-    double *o = c->buf + (size_t)4 * k * CH;
-    const double complex one = 1, zero = 0;
-    for (size_t x0 = 0; x0 < len; x0 += CH) {
-        int nx = (int)(len - x0 < (size_t)CH ? len - x0 : (size_t)CH);
-        for (int r = 0; r < k; r++) {
-            load(prod[2 * r], f64, x0, nx, o);
-            load(prod[2 * r + 1], f64, x0, nx, o + CH);
-            double complex *pr = p + (size_t)r * CH;
-            for (int x = 0; x < nx; x++)
-                pr[x] = CMPLX(o[x], -o[CH + x]);
-        }
-        cblas_zgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, k, nx, k, &one, e->zdec, k, p, CH,
-                    &zero, z, CH);
-        for (int l = 0; l < k; l++) {
-            const double complex *zl = z + (size_t)l * CH;
-            for (int x = 0; x < nx; x++)
-                o[x] = creal(zl[x]), o[CH + x] = -cimag(zl[x]);
-            store(targets[2 * l], f64, x0, nx, o);
-            store(targets[2 * l + 1], f64, x0, nx, o + CH);
-        }
+    for (size_t x0 = 0; x0 < len; x0 += (size_t)X) {
+        int nx = chunk_len(len, x0, X);
+        for (int r = 0; r < k; r++)
+            crme_load(prod + 4 * r, f64, x0, nx, chunk + (size_t)4 * r * X, X);
+        crme_chunk(co, k, chunk, X, nx, (void *const(*)[4])tg, f64, x0, prod, len);
     }
+    free(tg);
     return TS_OK;
 }
 
