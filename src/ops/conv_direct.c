@@ -12,7 +12,8 @@
  *   channels: 24 accumulators + 4 weight vectors + 1 broadcast <= 32 zmm;
  * - weights are transposed once per call to [oc block][tap][64];
  * - the tile is written with scatters (64 channels are 64 output planes).
- * Threads split (output-channel block, output row) items after padding.
+ * Threads claim (output-channel block, span of positions) items after
+ * padding (conv_team.c).
  */
 #include "conv_internal.h"
 
@@ -205,37 +206,53 @@ static void pad_channels(const direct_job *j, const float *xg, int64_t c_lo, int
     }
 }
 
+/* Phases: transpose the weights and pad the first image; then per image
+ * and group, compute, then pad the next one (xpad is reused). */
 static void direct_member(void *ctx, int t, int T, ts_conv_team *team) {
+    (void)t;
     const direct_job *j = ctx;
     const conv_geom *g = j->g;
     const direct_plan *d = &j->d;
     const int64_t wblocks = g->groups * d->nob;
-    for (int64_t it = wblocks * t / T; it < wblocks * (t + 1) / T; it++)
-        transpose_weights(j, it / d->nob, it % d->nob);
+    /* Items: an output-channel block x one of `spans` even spans of the
+     * output positions (about SPAN each), in runs that keep one block's
+     * weights when there are at least two blocks per thread, else
+     * position-major so no thread is tied to one block (measured at 2
+     * threads, 3x3/2 64->128 at batch 8: 4.7-5.2 ms instead of 5.8-6.8 ms;
+     * 1 thread 5.2-5.4). */
+    const int64_t spans = (g->p + SPAN - 1) / SPAN, items = d->nob * spans;
+    const int by_position = d->nob < 2 * T;
+    ts_conv_work w = {0};
+    int64_t lo, hi;
+    ts_conv_work_phase(team, &w, wblocks + g->cg);
+    while (ts_conv_work_claim(team, &w, &lo, &hi)) {
+        for (int64_t it = lo; it < hi && it < wblocks; it++)
+            transpose_weights(j, it / d->nob, it % d->nob);
+        if (hi > wblocks) /* image 0, group 0 */
+            pad_channels(j, j->x, (lo > wblocks ? lo : wblocks) - wblocks, hi - wblocks);
+    }
     for (int64_t n = 0; n < g->n; n++) {
         for (int64_t gi = 0; gi < g->groups; gi++) {
-            const float *xg = j->x + (n * g->c + gi * g->cg) * g->h * g->w;
-            pad_channels(j, xg, g->cg * t / T, g->cg * (t + 1) / T);
-            ts_conv_team_barrier(team);
-            /* Items: an output-channel block x one of `spans` even spans of
-             * the output positions (about SPAN each). With at least two
-             * blocks per thread, threads split the blocks (each keeps its
-             * weights); with fewer they split the positions, so no thread is
-             * tied to one block (measured at 2 threads, 3x3/2 64->128 at
-             * batch 8: 4.7-5.2 ms instead of 5.8-6.8 ms; 1 thread 5.2-5.4). */
-            const int64_t spans = (g->p + SPAN - 1) / SPAN, items = d->nob * spans;
-            const int by_position = d->nob < 2 * T;
-            for (int64_t it = items * t / T; it < items * (t + 1) / T; it++) {
-                int64_t ob = by_position ? it % d->nob : it / spans;
-                int64_t sp = by_position ? it / d->nob : it % spans;
-                int64_t p_lo = g->p * sp / spans, p_hi = g->p * (sp + 1) / spans;
-                int64_t live = g->mg - ob * DOC < DOC ? g->mg - ob * DOC : DOC;
-                const float *bias = j->b ? j->b + gi * g->mg + ob * DOC : NULL;
-                float *yb = j->y + (n * g->m + gi * g->mg + ob * DOC) * g->p;
-                direct_span(g, j->p, d, j->xpad, j->wt + (gi * d->nob + ob) * DOC * g->k, p_lo,
-                            p_hi, bias, live, yb);
+            ts_conv_work_phase(team, &w, items);
+            while (ts_conv_work_claim(team, &w, &lo, &hi)) {
+                for (int64_t it = lo; it < hi; it++) {
+                    int64_t ob = by_position ? it % d->nob : it / spans;
+                    int64_t sp = by_position ? it / d->nob : it % spans;
+                    int64_t p_lo = g->p * sp / spans, p_hi = g->p * (sp + 1) / spans;
+                    int64_t live = g->mg - ob * DOC < DOC ? g->mg - ob * DOC : DOC;
+                    const float *bias = j->b ? j->b + gi * g->mg + ob * DOC : NULL;
+                    float *yb = j->y + (n * g->m + gi * g->mg + ob * DOC) * g->p;
+                    direct_span(g, j->p, d, j->xpad, j->wt + (gi * d->nob + ob) * DOC * g->k, p_lo,
+                                p_hi, bias, live, yb);
+                }
             }
-            ts_conv_team_barrier(team); /* xpad is reused by the next image */
+            /* The next (image, group) into xpad, once all of this one is done. */
+            const int last_g = gi + 1 == g->groups;
+            if (last_g && n + 1 == g->n) break;
+            const int64_t n2 = last_g ? n + 1 : n, g2 = last_g ? 0 : gi + 1;
+            ts_conv_work_phase(team, &w, g->cg);
+            while (ts_conv_work_claim(team, &w, &lo, &hi))
+                pad_channels(j, j->x + (n2 * g->c + g2 * g->cg) * g->h * g->w, lo, hi);
         }
     }
 }

@@ -288,33 +288,43 @@ static void compute_block(const fwd_job *j, const float *wg, const float *bg, fl
     }
 }
 
-/* Whole images n = t, t + T, ... into this thread's slot (one chunk each). */
-static void fwd_images(const fwd_job *j, int t, int T) {
+/* Whole images, claimed one run at a time, into this thread's slot (one
+ * chunk each). */
+static void fwd_images(const fwd_job *j, int t, ts_conv_team *team) {
     const conv_geom *g = j->g;
     fwd_job mine = *j;
     mine.bpack = j->bpack + (size_t)t * (size_t)(g->k * j->ch);
     const int64_t npan = (g->p + NR - 1) / NR;
-    for (int64_t n = t; n < g->n; n += T) {
-        for (int64_t gi = 0; gi < g->groups; gi++) {
-            const float *xg = j->x + (n * g->c + gi * g->cg) * g->h * g->w;
-            for (int64_t q = 0; q < npan; q++) {
-                int64_t qc = g->p - q * NR < NR ? g->p - q * NR : NR;
-                pack_panel(g, j->p, xg, q * NR, qc, mine.bpack + q * g->k * NR);
+    ts_conv_work w = {0};
+    int64_t lo, hi;
+    ts_conv_work_phase(team, &w, g->n);
+    while (ts_conv_work_claim(team, &w, &lo, &hi)) {
+        for (int64_t n = lo; n < hi; n++) {
+            for (int64_t gi = 0; gi < g->groups; gi++) {
+                const float *xg = j->x + (n * g->c + gi * g->cg) * g->h * g->w;
+                for (int64_t q = 0; q < npan; q++) {
+                    int64_t qc = g->p - q * NR < NR ? g->p - q * NR : NR;
+                    pack_panel(g, j->p, xg, q * NR, qc, mine.bpack + q * g->k * NR);
+                }
+                compute_block(&mine, j->w + gi * g->mg * g->k, j->b ? j->b + gi * g->mg : NULL,
+                              j->y + (n * g->m + gi * g->mg) * g->p, 0, g->p, 0, g->mg, 0, npan);
             }
-            compute_block(&mine, j->w + gi * g->mg * g->k, j->b ? j->b + gi * g->mg : NULL,
-                          j->y + (n * g->m + gi * g->mg) * g->p, 0, g->p, 0, g->mg, 0, npan);
         }
     }
 }
 
+/* Per chunk of output columns: pack its panels (phase 1), then multiply
+ * (phase 2); bpack is reused by the next chunk. */
 static void fwd_member(void *ctx, int t, int T, ts_conv_team *team) {
     const fwd_job *j = ctx;
     const conv_geom *g = j->g;
     const int64_t nmb = (g->mg + MR - 1) / MR;
     if (T > 1 && fast_splits_images(g)) {
-        fwd_images(j, t, T);
+        fwd_images(j, t, team);
         return;
     }
+    ts_conv_work w = {0};
+    int64_t lo, hi;
     for (int64_t n = 0; n < g->n; n++) {
         for (int64_t gi = 0; gi < g->groups; gi++) {
             const float *xg = j->x + (n * g->c + gi * g->cg) * g->h * g->w;
@@ -324,21 +334,24 @@ static void fwd_member(void *ctx, int t, int T, ts_conv_team *team) {
             for (int64_t p0 = 0; p0 < g->p; p0 += j->ch) {
                 int64_t ncols = g->p - p0 < j->ch ? g->p - p0 : j->ch;
                 int64_t npan = (ncols + NR - 1) / NR;
-                for (int64_t q = npan * t / T; q < npan * (t + 1) / T; q++) {
-                    int64_t qc = ncols - q * NR < NR ? ncols - q * NR : NR;
-                    pack_panel(g, j->p, xg, p0 + q * NR, qc, j->bpack + q * g->k * NR);
+                ts_conv_work_phase(team, &w, npan);
+                while (ts_conv_work_claim(team, &w, &lo, &hi)) {
+                    for (int64_t q = lo; q < hi; q++) {
+                        int64_t qc = ncols - q * NR < NR ? ncols - q * NR : NR;
+                        pack_panel(g, j->p, xg, p0 + q * NR, qc, j->bpack + q * g->k * NR);
+                    }
                 }
-                ts_conv_team_barrier(team);
                 /* Enough panels: split them; otherwise split M in MR blocks. */
-                if (npan >= 2 * T) {
-                    compute_block(j, wg, bg, yg, p0, ncols, 0, g->mg, npan * t / T,
-                                  npan * (t + 1) / T);
-                } else {
-                    int64_t lo = nmb * t / T * MR, hi = nmb * (t + 1) / T * MR;
-                    if (hi > g->mg) hi = g->mg;
-                    if (lo < hi) compute_block(j, wg, bg, yg, p0, ncols, lo, hi, 0, npan);
+                const int by_panel = npan >= 2 * T;
+                ts_conv_work_phase(team, &w, by_panel ? npan : nmb);
+                while (ts_conv_work_claim(team, &w, &lo, &hi)) {
+                    if (by_panel) {
+                        compute_block(j, wg, bg, yg, p0, ncols, 0, g->mg, lo, hi);
+                    } else {
+                        int64_t m_hi = hi * MR > g->mg ? g->mg : hi * MR;
+                        compute_block(j, wg, bg, yg, p0, ncols, lo * MR, m_hi, 0, npan);
+                    }
                 }
-                ts_conv_team_barrier(team);
             }
         }
     }

@@ -58,12 +58,26 @@ size_t ts_conv_path_workspace_floats(ts_conv_path path, const ts_conv2d_params *
 /* ---- threads (conv_team.c) ---------------------------------------------- */
 
 typedef struct ts_conv_team ts_conv_team;
-/* Body run by every member: tid in [0, size). */
+/* Body run by every member: tid in [0, size), size = threads asked for (a
+ * member may start late or not at all; the work does not depend on it). */
 typedef void (*ts_conv_team_fn)(void *ctx, int tid, int size, ts_conv_team *team);
 /* Runs fn on up to `threads` threads (the caller is member 0) and returns
  * when all are done. */
 void ts_conv_team_run(int threads, ts_conv_team_fn fn, void *ctx);
-void ts_conv_team_barrier(ts_conv_team *team);
+
+/* A member's place in the call's sequence of phases; start at {0}. */
+typedef struct {
+    int64_t base, end; /* the current phase's items, numbered across phases */
+    int64_t held;      /* claimed, not yet reported finished */
+} ts_conv_work;
+/* Every member calls the same sequence of phases (SPMD). Starts a phase of
+ * `items` items: returns once every item of the earlier phases is finished
+ * (by whichever member claimed it), so the phase may read their results. */
+void ts_conv_work_phase(ts_conv_team *team, ts_conv_work *w, int64_t items);
+/* Claims the next run [lo, hi) of the current phase's items (0 when none
+ * is left) and reports the previous claim finished. Loop until it returns
+ * 0; a claimed run must be done before the next call. */
+int ts_conv_work_claim(ts_conv_team *team, ts_conv_work *w, int64_t *lo, int64_t *hi);
 /* Threads worth using for `flops` of work, at most `threads`. */
 int ts_conv_team_size(int threads, double flops);
 

@@ -324,73 +324,86 @@ typedef struct {
     float *y, *v, *mb, *ubuf;
 } wino_job;
 
-/* One tile group [t0, t0 + npan*NR) of group gi. */
-static void run_tile_group(const wino_job *j, int64_t gi, int64_t t0, int tid, int T,
-                           ts_conv_team *team) {
+/* Output channels [m0, m0 + mr) of one tile group (lives tiles from t0;
+ * V holds its transformed input): for each K block, transform the filters
+ * into this thread's L2 slot ub, then the 36 GEMMs
+ * Mb[pos][rows][tg] += U[pos][rows][kc] * V[pos][kc][tg]; then the output
+ * transform of those channels. U is rebuilt per tile group instead of
+ * stored for the call: for the deep layers it would be 36 * M * C floats
+ * (38 MB at 512x512) streamed through DRAM twice, while rebuilding it from
+ * the 9x smaller filters costs ~1/(4 * tiles) of the GEMM flops. */
+static void output_block(const wino_job *j, int64_t gi, int64_t t0, int64_t live, int64_t m0,
+                         float *ub) {
+    const conv_geom *g = j->g;
+    const wino_plan *wp = &j->wp;
+    const int64_t tg = wp->npan * NR, img0 = t0 / wp->tiles;
+    const int64_t npan = (live + NR - 1) / NR, halves = (live + 15) / 16;
+    const int mr = (int)(g->mg - m0 < MR ? g->mg - m0 : MR);
+    const float *wg = j->w + gi * g->mg * g->k;
+    float *yg = j->y + (img0 * g->m + gi * g->mg) * g->p;
+    for (int64_t k0 = 0; k0 < g->cg; k0 += KC) {
+        int64_t kc = g->cg - k0 < KC ? g->cg - k0 : KC;
+        transform_filters(g, wg, m0, mr, k0, kc, ub);
+        for (int64_t pos = 0; pos < WP; pos++) {
+            const float *vp = j->v + pos * wp->npan * g->cg * NR + k0 * NR;
+            float *mp = j->mb + (pos * g->mg + m0) * tg;
+            for (int64_t q = 0; q < npan; q++)
+                ts_conv_micro_tile_rows(mr, kc, ub + pos * MR * kc, kc, vp + q * g->cg * NR,
+                                        mp + q * NR, tg, 0xFFFFu, 0xFFFFu, k0 == 0, NULL);
+        }
+    }
+    lane_geom lg;
+    for (int64_t h = 0; h < halves; h++) {
+        lane_geom_make(g, j->p, wp, t0 + h * 16, img0, &lg);
+        for (int64_t m = m0; m < m0 + mr; m++) {
+            float bias = j->b ? j->b[gi * g->mg + m] : 0.0f;
+            transform_output(&lg, j->mb + m * tg + h * 16, g->mg * tg, bias, yg + m * g->p, g->ow);
+        }
+    }
+}
+
+/* One tile group [t0, t0 + npan*NR) of group gi: two phases, the input
+ * transform by (half-panel, channel) items, then the output-channel blocks
+ * (output_block). Entering the first phase waits for the previous tile
+ * group, whose V and Mb this one overwrites. */
+static void run_tile_group(const wino_job *j, int64_t gi, int64_t t0, int tid, ts_conv_team *team,
+                           ts_conv_work *w) {
     const conv_geom *g = j->g;
     const wino_plan *wp = &j->wp;
     const int64_t tg = wp->npan * NR, img0 = t0 / wp->tiles;
     /* The last group may need fewer panels than the others. */
     const int64_t live = wp->total - t0 < tg ? wp->total - t0 : tg;
-    const int64_t npan = (live + NR - 1) / NR;
-    lane_geom lg;
-    /* Input transform: items (half-panel, channel), channel fastest. */
     const int64_t halves = (live + 15) / 16, items = halves * g->cg;
     const float *xg = j->x + (img0 * g->c + gi * g->cg) * g->h * g->w;
-    int64_t cur = -1;
-    for (int64_t it = items * tid / T; it < items * (tid + 1) / T; it++) {
-        int64_t h = it / g->cg, c = it % g->cg;
-        if (h != cur) lane_geom_make(g, j->p, wp, t0 + h * 16, img0, &lg), cur = h;
-        float *v = j->v + ((h / 2) * g->cg + c) * NR + (h % 2) * 16;
-        transform_input(&lg, xg + c * g->h * g->w, g->w, v, wp->npan * g->cg * NR);
+    int64_t lo, hi;
+    ts_conv_work_phase(team, w, items);
+    while (ts_conv_work_claim(team, w, &lo, &hi)) {
+        lane_geom lg;
+        int64_t cur = -1;
+        for (int64_t it = lo; it < hi; it++) { /* channel fastest */
+            int64_t h = it / g->cg, c = it % g->cg;
+            if (h != cur) lane_geom_make(g, j->p, wp, t0 + h * 16, img0, &lg), cur = h;
+            float *v = j->v + ((h / 2) * g->cg + c) * NR + (h % 2) * 16;
+            transform_input(&lg, xg + c * g->h * g->w, g->w, v, wp->npan * g->cg * NR);
+        }
     }
-    ts_conv_team_barrier(team);
-    /* Per block of MR output channels (threads split the blocks): for each
-     * K block, transform the filters into this thread's L2 slot, then the
-     * 36 GEMMs Mb[pos][rows][tg] += U[pos][rows][kc] * V[pos][kc][tg];
-     * then the output transform of those channels. U is rebuilt per tile
-     * group instead of stored for the call: for the deep layers it would be
-     * 36 * M * C floats (38 MB at 512x512) streamed through DRAM twice,
-     * while rebuilding it from the 9x smaller filters costs ~1/(4 * tiles)
-     * of the GEMM flops. */
     float *ub = j->ubuf + (size_t)tid * WP * MR * KC;
-    float *yg = j->y + (img0 * g->m + gi * g->mg) * g->p;
-    const float *wg = j->w + gi * g->mg * g->k;
-    const int64_t nmb = (g->mg + MR - 1) / MR;
-    for (int64_t mbk = nmb * tid / T; mbk < nmb * (tid + 1) / T; mbk++) {
-        const int64_t m0 = mbk * MR;
-        const int mr = (int)(g->mg - m0 < MR ? g->mg - m0 : MR);
-        for (int64_t k0 = 0; k0 < g->cg; k0 += KC) {
-            int64_t kc = g->cg - k0 < KC ? g->cg - k0 : KC;
-            transform_filters(g, wg, m0, mr, k0, kc, ub);
-            for (int64_t pos = 0; pos < WP; pos++) {
-                const float *vp = j->v + pos * wp->npan * g->cg * NR + k0 * NR;
-                float *mp = j->mb + (pos * g->mg + m0) * tg;
-                for (int64_t q = 0; q < npan; q++)
-                    ts_conv_micro_tile_rows(mr, kc, ub + pos * MR * kc, kc, vp + q * g->cg * NR,
-                                            mp + q * NR, tg, 0xFFFFu, 0xFFFFu, k0 == 0, NULL);
-            }
-        }
-        for (int64_t h = 0; h < halves; h++) {
-            lane_geom_make(g, j->p, wp, t0 + h * 16, img0, &lg);
-            for (int64_t m = m0; m < m0 + mr; m++) {
-                float bias = j->b ? j->b[gi * g->mg + m] : 0.0f;
-                transform_output(&lg, j->mb + m * tg + h * 16, g->mg * tg, bias, yg + m * g->p,
-                                 g->ow);
-            }
-        }
-    }
-    ts_conv_team_barrier(team); /* V and Mb are reused by the next group */
+    ts_conv_work_phase(team, w, (g->mg + MR - 1) / MR);
+    while (ts_conv_work_claim(team, w, &lo, &hi))
+        for (int64_t mbk = lo; mbk < hi; mbk++)
+            output_block(j, gi, t0, live, mbk * MR, ub);
 }
 
 static void wino_member(void *ctx, int tid, int T, ts_conv_team *team) {
+    (void)T;
     const wino_job *j = ctx;
     const conv_geom *g = j->g;
     const wino_plan *wp = &j->wp;
     const int64_t tg = wp->npan * NR;
+    ts_conv_work w = {0};
     for (int64_t gi = 0; gi < g->groups; gi++)
         for (int64_t t0 = 0; t0 < wp->total; t0 += tg)
-            run_tile_group(j, gi, t0, tid, T, team);
+            run_tile_group(j, gi, t0, tid, team, &w);
 }
 
 void ts_conv_winograd_forward(const conv_geom *g, const ts_conv2d_params *p, const float *x,
