@@ -373,10 +373,11 @@ DEC_INLINE void put(void *dst, int f64, size_t off, int cnt, dvec v0, dvec v1) {
 
 /* ---- y = M p: a real R x C matrix on C rows ---------------------------- */
 
-/* nr (<= 4) outputs of one slice: tg[t] = sum_j m[t][j] in[j]. */
+/* nr (<= 8) outputs of one slice: tg[t] = sum_j m[t][j] in[j]. Eight rows
+ * by two vectors: 16 FMAs per 2 vector loads and 8 broadcasts. */
 DEC_INLINE void mk_rows(int nr, const double *m, int C, const double *in, int X, void *const *tg,
                         int f64, size_t off, int cnt) {
-    dvec a0[4] = {0}, a1[4] = {0};
+    dvec a0[8] = {0}, a1[8] = {0};
     for (int j = 0; j < C; j++) {
         dvec v0 = ldv(in + (size_t)j * X), v1 = ldv(in + (size_t)j * X + VW);
         for (int t = 0; t < nr; t++) {
@@ -397,12 +398,17 @@ static DEC_FMA void rows_chunk(const double *m, int R, int C, const double *in, 
         prefetch_slice(src, C, f64, x0 + X + xb, len);
         prefetch_out(tg, R, f64, x0 + X + xb, len);
         const double *s = in + xb;
-        for (; t + 4 <= R; t += 4)
-            mk_rows(4, m + (size_t)t * C, C, s, X, tg + t, f64, x0 + xb, cnt);
+        for (; t + 8 <= R; t += 8)
+            mk_rows(8, m + (size_t)t * C, C, s, X, tg + t, f64, x0 + xb, cnt);
+        const double *mt = m + (size_t)t * C;
         switch (R - t) {
-        case 3: mk_rows(3, m + (size_t)t * C, C, s, X, tg + t, f64, x0 + xb, cnt); break;
-        case 2: mk_rows(2, m + (size_t)t * C, C, s, X, tg + t, f64, x0 + xb, cnt); break;
-        case 1: mk_rows(1, m + (size_t)t * C, C, s, X, tg + t, f64, x0 + xb, cnt); break;
+        case 7: mk_rows(7, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
+        case 6: mk_rows(6, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
+        case 5: mk_rows(5, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
+        case 4: mk_rows(4, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
+        case 3: mk_rows(3, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
+        case 2: mk_rows(2, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
+        case 1: mk_rows(1, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
         default: break;
         }
     }
@@ -591,43 +597,48 @@ static ts_status apply_crme_mv(ts_code *c, const ts_code_cache_entry *e, const v
     return apply_matrix(c, m, C, prod, C, len, targets, f64, chunk, X);
 }
 
-/* nu (<= 2) target groups u of one slice of CRME option B. in holds, per
- * responder r, the rows a-d, b+c, a+d, b-c of its products (a, b, c, d) =
- * (o00, o01, o10, o11); co[(u k + r) 4 + q] = (Re, Im) of inv(V_P)[u][r]
- * and of inv(V_Q)[u][r], halved. tg[u][4] = targets (2i,2l), (2i,2l+1),
- * (2i+1,2l), (2i+1,2l+1) of u = i kB + l. */
-DEC_INLINE void mk_crme(int nu, const double *co, int k, const double *in, int X,
-                        void *const (*tg)[4], int f64, size_t off, int cnt) {
-    dvec rp[2][2] = {{{0}}}, ip[2][2] = {{{0}}}, rq[2][2] = {{{0}}}, iq[2][2] = {{{0}}};
+/* One half of CRME option B for nu (<= 4) target groups u of one slice:
+ * re_u = sum_r c0 v1_r + c1 v2_r, im_u = sum_r c2 v1_r + c3 v2_r, with
+ * (v1, v2) the rows (a-d, b+c) of responder r for ZP and (a+d, b-c) for ZQ
+ * (in: the first of them, responders 4 rows apart) and (c0..c3) =
+ * co[(u k + r) 4 ..]. Four groups share every input load: 32 FMAs for 4
+ * vector loads and 16 broadcasts per responder, so the FMA units, not the
+ * loads, set the pace. */
+DEC_INLINE void mk_half(int nu, const double *co, int k, const double *in, int X, dvec (*z)[2][2]) {
+    dvec re[4][2] = {{{0}}}, im[4][2] = {{{0}}};
     for (int r = 0; r < k; r++) {
         const double *s = in + (size_t)4 * r * X;
-        dvec p1[2], p2[2], q1[2], q2[2];
-        for (int h = 0; h < 2; h++) {
-            p1[h] = ldv(s + h * VW);
-            p2[h] = ldv(s + X + h * VW);
-            q1[h] = ldv(s + 2 * (size_t)X + h * VW);
-            q2[h] = ldv(s + 3 * (size_t)X + h * VW);
-        }
+        dvec v1[2] = {ldv(s), ldv(s + VW)}, v2[2] = {ldv(s + X), ldv(s + X + VW)};
         for (int u = 0; u < nu; u++) {
             const double *w = co + ((size_t)u * k + r) * 4;
-            double ap = w[0], bp = w[1], aq = w[2], bq = w[3];
             for (int h = 0; h < 2; h++) {
-                rp[u][h] += ap * p1[h];
-                rp[u][h] += bp * p2[h];
-                ip[u][h] += bp * p1[h];
-                ip[u][h] -= ap * p2[h];
-                rq[u][h] += aq * q1[h];
-                rq[u][h] -= bq * q2[h];
-                iq[u][h] += bq * q1[h];
-                iq[u][h] += aq * q2[h];
+                re[u][h] += w[0] * v1[h];
+                re[u][h] += w[1] * v2[h];
+                im[u][h] += w[2] * v1[h];
+                im[u][h] += w[3] * v2[h];
             }
         }
     }
+    for (int u = 0; u < nu; u++)
+        for (int h = 0; h < 2; h++)
+            z[u][0][h] = re[u][h], z[u][1][h] = im[u][h];
+}
+
+/* Target groups u0..u0+nu-1 of one slice: ZP and ZQ, then
+ * Y_{2i,2l} = Re ZP + Re ZQ, Y_{2i,2l+1} = Im ZQ - Im ZP,
+ * Y_{2i+1,2l} = -Im ZP - Im ZQ, Y_{2i+1,2l+1} = Re ZQ - Re ZP into
+ * tg[u][0..3]. co: [2][k][k][4] coefficients (ZP, then ZQ). */
+DEC_INLINE void crme_group(int nu, const double *co, int k, int u0, const double *in, int X,
+                           void *const (*tg)[4], int f64, size_t off, int cnt) {
+    dvec zp[4][2][2], zq[4][2][2];
+    mk_half(nu, co + (size_t)u0 * k * 4, k, in, X, zp);
+    mk_half(nu, co + ((size_t)k + u0) * k * 4, k, in + 2 * (size_t)X, X, zq);
     for (int u = 0; u < nu; u++) {
-        put(tg[u][0], f64, off, cnt, rp[u][0] + rq[u][0], rp[u][1] + rq[u][1]);
-        put(tg[u][1], f64, off, cnt, iq[u][0] - ip[u][0], iq[u][1] - ip[u][1]);
-        put(tg[u][2], f64, off, cnt, -(ip[u][0] + iq[u][0]), -(ip[u][1] + iq[u][1]));
-        put(tg[u][3], f64, off, cnt, rq[u][0] - rp[u][0], rq[u][1] - rp[u][1]);
+        dvec(*p)[2] = zp[u], (*q)[2] = zq[u];
+        put(tg[u][0], f64, off, cnt, p[0][0] + q[0][0], p[0][1] + q[0][1]);
+        put(tg[u][1], f64, off, cnt, q[1][0] - p[1][0], q[1][1] - p[1][1]);
+        put(tg[u][2], f64, off, cnt, -(p[1][0] + q[1][0]), -(p[1][1] + q[1][1]));
+        put(tg[u][3], f64, off, cnt, q[0][0] - p[0][0], q[0][1] - p[0][1]);
     }
 }
 
@@ -636,10 +647,16 @@ static DEC_FMA void crme_chunk(const double *co, int k, const double *in, int X,
                                size_t len) {
     for (int xb = 0; xb < nx; xb += XB) {
         int cnt = min_int(XB, nx - xb), u = 0;
+        const double *s = in + xb;
         prefetch_slice(src, 4 * k, f64, x0 + X + xb, len);
-        for (; u + 2 <= k; u += 2)
-            mk_crme(2, co + (size_t)u * k * 4, k, in + xb, X, tg + u, f64, x0 + xb, cnt);
-        if (u < k) mk_crme(1, co + (size_t)u * k * 4, k, in + xb, X, tg + u, f64, x0 + xb, cnt);
+        for (; u + 4 <= k; u += 4)
+            crme_group(4, co, k, u, s, X, tg + u, f64, x0 + xb, cnt);
+        switch (k - u) {
+        case 3: crme_group(3, co, k, u, s, X, tg + u, f64, x0 + xb, cnt); break;
+        case 2: crme_group(2, co, k, u, s, X, tg + u, f64, x0 + xb, cnt); break;
+        case 1: crme_group(1, co, k, u, s, X, tg + u, f64, x0 + xb, cnt); break;
+        default: break;
+        }
     }
 }
 
@@ -672,7 +689,7 @@ static void crme_load(const void *const *o, int f64, size_t x0, int nx, double *
  *   Y_{2i,2l} = Re ZP + Re ZQ,    Y_{2i+1,2l+1} = Re ZQ - Re ZP,
  *   Y_{2i,2l+1} = Im ZQ - Im ZP,  Y_{2i+1,2l} = -Im ZP - Im ZQ,
  * computed in real arithmetic (8k MACs for the 4 outputs of each group u,
- * half of the 4k x 4k real system) by mk_crme, the halves folded into the
+ * half of the 4k x 4k real system) by crme_group, the halves folded into the
  * coefficients. */
 static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
                             int k, size_t len, void *const *targets, int f64, ts_err *err) {
@@ -681,7 +698,7 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void
     int X;
     void *(*tg)[4] = malloc((size_t)k * sizeof *tg);
     if (!tg) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for decoding");
-    ts_status st = dec_scratch(c, (size_t)4 * k * k, 4 * k, &co, &chunk, &X, err);
+    ts_status st = dec_scratch(c, (size_t)8 * k * k, 4 * k, &co, &chunk, &X, err);
     if (st != TS_OK) {
         free(tg);
         return st;
@@ -692,12 +709,12 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void
         tg[u][1] = targets[(2 * i) * nb + 2 * l + 1];
         tg[u][2] = targets[(2 * i + 1) * nb + 2 * l];
         tg[u][3] = targets[(2 * i + 1) * nb + 2 * l + 1];
-        for (int r = 0; r < k; r++) {
-            double complex zp = e->zdec[(size_t)u * k + r];
-            double complex zq = e->zdec[(size_t)k * k + (size_t)u * k + r];
-            double *w = co + ((size_t)u * k + r) * 4;
-            w[0] = 0.5 * creal(zp), w[1] = 0.5 * cimag(zp);
-            w[2] = 0.5 * creal(zq), w[3] = 0.5 * cimag(zq);
+        for (int r = 0; r < k; r++) { /* the halves of P and Q folded in */
+            double complex zp = 0.5 * e->zdec[(size_t)u * k + r];
+            double complex zq = 0.5 * e->zdec[(size_t)k * k + (size_t)u * k + r];
+            double *wp = co + ((size_t)u * k + r) * 4, *wq = wp + (size_t)4 * k * k;
+            wp[0] = creal(zp), wp[1] = cimag(zp), wp[2] = cimag(zp), wp[3] = -creal(zp);
+            wq[0] = creal(zq), wq[1] = -cimag(zq), wq[2] = cimag(zq), wq[3] = creal(zq);
         }
     }
     for (size_t x0 = 0; x0 < len; x0 += (size_t)X) {
