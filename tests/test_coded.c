@@ -508,6 +508,28 @@ static void test_coded_model_matches_single_node(void) {
         ts_coded_model_free(m);
         fb_free(&f);
     }
+    /* a real Vandermonde code at n = 16 (k = 14) is ill-conditioned: the
+     * layer fails with a numeric error instead of a spoiled answer, unless
+     * the limit is lifted (then it answers, with whatever accuracy) */
+    for (int lifted = 0; lifted < 2; lifted++) {
+        fake_backend fm = {.n = 16, .epoch = 1};
+        ts_rng_seed(&fm.rng, 12);
+        ts_coded_opts om = ts_coded_opts_default();
+        om.n_workers = 16, om.stragglers = 2, om.scheme = TS_SCHEME_MDS;
+        if (lifted) om.max_cond = INFINITY;
+        ts_coded_model *mm = ts_coded_model_new(g, &om, fb_backend(&fm), &e);
+        TS_CHECK_MSG(mm != NULL, "%s", e.msg);
+        ts_status st = mm ? ts_graph_forward(g, x, &e) : TS_ERR_INVALID;
+        if (lifted) {
+            TS_CHECK_OK(st, &e);
+            TS_CHECK(ts_coded_model_max_cond(mm) > TS_CODED_MAX_COND);
+        } else {
+            TS_CHECK(st == TS_ERR_NUMERIC);
+            TS_CHECK_MSG(strstr(e.msg, "condition number") != NULL, "msg: %s", e.msg);
+        }
+        ts_coded_model_free(mm);
+        fb_free(&fm);
+    }
     /* the worker set shrinks to 6 (epoch moves): the model re-plans */
     fake_backend f = {.n = 10, .epoch = 1};
     ts_rng_seed(&f.rng, 11);

@@ -221,7 +221,14 @@ typedef struct {
     ts_scheme scheme;
     double w_comm, w_storage, w_compute; /* planner weights */
     double deadline_s;                   /* per layer, before the run fails */
+    /* A layer decoded through a system with a larger condition number fails
+     * (TS_ERR_NUMERIC) instead of returning an answer float32 round-off
+     * may have spoiled (relative error up to about cond x 6e-8). 0: the
+     * default, TS_CODED_MAX_COND; INFINITY: no limit. */
+    double max_cond;
 } ts_coded_opts;
+
+#define TS_CODED_MAX_COND 1e5
 
 ts_coded_opts ts_coded_opts_default(void);
 

@@ -42,6 +42,7 @@ const char *ts_cli_human_bytes(double bytes, char *buf, size_t len);
  *   --expect N       with --listen: wait for N workers before starting
  *   --deadline S     seconds a layer may take before the run fails
  *   --curve-keys DIR with --listen: CURVE, only listed workers may join
+ *   --max-cond C     refuse a decoding whose condition number exceeds C
  *   --pipeline D     D inferences (batches) in flight at once, each lane a
  *                    copy of the model with its own coded executor
  * Usage: call ts_cli_coded_arg for each argv[i] the command does not know;
@@ -52,7 +53,7 @@ const char *ts_cli_human_bytes(double bytes, char *buf, size_t len);
 typedef struct {
     int workers, stragglers, expect;
     const char *scheme, *listen, *curve_dir;
-    double deadline_s;
+    double deadline_s, max_cond;
     int pipeline; /* lanes, >= 1 */
     int set;      /* any option given */
 } ts_cli_coded;

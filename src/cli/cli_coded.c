@@ -28,8 +28,9 @@ static int value_of(int argc, char **argv, int *i, const char **out) {
 int ts_cli_coded_arg(ts_cli_coded *o, int argc, char **argv, int *i) {
     const char *opt = argv[*i], *v = NULL;
     long n;
-    static const char *const known[] = {"--workers", "--stragglers", "--scheme",     "--listen",
-                                        "--expect",  "--deadline",   "--curve-keys", "--pipeline"};
+    static const char *const known[] = {"--workers",    "--stragglers", "--scheme",
+                                        "--listen",     "--expect",     "--deadline",
+                                        "--curve-keys", "--pipeline",   "--max-cond"};
     int k = -1;
     for (int j = 0; j < (int)(sizeof known / sizeof known[0]); j++)
         if (!strcmp(opt, known[j])) k = j;
@@ -62,6 +63,7 @@ int ts_cli_coded_arg(ts_cli_coded *o, int argc, char **argv, int *i) {
         return 1;
     case 5: return ts_cli_parse_double(opt, v, 0.01, 86400.0, &o->deadline_s) ? 1 : -1;
     case 6: o->curve_dir = v; return 1;
+    case 8: return ts_cli_parse_double(opt, v, 1.0, 1e300, &o->max_cond) ? 1 : -1;
     default:
         if (!ts_cli_parse_int(opt, v, 1, TS_CLI_MAX_LANES, &n)) return -1;
         o->pipeline = (int)n;
@@ -74,21 +76,26 @@ int ts_cli_coded_active(const ts_cli_coded *o) {
 }
 
 void ts_cli_coded_usage(FILE *f) {
-    fprintf(f, "Coded execution (every conv and dense layer split across workers):\n"
-               "  --workers N      N worker threads in this process, or with --listen the\n"
-               "                   number of remote workers to plan for\n"
-               "  --stragglers S   workers that may fail to answer per layer (default 0)\n"
-               "  --scheme X       crme (default) | uncoded | replication | mds | polynomial\n"
-               "  --listen URL     bind tcp://host:port or ipc:///path for `tessera worker`s\n"
-               "  --expect N       with --listen: wait for N workers before starting\n"
+    fprintf(f,
+            "Coded execution (every conv and dense layer split across workers):\n"
+            "  --workers N      N worker threads in this process, or with --listen the\n"
+            "                   number of remote workers to plan for\n"
+            "  --stragglers S   workers that may fail to answer per layer (default 0)\n"
+            "  --scheme X       crme (default) | uncoded | replication | mds | polynomial\n"
+            "  --listen URL     bind tcp://host:port or ipc:///path for `tessera worker`s\n"
+            "  --expect N       with --listen: wait for N workers before starting\n"
 
-               "  --deadline S     seconds a layer may take before the run fails (default 60)\n"
-               "  --curve-keys DIR with --listen: CURVE encryption; only workers whose public\n"
-               "                   keys are listed in DIR may join (see tessera keygen)\n"
-               "  --pipeline D     keep D batches in flight at once (default 1), so workers\n"
-               "                   do not idle while the master encodes, decodes and runs\n"
-               "                   the uncoded layers; each lane holds its own copy of the\n"
-               "                   model and deploys its own filter shares (D-fold storage)\n");
+            "  --deadline S     seconds a layer may take before the run fails (default 60)\n"
+            "  --curve-keys DIR with --listen: CURVE encryption; only workers whose public\n"
+            "                   keys are listed in DIR may join (see tessera keygen)\n"
+            "  --max-cond C     fail a layer whose decoding system has a condition number\n"
+            "                   above C (default %g): float32 round-off times C would\n"
+            "                   spoil the answer (real Vandermonde codes at large n)\n"
+            "  --pipeline D     keep D batches in flight at once (default 1), so workers\n"
+            "                   do not idle while the master encodes, decodes and runs\n"
+            "                   the uncoded layers; each lane holds its own copy of the\n"
+            "                   model and deploys its own filter shares (D-fold storage)\n",
+            TS_CODED_MAX_COND);
 }
 
 /* One pipeline lane: a copy of the model with its own coded executor and
@@ -207,6 +214,7 @@ ts_cli_coded_session *ts_cli_coded_begin(ts_graph *g, const char *model_spec, co
     co.n_workers = n;
     co.stragglers = o->stragglers;
     co.deadline_s = o->deadline_s;
+    if (o->max_cond > 0) co.max_cond = o->max_cond;
     for (int i = 0; i < s->n_lanes; i++) {
         if (open_lane(s, i, &co, err) != TS_OK) goto fail;
         s->graphs[i] = s->lanes[i].g;

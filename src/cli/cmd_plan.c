@@ -17,11 +17,15 @@ static void plan_usage(FILE *f) {
             "For every conv and dense layer: the APCP x KCCP split kA x kB chosen for N\n"
             "workers of which S may straggle (minimizing X * bytes moved per inference +\n"
             "Y * bytes stored + Z * FLOPs, per worker; defaults 1, 1, 0), the number of\n"
-            "workers needed to decode, bytes in/out per worker per inference, bytes of\n"
+            "workers whose answers always suffice to decode (replication stops earlier,\n"
+            "at the first answer of every replica group), bytes in/out per worker per\n"
+            "inference, bytes of\n"
             "encoded filters stored per worker, FLOPs per worker against the whole layer\n"
             "on one node, and the worst-case condition number of the decoding over\n"
             "responder sets (all sets up to 2000, else 2000 sampled: marked ~).\n"
-            "The formulas are in docs/fcdcc.md.\n");
+            "A run refuses a decoding whose condition number exceeds --max-cond\n"
+            "(default %g). The formulas are in docs/fcdcc.md.\n",
+            TS_CODED_MAX_COND);
 }
 
 static int parse_args(int argc, char **argv, const char **model, ts_coded_opts *o, long *batch) {

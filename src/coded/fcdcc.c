@@ -262,6 +262,19 @@ static ts_status run_once(ts_coded_model *m, int li, const ts_tensor *x, ts_err 
     return m->be.run(m->be.ctx, &job, err);
 }
 
+/* Decoding multiplies the float32 round-off of the workers' products by
+ * the condition number of the system solved: past the limit the answer may
+ * be wrong in its leading digits, so it is refused, not returned. */
+static ts_status check_conditioning(const ts_coded_model *m, int li, double cond, ts_err *err) {
+    double limit = m->o.max_cond > 0 ? m->o.max_cond : TS_CODED_MAX_COND;
+    if (cond <= limit) return TS_OK;
+    return ts_errorf(err, TS_ERR_NUMERIC,
+                     "layer %d (%s, %d workers): the decoding system has condition number %.3g, "
+                     "over the limit %.3g; the result could be off by about %.1e relative. Use "
+                     "--scheme crme, fewer workers, or raise --max-cond",
+                     li, ts_scheme_name(m->o.scheme), m->n_workers, cond, limit, cond * 6e-8);
+}
+
 static ts_status run_layer(ts_coded_model *m, int node, const ts_tensor *x, const ts_tensor *bias,
                            float alpha, float beta, ts_tensor *y, ts_err *err) {
     int li = node >= 0 && node < m->n_nodes ? m->layer_of_node[node] : -1;
@@ -284,7 +297,7 @@ static ts_status run_layer(ts_coded_model *m, int node, const ts_tensor *x, cons
     double cond = 0;
     TS_TRY(ts_coder_decode(L->coder, L->responders, nr, bias, alpha, beta, y, &cond, err));
     if (cond > m->max_cond || !isfinite(cond)) m->max_cond = cond;
-    return TS_OK;
+    return check_conditioning(m, li, cond, err);
 }
 
 static ts_status exec_conv(void *ctx, int node, const ts_conv2d_params *p, const ts_tensor *x,

@@ -24,6 +24,7 @@ ts_coded_opts ts_coded_opts_default(void) {
     o.w_storage = 1.0;
     o.w_compute = 0.0;
     o.deadline_s = 60.0;
+    o.max_cond = TS_CODED_MAX_COND;
     return o;
 }
 
@@ -54,6 +55,8 @@ static void try_split(const ts_coded_layer_shape *ls, const ts_coded_opts *o, in
     }
     ts_layer_plan p = *best;
     p.kA = kA, p.kB = kB;
+    /* the 1-D schemes fix their blocks from n and s: show those */
+    if (!two_d(o->scheme)) p.kB = ts_code_b_blocks(ts_coder_code(c));
     p.threshold = ts_coder_threshold(c);
     ts_coder_costs(c, &p);
     double cost = weighted_cost(o, &p);
