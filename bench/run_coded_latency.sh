@@ -65,6 +65,11 @@ for phase in "$@"; do
         # replication stops once every replica group answered (since 2026-11-23)
         run replication-fastlink --model fashion-cnn --workers 10 --schemes replication --stragglers none,fixed --gflops 0.1 --mbps 1000 --latency-ms 0.1 --runs 1000 --warmup 10
         run replication-alex10 --model alexnet --workers 10 --schemes replication --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 3 ;;
+    fashionsweep-1d)
+        # uncoded and mds beyond 10 workers (possible since 2026-11-23: zero blocks)
+        run fashionsweep-1d --model fashion-cnn --workers 12,16,20 --schemes uncoded,mds --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 200 --warmup 10 ;;
+    vgg-r30)
+        run vgg-r30 --model vgg16 --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 30 --warmup 1 ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
 done
