@@ -8,6 +8,7 @@
  *       [--latency-ms L] [--slow-count C] [--slow-factor F] [--shiftexp A]
  *       [--pareto A] [--runs R] [--warmup W] [--seed S] [--csv FILE] [--raw FILE]
  *       [--connect-procs] [--calibrate] [--ideal-only]
+ *       [--listen URL] [--worker-wrap PATH] [--worker-mbps M]
  *
  * Each configuration (n, straggler setting, scheme) gets a fresh cluster of
  * n workers: threads on inproc:// (ts_local_cluster), or with --connect-procs
@@ -29,6 +30,14 @@
  * + 2 * L                                         one frame each way
  * It leaves out the master's compute and the non-coded layers.
  * --ideal-only prints both bounds per (n, scheme) without running anything.
+ *
+ * With --connect-procs the master binds --listen (default tcp://127.0.0.1:0)
+ * and with --worker-wrap each worker process is started as
+ * `PATH INDEX CLI worker --connect URL ...` (bench/netns_latency.sh uses it
+ * to run worker i in its own network namespace behind a rate-shaped veth).
+ * --worker-mbps sets the link bandwidth the workers emulate when it differs
+ * from --mbps (0 when the kernel shapes the real link); --mbps stays the
+ * bandwidth of the ideal bound.
  *
  * --calibrate runs the same configurations with no emulation at all (the
  * workers report their real kernel time as device time) and prints, per
@@ -76,6 +85,8 @@ typedef struct {
     int procs;      /* workers as `tessera worker` processes over tcp */
     int ideal_only; /* plan and print the ideal bounds, run nothing */
     const char *cli;
+    const char *listen, *worker_wrap;
+    double worker_mbps;   /* < 0: the same as mbps */
     ts_scheme cur_scheme; /* the configuration running (for printing) */
 } bench_opts;
 
@@ -95,7 +106,8 @@ static void usage(void) {
                     "[--stragglers none,fixed,shiftexp,pareto] [--s S] [--gflops G] [--mbps M] "
                     "[--latency-ms L] [--slow-count C] [--slow-factor F] [--shiftexp A] "
                     "[--pareto A] [--runs R] [--warmup W] [--seed S] [--csv FILE] [--raw FILE] "
-                    "[--connect-procs] [--cli PATH] [--calibrate] [--ideal-only]\n");
+                    "[--connect-procs] [--cli PATH] [--calibrate] [--ideal-only] [--listen URL] "
+                    "[--worker-wrap PATH] [--worker-mbps M]\n");
 }
 
 static int parse_ints(const char *s, int *out, int cap, int lo, int hi) {
@@ -169,7 +181,8 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
                       .pareto = 2.5,
                       .runs = 1000,
                       .warmup = 10,
-                      .seed = 1};
+                      .seed = 1,
+                      .worker_mbps = -1};
     o->workers[0] = 10;
     o->n_schemes = parse_schemes("uncoded,replication,mds,polynomial,crme", o->schemes, MAX_LIST);
     o->n_strags = parse_strags("none,fixed", o->strags, MAX_LIST);
@@ -230,6 +243,12 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
             o->raw = v;
         else if (!strcmp(a, "--cli"))
             o->cli = v;
+        else if (!strcmp(a, "--listen"))
+            o->listen = v;
+        else if (!strcmp(a, "--worker-wrap"))
+            o->worker_wrap = v;
+        else if (!strcmp(a, "--worker-mbps"))
+            ok = num_arg(a, v, 0, 1e6, &o->worker_mbps);
         else {
             usage();
             return 0;
@@ -270,7 +289,7 @@ static void make_worker_opts(const bench_opts *o, int n, strag_setting st, ts_wo
     for (int i = 0; i < n; i++) {
         wo[i] = ts_worker_opts_default();
         wo[i].gflops = o->calibrate ? 0 : o->gflops;
-        wo[i].mbps = o->calibrate ? 0 : o->mbps;
+        wo[i].mbps = o->calibrate ? 0 : o->worker_mbps >= 0 ? o->worker_mbps : o->mbps;
         wo[i].latency_ms = o->calibrate ? 0 : o->latency_ms;
         wo[i].straggler = worker_straggler(o, st, slow[i]);
         wo[i].seed = o->seed * 1000 + (uint64_t)i + 1;
@@ -297,6 +316,11 @@ static void print_emulation(const bench_opts *o, int n, strag_setting st,
         printf(" (%s on every worker)", ts_straggler_str(&wo[0].straggler, buf, sizeof buf));
     printf(", seeds %llu..%llu\n", (unsigned long long)wo[0].seed,
            (unsigned long long)wo[n - 1].seed);
+    if (o->worker_mbps >= 0 && o->worker_mbps != o->mbps)
+        printf("# the workers emulate %g Mbit/s themselves (0: the link is real, shaped by the "
+               "kernel); %g Mbit/s is the ideal bound's\n",
+               o->worker_mbps, o->mbps);
+    if (o->worker_wrap) printf("# workers started through %s\n", o->worker_wrap);
 }
 
 static void print_uptime(const char *when) {
@@ -383,7 +407,8 @@ static void proc_cluster_free(proc_cluster *pc) {
     pc->n = 0;
 }
 
-static pid_t spawn_worker(const char *cli, const char *url, const ts_worker_opts *wo) {
+static pid_t spawn_worker(const bench_opts *o, int index, const char *url,
+                          const ts_worker_opts *wo) {
     char g[32], m[32], l[32], s[64], seed[32], sbuf[64], live[16];
     snprintf(live, sizeof live, "%d", BENCH_LIVENESS);
     snprintf(g, sizeof g, "%g", wo->gflops);
@@ -391,12 +416,31 @@ static pid_t spawn_worker(const char *cli, const char *url, const ts_worker_opts
     snprintf(l, sizeof l, "%g", wo->latency_ms);
     snprintf(s, sizeof s, "%s", ts_straggler_str(&wo->straggler, sbuf, sizeof sbuf));
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)wo->seed);
+    char idx[16];
+    snprintf(idx, sizeof idx, "%d", index);
     pid_t pid = fork();
     if (pid == 0) {
-        char *args[] = {(char *)cli, "worker", "--connect",    (char *)url, "--gflops",    g,
-                        "--mbps",    m,        "--latency-ms", l,           "--straggler", s,
-                        "--seed",    seed,     "--liveness",   live,        NULL};
-        execv(cli, args);
+        char *args[] = {(char *)o->worker_wrap,
+                        idx,
+                        (char *)o->cli,
+                        "worker",
+                        "--connect",
+                        (char *)url,
+                        "--gflops",
+                        g,
+                        "--mbps",
+                        m,
+                        "--latency-ms",
+                        l,
+                        "--straggler",
+                        s,
+                        "--seed",
+                        seed,
+                        "--liveness",
+                        live,
+                        NULL};
+        char **argv = o->worker_wrap ? args : args + 2;
+        execv(argv[0], argv);
         _exit(127);
     }
     return pid;
@@ -406,11 +450,11 @@ static ts_status proc_cluster_new(const bench_opts *o, int n, const ts_worker_op
                                   proc_cluster *pc, ts_err *err) {
     memset(pc, 0, sizeof *pc);
     ts_master_opts mo = ts_master_opts_default();
-    mo.url = "tcp://127.0.0.1:0";
+    mo.url = o->listen ? o->listen : "tcp://127.0.0.1:0";
     mo.liveness = BENCH_LIVENESS;
     if (!(pc->master = ts_master_new(&mo, err))) return err->status;
     for (int i = 0; i < n; i++) {
-        pc->pids[i] = spawn_worker(o->cli, ts_master_endpoint(pc->master), &wo[i]);
+        pc->pids[i] = spawn_worker(o, i, ts_master_endpoint(pc->master), &wo[i]);
         pc->n = i + 1;
         if (pc->pids[i] < 0) return ts_errorf(err, TS_ERR_IO, "fork failed");
     }
@@ -570,7 +614,9 @@ static result run_config(bench_opts *o, model_ctx *mc, int n, strag_setting st, 
     o->cur_scheme = sc;
     printf("\n## %s n=%d scheme=%s s=%d stragglers=%s runs=%d warmup=%d%s\n", o->model, n,
            ts_scheme_name(sc), s, STRAG_NAMES[st], o->runs, o->warmup,
-           o->procs ? " workers=processes over tcp://127.0.0.1" : " workers=threads on inproc://");
+           !o->procs        ? " workers=threads on inproc://"
+           : o->worker_wrap ? " workers=processes over tcp, started through --worker-wrap"
+                            : " workers=processes over tcp://127.0.0.1");
     print_emulation(o, n, st, wo);
     print_uptime("before");
     fflush(stdout);
