@@ -419,8 +419,8 @@ static void test_crme_fast_equals_dense(void) {
 /* ---- decoding kernels against a straightforward reference ---------------
  * The decoders run cache-blocked, register-blocked kernels over slices of 16
  * columns (zero-padded tails, chunks of a few thousand columns, prefetches
- * of the next chunk). Here every product code's decode, in float and in
- * double, is compared with a plain solve of its real product system,
+ * of the next chunk; up to 8 targets in one pass without a chunk buffer). Here every product code's
+ * decode, in float and in double, is compared with a plain solve of its real product system,
  * assembled from the public generators and factored in long double, one
  * column at a time: lengths 1..17 (shorter than a slice, every tail),
  * around and across chunk boundaries, random responder sets in random
@@ -500,13 +500,16 @@ static double ref_diff(const fixture *f, const double *ref, const void *got, int
     return den > 0 ? num / den : num;
 }
 
-/* mode 0: ts_code_decode, 1: ts_code_decode_f64, 2: ts_code_decode_dense. */
-static void kernel_case(const fixture *f, const int *resp, int n_resp, int mode) {
+/* mode 0: ts_code_decode, 1: ts_code_decode_f64, 2: ts_code_decode_dense.
+ * The targets start shift elements past a 64-byte boundary. */
+static void kernel_case(const fixture *f, const int *resp, int n_resp, int mode, size_t shift) {
     int N = f->k * f->per, f64 = mode == 1;
     long double *M = malloc((size_t)N * N * sizeof *M);
     int *piv = malloc((size_t)N * sizeof *piv);
     double *ref = malloc((size_t)f->nt * f->len * sizeof *ref);
-    void *out = malloc((size_t)f->nt * f->len * (f64 ? sizeof(double) : sizeof(float)));
+    size_t esz = f64 ? sizeof(double) : sizeof(float);
+    char *raw = aligned_alloc(64, ((size_t)f->nt * f->len + shift) * esz / 64 * 64 + 64);
+    void *out = raw + shift * esz;
     const void *pp[2048];
     void *tp[1024];
     for (int r = 0; r < n_resp; r++)
@@ -539,7 +542,7 @@ static void kernel_case(const fixture *f, const int *resp, int n_resp, int mode)
                      ts_code_params_of(f->c)->kA, ts_code_params_of(f->c)->kB, f->len, mode, d, tol,
                      cond);
     }
-    free(M), free(piv), free(ref), free(out);
+    free(M), free(piv), free(ref), free(raw);
 }
 
 static void test_decode_kernels(void) {
@@ -551,9 +554,11 @@ static void test_decode_kernels(void) {
         {.kind = TS_CODE_RANDOM, .n = 9, .kB = 7, .seed = 3},
         {.kind = TS_CODE_POLYNOMIAL, .n = 8, .kA = 2, .kB = 3},
         {.kind = TS_CODE_CRME, .n = 8, .kA = 2, .kB = 3},
-        {.kind = TS_CODE_CRME, .n = 10, .kA = 3, .kB = 3}, /* odd k */
+        {.kind = TS_CODE_CRME, .n = 10, .kA = 3, .kB = 3}, /* k % 4 = 1 */
+        {.kind = TS_CODE_CRME, .n = 8, .kA = 1, .kB = 7},  /* k % 4 = 3 */
         {.kind = TS_CODE_CRME, .n = 7, .kA = 1, .kB = 5},  /* mat-mat form with kA = 1 */
         {.kind = TS_CODE_CRME, .n = 20, .kA = 3, .kB = 6},
+        {.kind = TS_CODE_CRME, .n = 5, .kA = 1, .kB = 3, .matvec = 1}, /* one pass: 6 rows */
         {.kind = TS_CODE_CRME, .n = 8, .kA = 1, .kB = 6, .matvec = 1},
         {.kind = TS_CODE_CRME, .n = 31, .kA = 1, .kB = 29, .matvec = 1},
     };
@@ -571,11 +576,40 @@ static void test_decode_kernels(void) {
                 resp[j] = j;
             shuffle(resp, f.n, &r); /* the first k decode; an extra one is ignored */
             int n_resp = f.k < f.n ? f.k + 1 : f.k;
-            kernel_case(&f, resp, n_resp, 0);
-            kernel_case(&f, resp, n_resp, 1);
-            if (cases[ci].kind == TS_CODE_CRME) kernel_case(&f, resp, n_resp, 2);
+            kernel_case(&f, resp, n_resp, 0, 0);
+            kernel_case(&f, resp, n_resp, 1, 0);
+            if (cases[ci].kind == TS_CODE_CRME) kernel_case(&f, resp, n_resp, 2, 0);
             fixture_free(&f);
         }
+}
+
+/* Float targets of more than 32 MB per call are written with non-temporal
+ * stores where a row is 32-byte aligned: each kernel (inverse rows, LU,
+ * CRME) with aligned rows, and with rows one float off (ordinary stores). */
+static void test_decode_streaming(void) {
+    if (sanitized()) return; /* 100+ MB fixtures; the release build runs it */
+    const struct {
+        ts_code_params p;
+        size_t len; /* targets * len * 4 > 32 MB; len % 8 == 0, len % 16 != 0 */
+    } cases[] = {
+        {{.kind = TS_CODE_VANDERMONDE, .n = 6, .kB = 4}, 2097160},
+        {{.kind = TS_CODE_VANDERMONDE, .n = 20, .kB = 18}, 466040}, /* LU */
+        {{.kind = TS_CODE_CRME, .n = 4, .kA = 2, .kB = 2}, 524296},
+    };
+    ts_rng r;
+    ts_rng_seed(&r, 5);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        fixture f;
+        if (!fixture_make(&f, &cases[ci].p, cases[ci].len, 900 + ci)) continue;
+        TS_CHECK((size_t)f.nt * f.len * sizeof(float) > ((size_t)32 << 20));
+        int resp[64];
+        for (int j = 0; j < f.n; j++)
+            resp[j] = j;
+        shuffle(resp, f.n, &r);
+        kernel_case(&f, resp, f.k, 0, 0);
+        kernel_case(&f, resp, f.k, 0, 1);
+        fixture_free(&f);
+    }
 }
 
 /* Codes without a square real product system (complex Vandermonde, MatDot,
@@ -1242,6 +1276,7 @@ int main(void) {
     TS_RUN(test_crme_fast_equals_dense);
     TS_RUN(test_decode_kernels);
     TS_RUN(test_decode_kernels_other);
+    TS_RUN(test_decode_streaming);
     TS_RUN(test_cache);
     TS_RUN(test_cond_table);
     TS_RUN(test_noise_mse);

@@ -20,6 +20,10 @@
 
 #include "code_internal.h"
 
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
 void ts_code_cache_clear(ts_code *c) {
     for (int s = 0; s < TS_CODE_CACHE; s++) {
         free(c->cache[s].ids);
@@ -250,6 +254,32 @@ typedef float fvec __attribute__((vector_size(32)));
 #define XB (2 * VW) /* columns per register block */
 #define DEC_BUF_BYTES (256 * 1024)
 
+/* How targets are written (the "om" argument of the kernels): OUT_F64 for
+ * double targets; OUT_STREAM for non-temporal stores, chosen when the
+ * targets of one call exceed DEC_STREAM_BYTES. Such outputs leave the caches
+ * before anyone reads them, so streaming skips the read-for-ownership of
+ * every line (a third of the traffic, as memcpy does for large copies);
+ * smaller ones are kept cached for the caller (the coded layer reassembles
+ * its output from them right away). 32 MB: the L3 that one core can use on
+ * current server parts (sysconf reports the whole socket's). */
+#define OUT_F64 1
+#define OUT_STREAM 2
+#define DEC_STREAM_BYTES ((size_t)32 << 20)
+
+static int out_mode(int f64, size_t targets, size_t len) {
+    if (f64) return OUT_F64;
+    return targets * len * sizeof(float) >= DEC_STREAM_BYTES ? OUT_STREAM : 0;
+}
+
+/* Orders the non-temporal stores before the caller's next loads. */
+static void out_done(int om) {
+#if defined(__AVX__)
+    if (om & OUT_STREAM) _mm_sfence();
+#else
+    (void)om;
+#endif
+}
+
 /* GCC contracts a*b + c into one FMA only under -ffp-contract=fast, which
  * -std=c11 turns off; the kernels want it (one rounding instead of two, half
  * the instructions). Clang contracts within an expression by default. Every
@@ -350,20 +380,31 @@ DEC_INLINE void stv(double *p, dvec v) {
 }
 
 /* Writes the slice (v0, v1) to dst at off: cnt <= XB values, as float or
- * double. */
-DEC_INLINE void put(void *dst, int f64, size_t off, int cnt, dvec v0, dvec v1) {
-    if (cnt == XB && f64) {
+ * double (om: OUT_*). */
+DEC_INLINE void put(void *dst, int om, size_t off, int cnt, dvec v0, dvec v1) {
+    if (cnt == XB && (om & OUT_F64)) {
         memcpy((double *)dst + off, &v0, sizeof v0);
         memcpy((double *)dst + off + VW, &v1, sizeof v1);
     } else if (cnt == XB) {
         fvec f0 = __builtin_convertvector(v0, fvec), f1 = __builtin_convertvector(v1, fvec);
-        memcpy((float *)dst + off, &f0, sizeof f0);
-        memcpy((float *)dst + off + VW, &f1, sizeof f1);
+        float *d = (float *)dst + off;
+#if defined(__AVX__)
+        if ((om & OUT_STREAM) && !((uintptr_t)d & 31)) { /* aligned rows only */
+            __m256 m0, m1;
+            memcpy(&m0, &f0, sizeof m0);
+            memcpy(&m1, &f1, sizeof m1);
+            _mm256_stream_ps(d, m0);
+            _mm256_stream_ps(d + VW, m1);
+            return;
+        }
+#endif
+        memcpy(d, &f0, sizeof f0);
+        memcpy(d + VW, &f1, sizeof f1);
     } else {
         double t[XB];
         memcpy(t, &v0, sizeof v0);
         memcpy(t + VW, &v1, sizeof v1);
-        if (f64)
+        if (om & OUT_F64)
             memcpy((double *)dst + off, t, (size_t)cnt * sizeof *t);
         else
             for (int x = 0; x < cnt; x++)
@@ -376,7 +417,7 @@ DEC_INLINE void put(void *dst, int f64, size_t off, int cnt, dvec v0, dvec v1) {
 /* nr (<= 8) outputs of one slice: tg[t] = sum_j m[t][j] in[j]. Eight rows
  * by two vectors: 16 FMAs per 2 vector loads and 8 broadcasts. */
 DEC_INLINE void mk_rows(int nr, const double *m, int C, const double *in, int X, void *const *tg,
-                        int f64, size_t off, int cnt) {
+                        int om, size_t off, int cnt) {
     dvec a0[8] = {0}, a1[8] = {0};
     for (int j = 0; j < C; j++) {
         dvec v0 = ldv(in + (size_t)j * X), v1 = ldv(in + (size_t)j * X + VW);
@@ -387,44 +428,100 @@ DEC_INLINE void mk_rows(int nr, const double *m, int C, const double *in, int X,
         }
     }
     for (int t = 0; t < nr; t++)
-        put(tg[t], f64, off, cnt, a0[t], a1[t]);
+        put(tg[t], om, off, cnt, a0[t], a1[t]);
 }
 
 static DEC_FMA void rows_chunk(const double *m, int R, int C, const double *in, int X, int nx,
-                               void *const *tg, int f64, size_t x0, const void *const *src,
+                               void *const *tg, int om, size_t x0, const void *const *src,
                                size_t len) {
     for (int xb = 0; xb < nx; xb += XB) {
         int cnt = min_int(XB, nx - xb), t = 0;
-        prefetch_slice(src, C, f64, x0 + X + xb, len);
-        prefetch_out(tg, R, f64, x0 + X + xb, len);
+        prefetch_slice(src, C, om & OUT_F64, x0 + X + xb, len);
+        if (!(om & OUT_STREAM)) prefetch_out(tg, R, om & OUT_F64, x0 + X + xb, len);
         const double *s = in + xb;
         for (; t + 8 <= R; t += 8)
-            mk_rows(8, m + (size_t)t * C, C, s, X, tg + t, f64, x0 + xb, cnt);
+            mk_rows(8, m + (size_t)t * C, C, s, X, tg + t, om, x0 + xb, cnt);
         const double *mt = m + (size_t)t * C;
         switch (R - t) {
-        case 7: mk_rows(7, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
-        case 6: mk_rows(6, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
-        case 5: mk_rows(5, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
-        case 4: mk_rows(4, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
-        case 3: mk_rows(3, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
-        case 2: mk_rows(2, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
-        case 1: mk_rows(1, mt, C, s, X, tg + t, f64, x0 + xb, cnt); break;
+        case 7: mk_rows(7, mt, C, s, X, tg + t, om, x0 + xb, cnt); break;
+        case 6: mk_rows(6, mt, C, s, X, tg + t, om, x0 + xb, cnt); break;
+        case 5: mk_rows(5, mt, C, s, X, tg + t, om, x0 + xb, cnt); break;
+        case 4: mk_rows(4, mt, C, s, X, tg + t, om, x0 + xb, cnt); break;
+        case 3: mk_rows(3, mt, C, s, X, tg + t, om, x0 + xb, cnt); break;
+        case 2: mk_rows(2, mt, C, s, X, tg + t, om, x0 + xb, cnt); break;
+        case 1: mk_rows(1, mt, C, s, X, tg + t, om, x0 + xb, cnt); break;
         default: break;
         }
     }
 }
 
+/* One slice of up to 8 outputs straight from the products (float or
+ * double, converted in registers): no chunk buffer. */
+DEC_INLINE void mk_direct(int nr, const double *m, int C, const void *const *rows, int f64,
+                          size_t x, void *const *tg, int om) {
+    dvec a0[8] = {0}, a1[8] = {0};
+    for (int j = 0; j < C; j++) {
+        dvec v0, v1;
+        if (f64) {
+            v0 = ldv((const double *)rows[j] + x), v1 = ldv((const double *)rows[j] + x + VW);
+        } else {
+            fvec f0, f1;
+            memcpy(&f0, (const float *)rows[j] + x, sizeof f0);
+            memcpy(&f1, (const float *)rows[j] + x + VW, sizeof f1);
+            v0 = __builtin_convertvector(f0, dvec), v1 = __builtin_convertvector(f1, dvec);
+        }
+        for (int t = 0; t < nr; t++) {
+            double w = m[(size_t)t * C + j];
+            a0[t] += w * v0;
+            a1[t] += w * v1;
+        }
+    }
+    for (int t = 0; t < nr; t++)
+        put(tg[t], om, x, XB, a0[t], a1[t]);
+}
+
+/* Whole slices of R <= 8 outputs in one pass over the products: every input
+ * is used by one register block only, so converting it in the kernel costs
+ * nothing and the loads, FMAs and stores of one stream overlap (the chunked
+ * path alternates a load phase and a compute phase, which leaves memory
+ * idle half of the time when there is little arithmetic). Returns the
+ * columns done (a multiple of XB). */
+#define DIRECT_AHEAD 512 /* columns prefetched ahead in every stream (2 KB of floats) */
+
+static DEC_FMA size_t direct_rows(const double *m, int R, const void *const *rows, int C,
+                                  size_t len, void *const *tg, int f64, int om) {
+    size_t x = 0;
+    for (; x + XB <= len; x += XB) {
+        prefetch_slice(rows, C, f64, x + DIRECT_AHEAD, len);
+        switch (R) {
+        case 8: mk_direct(8, m, C, rows, f64, x, tg, om); break;
+        case 7: mk_direct(7, m, C, rows, f64, x, tg, om); break;
+        case 6: mk_direct(6, m, C, rows, f64, x, tg, om); break;
+        case 5: mk_direct(5, m, C, rows, f64, x, tg, om); break;
+        case 4: mk_direct(4, m, C, rows, f64, x, tg, om); break;
+        case 3: mk_direct(3, m, C, rows, f64, x, tg, om); break;
+        case 2: mk_direct(2, m, C, rows, f64, x, tg, om); break;
+        default: mk_direct(1, m, C, rows, f64, x, tg, om); break;
+        }
+    }
+    return x;
+}
+
 /* targets[t] = sum_j m[t][j] rows[j] for t < R, j < C; m may live in the
  * scratch (mat doubles at its start, already filled by the caller through
- * dec_scratch) or elsewhere. */
+ * dec_scratch) or elsewhere. At most 8 outputs: one pass (direct_rows), the
+ * tail through the chunk buffer; more: chunks of columns. */
 static ts_status apply_matrix(ts_code *c, const double *m, int R, const void *const *rows, int C,
                               size_t len, void *const *targets, int f64, double *chunk, int X) {
-    for (size_t x0 = 0; x0 < len; x0 += (size_t)X) {
+    int om = out_mode(f64, (size_t)R, len);
+    size_t x0 = R <= 8 ? direct_rows(m, R, rows, C, len, targets, f64, om) : 0;
+    for (; x0 < len; x0 += (size_t)X) {
         int nx = chunk_len(len, x0, X);
         for (int j = 0; j < C; j++)
             load_row(rows[j], f64, x0, nx, chunk + (size_t)j * X);
-        rows_chunk(m, R, C, chunk, X, nx, targets, f64, x0, rows, len);
+        rows_chunk(m, R, C, chunk, X, nx, targets, om, x0, rows, len);
     }
+    out_done(om);
     (void)c;
     return TS_OK;
 }
@@ -506,11 +603,11 @@ static DEC_FMA void lu_slice(const double *lu, const double *rd, int N, double *
 }
 
 static DEC_FMA void store_rows(const double *s, int X, int nx, const int *sel, int T,
-                               void *const *tg, int f64, size_t x0) {
+                               void *const *tg, int om, size_t x0) {
     for (int xb = 0; xb < nx; xb += XB)
         for (int t = 0; t < T; t++) {
             const double *r = s + (size_t)sel[t] * X + xb;
-            put(tg[t], f64, x0 + xb, min_int(XB, nx - xb), ldv(r), ldv(r + VW));
+            put(tg[t], om, x0 + xb, min_int(XB, nx - xb), ldv(r), ldv(r + VW));
         }
 }
 
@@ -528,7 +625,7 @@ static ts_status apply_real(ts_code *c, const ts_code_cache_entry *e, const void
         return apply_matrix(c, e->inv, T, rows, N, len, targets, f64, chunk, X);
     }
     TS_TRY(dec_scratch(c, (size_t)N, N, &m, &chunk, &X, err));
-    int *perm = malloc((size_t)N * sizeof *perm);
+    int *perm = malloc((size_t)N * sizeof *perm), om = out_mode(f64, (size_t)T, len);
     if (!perm) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for decoding");
     for (int i = 0; i < N; i++)
         perm[i] = i, m[i] = 1.0 / e->dec[(size_t)i * N + i];
@@ -544,8 +641,9 @@ static ts_status apply_real(ts_code *c, const ts_code_cache_entry *e, const void
             prefetch_slice(rows, N, f64, x0 + X + xb, len);
             lu_slice(e->dec, m, N, chunk + xb, X);
         }
-        store_rows(chunk, X, nx, c->tsel, T, targets, f64, x0);
+        store_rows(chunk, X, nx, c->tsel, T, targets, om, x0);
     }
+    out_done(om);
     free(perm);
     return TS_OK;
 }
@@ -629,32 +727,32 @@ DEC_INLINE void mk_half(int nu, const double *co, int k, const double *in, int X
  * Y_{2i+1,2l} = -Im ZP - Im ZQ, Y_{2i+1,2l+1} = Re ZQ - Re ZP into
  * tg[u][0..3]. co: [2][k][k][4] coefficients (ZP, then ZQ). */
 DEC_INLINE void crme_group(int nu, const double *co, int k, int u0, const double *in, int X,
-                           void *const (*tg)[4], int f64, size_t off, int cnt) {
+                           void *const (*tg)[4], int om, size_t off, int cnt) {
     dvec zp[4][2][2], zq[4][2][2];
     mk_half(nu, co + (size_t)u0 * k * 4, k, in, X, zp);
     mk_half(nu, co + ((size_t)k + u0) * k * 4, k, in + 2 * (size_t)X, X, zq);
     for (int u = 0; u < nu; u++) {
         dvec(*p)[2] = zp[u], (*q)[2] = zq[u];
-        put(tg[u][0], f64, off, cnt, p[0][0] + q[0][0], p[0][1] + q[0][1]);
-        put(tg[u][1], f64, off, cnt, q[1][0] - p[1][0], q[1][1] - p[1][1]);
-        put(tg[u][2], f64, off, cnt, -(p[1][0] + q[1][0]), -(p[1][1] + q[1][1]));
-        put(tg[u][3], f64, off, cnt, q[0][0] - p[0][0], q[0][1] - p[0][1]);
+        put(tg[u][0], om, off, cnt, p[0][0] + q[0][0], p[0][1] + q[0][1]);
+        put(tg[u][1], om, off, cnt, q[1][0] - p[1][0], q[1][1] - p[1][1]);
+        put(tg[u][2], om, off, cnt, -(p[1][0] + q[1][0]), -(p[1][1] + q[1][1]));
+        put(tg[u][3], om, off, cnt, q[0][0] - p[0][0], q[0][1] - p[0][1]);
     }
 }
 
 static DEC_FMA void crme_chunk(const double *co, int k, const double *in, int X, int nx,
-                               void *const (*tg)[4], int f64, size_t x0, const void *const *src,
+                               void *const (*tg)[4], int om, size_t x0, const void *const *src,
                                size_t len) {
     for (int xb = 0; xb < nx; xb += XB) {
         int cnt = min_int(XB, nx - xb), u = 0;
         const double *s = in + xb;
-        prefetch_slice(src, 4 * k, f64, x0 + X + xb, len);
+        prefetch_slice(src, 4 * k, om & OUT_F64, x0 + X + xb, len);
         for (; u + 4 <= k; u += 4)
-            crme_group(4, co, k, u, s, X, tg + u, f64, x0 + xb, cnt);
+            crme_group(4, co, k, u, s, X, tg + u, om, x0 + xb, cnt);
         switch (k - u) {
-        case 3: crme_group(3, co, k, u, s, X, tg + u, f64, x0 + xb, cnt); break;
-        case 2: crme_group(2, co, k, u, s, X, tg + u, f64, x0 + xb, cnt); break;
-        case 1: crme_group(1, co, k, u, s, X, tg + u, f64, x0 + xb, cnt); break;
+        case 3: crme_group(3, co, k, u, s, X, tg + u, om, x0 + xb, cnt); break;
+        case 2: crme_group(2, co, k, u, s, X, tg + u, om, x0 + xb, cnt); break;
+        case 1: crme_group(1, co, k, u, s, X, tg + u, om, x0 + xb, cnt); break;
         default: break;
         }
     }
@@ -693,7 +791,7 @@ static void crme_load(const void *const *o, int f64, size_t x0, int nx, double *
  * coefficients. */
 static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void *const *prod,
                             int k, size_t len, void *const *targets, int f64, ts_err *err) {
-    int kB = c->p.kB, nb = c->nb;
+    int kB = c->p.kB, nb = c->nb, om = out_mode(f64, (size_t)4 * k, len);
     double *co, *chunk;
     int X;
     void *(*tg)[4] = malloc((size_t)k * sizeof *tg);
@@ -721,8 +819,9 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void
         int nx = chunk_len(len, x0, X);
         for (int r = 0; r < k; r++)
             crme_load(prod + 4 * r, f64, x0, nx, chunk + (size_t)4 * r * X, X);
-        crme_chunk(co, k, chunk, X, nx, (void *const(*)[4])tg, f64, x0, prod, len);
+        crme_chunk(co, k, chunk, X, nx, (void *const(*)[4])tg, om, x0, prod, len);
     }
+    out_done(om);
     free(tg);
     return TS_OK;
 }
