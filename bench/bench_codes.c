@@ -11,7 +11,9 @@
  *  3. encode and decode throughput (GB/s, bytes read + written) for block
  *     lengths 1e5..1e7 floats and k = 4..28, single thread, against memcpy
  *     measured the same way; combinations over --max-mb of memory (default
- *     1500) are skipped and marked;
+ *     1500) are skipped and marked; the decodes also as GFLOP/s against
+ *     the core's double FMA peak (measured here), since beyond small k they
+ *     are compute-bound;
  *  4. CRME decoding time against the uncoded conv it recovers, AlexNet and
  *     VGG-16 conv layers at batch 1, n = 8..20 with 2 stragglers;
  *  5. worst-case condition number against n = 4..40 with s = 2 and s = 3
@@ -251,11 +253,46 @@ static double memcpy_gbs(size_t n) {
     return 2.0 * n * sizeof(float) / t / 1e9;
 }
 
+/* The core's double-precision FMA rate, for judging the decode kernels
+ * (which are compute-bound beyond small k): 12 independent chains of
+ * 8-wide FMAs. GCC contracts a*b + c only with fp-contract=fast (off under
+ * -std=c11). */
+typedef double peak_vec __attribute__((vector_size(64)));
+#if defined(__GNUC__) && !defined(__clang__)
+#define BENCH_FMA __attribute__((optimize("fp-contract=fast")))
+#else
+#define BENCH_FMA
+#endif
+static BENCH_FMA double fma_chains(long n, double a) {
+    peak_vec b = {1 + 1e-9, 1, 1, 1, 1, 1, 1, 1}, c[12];
+    for (int i = 0; i < 12; i++)
+        c[i] = b * (double)i;
+    for (long i = 0; i < n; i++)
+        for (int j = 0; j < 12; j++)
+            c[j] = c[j] * b + a;
+    double s = 0;
+    for (int j = 0; j < 12; j++)
+        for (int l = 0; l < 8; l++)
+            s += c[j][l];
+    return s;
+}
+
+static void run_peak(void *p) {
+    *(double *)p += fma_chains(2000000, 1e-12);
+}
+
+static double fma_peak_gflops(void) {
+    double sink = 0, t = time_median(run_peak, &sink, 0.3);
+    if (sink == 42) printf(" "); /* keeps the chains alive */
+    return 2.0 * 8 * 12 * 2000000 / t / 1e9;
+}
+
 static void throughput(FILE *md, int quick, double max_mb) {
     size_t lens[] = {100000, 1000000, 10000000};
     int ks[] = {4, 8, 16, 28};
     int nl = quick ? 2 : 3;
     double mc[3], dram = memcpy_gbs(25000000); /* 100 MB: far beyond the caches */
+    double peak = fma_peak_gflops(), gfl[2][4][3] = {{{0}}};
     for (int l = 0; l < nl; l++)
         mc[l] = memcpy_gbs(lens[l]);
     fprintf(md,
@@ -330,6 +367,10 @@ static void throughput(FILE *md, int quick, double max_mb) {
                     }
                     double t = time_median(op ? run_decode : run_encode, &x, 0.3);
                     double gbs = (double)(nin + nout) * L * 4 / t / 1e9;
+                    /* decode arithmetic per column: the k x k system (LU
+                     * substitution or inverse rows) 2k^2 flops; CRME option
+                     * B, 8k^2 multiply-adds (two complex k x k products) */
+                    if (op) gfl[kind][ki][l] = (crme ? 16.0 : 2.0) * k * k * L / t / 1e9;
                     fprintf(md, " %.1f (%.0f%%) |", gbs, 100 * gbs / dram);
                     printf("%s %-11s k=%-2d L=%-8zu %.2f GB/s (%.0f%% of memcpy)\n",
                            op ? "decode" : "encode", crme ? "crme" : "vandermonde", k, L, gbs,
@@ -345,6 +386,31 @@ static void throughput(FILE *md, int quick, double max_mb) {
             }
     fprintf(md, "\nIn parentheses: percent of the 2.5e7-float memcpy bandwidth. Blocks of 1e5 "
                 "floats fit in the caches, so they can exceed it.\n\n");
+    fprintf(md,
+            "Decode arithmetic rate, GFLOP/s in double (vandermonde 2k^2 flops per column, "
+            "crme 16k^2), against this core's FMA peak measured the same way: %.1f GFLOP/s (12 "
+            "independent chains of 8-wide FMAs). Where the percent of peak is high, decoding is "
+            "compute-bound.\n\n| code | k |",
+            peak);
+    for (int l = 0; l < nl; l++)
+        fprintf(md, " %.0e floats |", (double)lens[l]);
+    fprintf(md, "\n|---|---|");
+    for (int l = 0; l < nl; l++)
+        fprintf(md, "---|");
+    fprintf(md, "\n");
+    for (int kind = 0; kind < 2; kind++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+            fprintf(md, "| %s | %d |", kind ? "crme" : "vandermonde", ks[ki]);
+            for (int l = 0; l < nl; l++)
+                if (gfl[kind][ki][l] > 0)
+                    fprintf(md, " %.1f (%.0f%%) |", gfl[kind][ki][l],
+                            100 * gfl[kind][ki][l] / peak);
+                else
+                    fprintf(md, " - |");
+            fprintf(md, "\n");
+        }
+    fprintf(md, "\n");
+    printf("fma peak %.1f GFLOP/s\n", peak);
 }
 
 /* ---- 4. decoding against the uncoded conv ------------------------------ */
