@@ -132,8 +132,12 @@ static ts_status open_workers(ts_cli_coded_session *s, const ts_cli_coded *o, in
 
 static void print_plan(const ts_cli_coded_session *s, const ts_cli_coded *o, int n) {
     const ts_graph *g = s->lanes[0].g;
-    fprintf(stderr, "tessera: coded run: %d workers (%s), scheme %s, %d stragglers tolerated", n,
-            o->listen ? o->listen : "threads in this process", o->scheme, o->stragglers);
+    /* uncoded has no redundancy: it waits for every worker whatever S says */
+    int uncoded = !strcmp(o->scheme, "uncoded");
+    fprintf(stderr, "tessera: coded run: %d workers (%s), scheme %s, %d stragglers tolerated%s", n,
+            o->listen ? o->listen : "threads in this process", o->scheme,
+            uncoded ? 0 : o->stragglers,
+            uncoded && o->stragglers ? " (uncoded waits for all: --stragglers ignored)" : "");
     if (s->n_lanes > 1) fprintf(stderr, ", pipeline depth %d", s->n_lanes);
     fprintf(stderr, "\n");
     for (int i = 0; i < ts_coded_model_num_layers(s->lanes[0].model); i++) {
