@@ -70,6 +70,9 @@ for phase in "$@"; do
         run fashionsweep-1d --model fashion-cnn --workers 12,16,20 --schemes uncoded,mds --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 200 --warmup 10 ;;
     vgg-r30)
         run vgg-r30 --model vgg16 --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 30 --warmup 1 ;;
+    alexfastlink)
+        # compute-bound AlexNet: 1 GFLOP/s devices on 1 Gbit/s + 0.1 ms links
+        run alexfastlink --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 1000 --latency-ms 0.1 --runs 100 --warmup 3 ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
 done
