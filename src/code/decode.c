@@ -249,6 +249,12 @@ static ts_code_cache_entry *lookup(ts_code *c, const int *ids, int nset, int mod
 /* Eight doubles: one AVX-512 register (GCC and Clang split the type into
  * AVX2 or SSE registers on targets without AVX-512). */
 typedef double dvec __attribute__((vector_size(64)));
+/* The kernels pass these vectors only between static, always-inlined
+ * functions, so no calling convention is involved; GCC still warns
+ * (-Wpsabi) when AVX-512 is not enabled. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 typedef float fvec __attribute__((vector_size(32)));
 #define VW 8
 #define XB (2 * VW) /* columns per register block */
