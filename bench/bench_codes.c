@@ -313,8 +313,9 @@ static void throughput(FILE *md, int quick, double max_mb) {
             "products and the targets for decoding); memcpy is counted the same way "
             "(%s bytes per float copied). Encode: one worker's shares, vandermonde (k blocks "
             "-> 1 share) and crme (k = 2kB blocks -> 2 shares, the filter side). Decode: "
-            "vandermonde (k products -> k targets, LU solve) and crme (threshold k, 4k products "
-            "-> 4k targets, two complex k x k solves). Cells over %.0f MB of buffers are "
+            "vandermonde (k products -> k targets: rows of the inverse when the set is "
+            "well-conditioned enough, else the LU) and crme (threshold k, 4k products -> 4k "
+            "targets, two complex k x k solves). Cells over %.0f MB of buffers are "
             "skipped (-).\n\n",
             "8", max_mb);
     fprintf(md,
