@@ -57,7 +57,7 @@ static void member(void *ctx, int tid, int size, ts_conv_team *team) {
     (void)size;
     team_case *tc = ctx;
     if (tid > 0 && tc->late_ms) sleep_ms(tc->late_ms);
-    ts_conv_work w = {0};
+    ts_conv_work w = {.tid = tid};
     int64_t lo, hi;
     for (int k = 0; k < PHASES; k++) {
         ts_conv_work_phase(team, &w, tc->items[k]);
@@ -135,7 +135,7 @@ static void size_member(void *ctx, int tid, int size, ts_conv_team *team) {
     size_case *sc = ctx; /* no TS_CHECK here: its counters are not atomic */
     if (tid < 0 || tid >= size) atomic_fetch_add(&sc->bad, 1);
     atomic_fetch_or(&sc->seen, 1 << tid);
-    ts_conv_work w = {0};
+    ts_conv_work w = {.tid = tid};
     int64_t lo, hi;
     ts_conv_work_phase(team, &w, 10);
     while (ts_conv_work_claim(team, &w, &lo, &hi)) {

@@ -222,7 +222,6 @@ static void pad_channels(const direct_job *j, const float *xg, int64_t c_lo, int
 /* Phases: transpose the weights; pad the first image; then per image and
  * group, compute, then pad the next one (xpad is reused). */
 static void direct_member(void *ctx, int t, int T, ts_conv_team *team) {
-    (void)t;
     const direct_job *j = ctx;
     const conv_geom *g = j->g;
     const direct_plan *d = &j->d;
@@ -235,7 +234,7 @@ static void direct_member(void *ctx, int t, int T, ts_conv_team *team) {
      * 1 thread 5.2-5.4). */
     const int64_t spans = (g->p + SPAN - 1) / SPAN, items = d->nob * spans;
     const int by_position = d->nob < 2 * T;
-    ts_conv_work w = {0};
+    ts_conv_work w = {.tid = t};
     int64_t lo, hi;
     ts_conv_work_phase(team, &w, wchunks);
     while (ts_conv_work_claim(team, &w, &lo, &hi))

@@ -295,7 +295,7 @@ static void fwd_images(const fwd_job *j, int t, ts_conv_team *team) {
     fwd_job mine = *j;
     mine.bpack = j->bpack + (size_t)t * (size_t)(g->k * j->ch);
     const int64_t npan = (g->p + NR - 1) / NR;
-    ts_conv_work w = {0};
+    ts_conv_work w = {.tid = t};
     int64_t lo, hi;
     ts_conv_work_phase(team, &w, g->n);
     while (ts_conv_work_claim(team, &w, &lo, &hi)) {
@@ -323,7 +323,7 @@ static void fwd_member(void *ctx, int t, int T, ts_conv_team *team) {
         fwd_images(j, t, team);
         return;
     }
-    ts_conv_work w = {0};
+    ts_conv_work w = {.tid = t};
     int64_t lo, hi;
     for (int64_t n = 0; n < g->n; n++) {
         for (int64_t gi = 0; gi < g->groups; gi++) {

@@ -65,8 +65,12 @@ typedef void (*ts_conv_team_fn)(void *ctx, int tid, int size, ts_conv_team *team
  * when all are done. */
 void ts_conv_team_run(int threads, ts_conv_team_fn fn, void *ctx);
 
-/* A member's place in the call's sequence of phases; start at {0}. */
+/* A member's place in the call's sequence of phases; start at
+ * {.tid = tid} (tid as passed to the team's fn). */
 typedef struct {
+    int tid;           /* owns range tid of each phase */
+    int scan;          /* ranges tried in this phase: own first */
+    int64_t phase;     /* phases entered */
     int64_t base, end; /* the current phase's items, numbered across phases */
     int64_t held;      /* claimed, not yet reported finished */
 } ts_conv_work;
@@ -76,7 +80,9 @@ typedef struct {
 void ts_conv_work_phase(ts_conv_team *team, ts_conv_work *w, int64_t items);
 /* Claims the next run [lo, hi) of the current phase's items (0 when none
  * is left) and reports the previous claim finished. Loop until it returns
- * 0; a claimed run must be done before the next call. */
+ * 0; a claimed run must be done before the next call. Member t's range
+ * of a phase of n items is [n t / size, n (t + 1) / size); it claims
+ * eighths of it, then of the other ranges. */
 int ts_conv_work_claim(ts_conv_team *team, ts_conv_work *w, int64_t *lo, int64_t *hi);
 /* Threads worth using for `flops` of work, at most `threads`. */
 int ts_conv_team_size(int threads, double flops);

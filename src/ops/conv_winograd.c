@@ -400,7 +400,7 @@ static void wino_member(void *ctx, int tid, int T, ts_conv_team *team) {
     const conv_geom *g = j->g;
     const wino_plan *wp = &j->wp;
     const int64_t tg = wp->npan * NR;
-    ts_conv_work w = {0};
+    ts_conv_work w = {.tid = tid};
     for (int64_t gi = 0; gi < g->groups; gi++)
         for (int64_t t0 = 0; t0 < wp->total; t0 += tg)
             run_tile_group(j, gi, t0, tid, team, &w);
