@@ -73,6 +73,8 @@ for phase in "$@"; do
     alexfastlink)
         # compute-bound AlexNet: 1 GFLOP/s devices on 1 Gbit/s + 0.1 ms links
         run alexfastlink --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 1000 --latency-ms 0.1 --runs 100 --warmup 3 ;;
+    alex10-r1000-quiet)
+        run alex10-r1000-quiet --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
 done
