@@ -8,7 +8,7 @@
  *       [--latency-ms L] [--slow-count C] [--slow-factor F] [--shiftexp A]
  *       [--pareto A] [--runs R] [--warmup W] [--seed S] [--csv FILE] [--raw FILE]
  *       [--connect-procs] [--calibrate] [--ideal-only]
- *       [--listen URL] [--worker-wrap PATH] [--worker-mbps M]
+ *       [--listen URL] [--worker-wrap PATH] [--worker-mbps M] [--straggle-link]
  *
  * Each configuration (n, straggler setting, scheme) gets a fresh cluster of
  * n workers: threads on inproc:// (ts_local_cluster), or with --connect-procs
@@ -22,6 +22,9 @@
  * Straggler settings: none; fixed = C of the n workers (picked by the seed)
  * slowed F times on every task; shiftexp = every worker's task time times
  * 1 + Exp(mean A); pareto = every worker's task time times Pareto(1, A).
+ * The factor slows the device's compute; with --straggle-link it also
+ * stretches the straggling task's link transfers (worker model "fixed:F+link":
+ * a device on a congested link), and the settings print as "fixed+link" etc.
  *
  * The ideal bound printed per configuration is, summed over the coded layers,
  *   FLOPs of one worker's share / G               device time (ideal_ms), or
@@ -66,6 +69,8 @@
 
 typedef enum { STRAG_NONE, STRAG_FIXED, STRAG_SHIFTEXP, STRAG_PARETO } strag_setting;
 static const char *const STRAG_NAMES[] = {"none", "fixed", "shiftexp", "pareto"};
+static const char *const STRAG_LINK_NAMES[] = {"none", "fixed+link", "shiftexp+link",
+                                               "pareto+link"};
 
 typedef struct {
     const char *model;
@@ -87,6 +92,7 @@ typedef struct {
     const char *cli;
     const char *listen, *worker_wrap;
     double worker_mbps;   /* < 0: the same as mbps */
+    int straggle_link;    /* the stragglers' factor stretches their link transfers too */
     ts_scheme cur_scheme; /* the configuration running (for printing) */
 } bench_opts;
 
@@ -107,7 +113,7 @@ static void usage(void) {
                     "[--latency-ms L] [--slow-count C] [--slow-factor F] [--shiftexp A] "
                     "[--pareto A] [--runs R] [--warmup W] [--seed S] [--csv FILE] [--raw FILE] "
                     "[--connect-procs] [--cli PATH] [--calibrate] [--ideal-only] [--listen URL] "
-                    "[--worker-wrap PATH] [--worker-mbps M]\n");
+                    "[--worker-wrap PATH] [--worker-mbps M] [--straggle-link]\n");
 }
 
 static int parse_ints(const char *s, int *out, int cap, int lo, int hi) {
@@ -200,6 +206,10 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
             o->procs = 1;
             continue;
         }
+        if (!strcmp(a, "--straggle-link")) {
+            o->straggle_link = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
             usage();
             return 0;
@@ -263,6 +273,11 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
 
 /* ---- emulation per worker ------------------------------------------------------ */
 
+/* The straggler setting as printed and written to the CSVs. */
+static const char *strag_label(const bench_opts *o, strag_setting st) {
+    return o->straggle_link ? STRAG_LINK_NAMES[st] : STRAG_NAMES[st];
+}
+
 /* Which workers are the fixed stragglers: a seeded choice, printed. */
 static void pick_slow(int n, int count, uint64_t seed, int *slow) {
     memset(slow, 0, sizeof(int) * (size_t)n);
@@ -275,11 +290,12 @@ static void pick_slow(int n, int count, uint64_t seed, int *slow) {
 }
 
 static ts_straggler worker_straggler(const bench_opts *o, strag_setting st, int is_slow) {
-    ts_straggler s = {TS_STRAGGLER_NONE, 0};
+    ts_straggler s = {TS_STRAGGLER_NONE, 0, 0};
     if (o->calibrate) return s;
-    if (st == STRAG_FIXED && is_slow) s = (ts_straggler){TS_STRAGGLER_FIXED, o->slow_factor};
-    if (st == STRAG_SHIFTEXP) s = (ts_straggler){TS_STRAGGLER_SHIFTEXP, o->shiftexp};
-    if (st == STRAG_PARETO) s = (ts_straggler){TS_STRAGGLER_PARETO, o->pareto};
+    if (st == STRAG_FIXED && is_slow) s = (ts_straggler){TS_STRAGGLER_FIXED, o->slow_factor, 0};
+    if (st == STRAG_SHIFTEXP) s = (ts_straggler){TS_STRAGGLER_SHIFTEXP, o->shiftexp, 0};
+    if (st == STRAG_PARETO) s = (ts_straggler){TS_STRAGGLER_PARETO, o->pareto, 0};
+    s.link = s.kind != TS_STRAGGLER_NONE && o->straggle_link;
     return s;
 }
 
@@ -309,9 +325,10 @@ static void print_emulation(const bench_opts *o, int n, strag_setting st,
         snprintf(list + len, sizeof list - len, "%s%d", len ? "," : "", i);
     }
     printf("# emulation: device %g GFLOP/s, link %g Mbit/s + %g ms each way, stragglers %s",
-           o->gflops, o->mbps, o->latency_ms, STRAG_NAMES[st]);
+           o->gflops, o->mbps, o->latency_ms, strag_label(o, st));
     if (st == STRAG_FIXED)
-        printf(" (fixed:%g on workers %s of %d, by spawn order)", o->slow_factor, list, n);
+        printf(" (fixed:%g%s on workers %s of %d, by spawn order)", o->slow_factor,
+               o->straggle_link ? "+link" : "", list, n);
     else if (st != STRAG_NONE)
         printf(" (%s on every worker)", ts_straggler_str(&wo[0].straggler, buf, sizeof buf));
     printf(", seeds %llu..%llu\n", (unsigned long long)wo[0].seed,
@@ -547,7 +564,7 @@ static void write_raw(const bench_opts *o, int n, strag_setting st, ts_scheme sc
         return;
     }
     for (int i = 0; i < runs; i++)
-        fprintf(f, "%s,%d,%s,%s,%.4f,%.5f,%g,%g,%s\n", o->model, n, STRAG_NAMES[st],
+        fprintf(f, "%s,%d,%s,%s,%.4f,%.5f,%g,%g,%s\n", o->model, n, strag_label(o, st),
                 ts_scheme_name(sc), sorted[i] * 1e3, (i + 1.0) / runs, o->gflops, o->mbps,
                 o->procs ? "tcp-procs" : "inproc-threads");
     fclose(f);
@@ -613,7 +630,7 @@ static result run_config(bench_opts *o, model_ctx *mc, int n, strag_setting st, 
     int s = sc == TS_SCHEME_UNCODED ? 0 : o->s;
     o->cur_scheme = sc;
     printf("\n## %s n=%d scheme=%s s=%d stragglers=%s runs=%d warmup=%d%s\n", o->model, n,
-           ts_scheme_name(sc), s, STRAG_NAMES[st], o->runs, o->warmup,
+           ts_scheme_name(sc), s, strag_label(o, st), o->runs, o->warmup,
            !o->procs        ? " workers=threads on inproc://"
            : o->worker_wrap ? " workers=processes over tcp, started through --worker-wrap"
                             : " workers=processes over tcp://127.0.0.1");
@@ -668,13 +685,13 @@ static result run_config(bench_opts *o, model_ctx *mc, int n, strag_setting st, 
         printf("RESULT model=%s n=%d scheme=%s s=%d stragglers=%s R=%d p50_ms=%.3f p95_ms=%.3f "
                "p99_ms=%.3f mean_ms=%.3f ideal_ms=%.3f ideal_k_ms=%.3f master_share=%.2f "
                "workers_p50_ms=%.3f\n",
-               o->model, n, ts_scheme_name(sc), s, STRAG_NAMES[st], o->runs, res.p50, res.p95,
+               o->model, n, ts_scheme_name(sc), s, strag_label(o, st), o->runs, res.p50, res.p95,
                res.p99, res.mean, res.ideal, res.ideal_k, res.master_share, res.backend_p50);
         write_raw(o, n, st, sc, lat, o->runs);
         if (o->calibrate) print_calibration(o, cm, mc->g, real, o->runs);
     } else {
         printf("FAILED model=%s n=%d scheme=%s stragglers=%s: %s\n", o->model, n,
-               ts_scheme_name(sc), STRAG_NAMES[st], e.msg);
+               ts_scheme_name(sc), strag_label(o, st), e.msg);
     }
     print_uptime("after");
     fflush(stdout);
@@ -755,10 +772,10 @@ static void print_ratios(const bench_opts *o, const result *rs, int nr) {
             const result *c = find(rs, nr, n, st, TS_SCHEME_CRME);
             if (c && u0)
                 printf("RATIO model=%s n=%d stragglers=%s crme_p99/uncoded_free_p50=%.3f\n",
-                       o->model, n, STRAG_NAMES[st], c->p99 / u0->p50);
+                       o->model, n, strag_label(o, st), c->p99 / u0->p50);
             if (c && u)
                 printf("RATIO model=%s n=%d stragglers=%s uncoded_p99/crme_p99=%.3f\n", o->model, n,
-                       STRAG_NAMES[st], u->p99 / c->p99);
+                       strag_label(o, st), u->p99 / c->p99);
         }
         if (c0 && u0)
             printf("RATIO model=%s n=%d stragglers=none crme_p50/uncoded_p50=%.3f\n", o->model, n,
@@ -777,7 +794,7 @@ static void write_csv(const bench_opts *o, const result *rs, int nr) {
         const result *r = &rs[i];
         if (!r->ok) continue;
         fprintf(f, "%s,%s,%d,%s,%s,%d,%g,%g,%g,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f,%.4f,%.4f\n",
-                o->model, o->procs ? "tcp-procs" : "inproc-threads", r->n, STRAG_NAMES[r->strag],
+                o->model, o->procs ? "tcp-procs" : "inproc-threads", r->n, strag_label(o, r->strag),
                 ts_scheme_name(r->scheme), r->scheme == TS_SCHEME_UNCODED ? 0 : o->s, o->gflops,
                 o->mbps, o->latency_ms, o->runs, r->p50, r->p95, r->p99, r->mean, r->ideal_k,
                 r->master_share, r->backend_p50, r->ideal);

@@ -75,6 +75,18 @@ for phase in "$@"; do
         run alexfastlink --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 1000 --latency-ms 0.1 --runs 100 --warmup 3 ;;
     alex10-r1000-quiet)
         run alex10-r1000-quiet --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
+    # stragglers whose factor also stretches their link transfers (fixed:5+link,
+    # --straggle-link; since 2026-11-23): a slow device on a congested link
+    fashion-linkstrag)
+        run fashion-linkstrag --model fashion-cnn --workers 10 --schemes $all --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 1000 --warmup 20 --straggle-link ;;
+    alex10-linkstrag)
+        run alex10-linkstrag --model alexnet --workers 10 --schemes $all --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 3 --straggle-link ;;
+    alex10-linkstrag-r1000)
+        run alex10-linkstrag-r1000 --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 --straggle-link ;;
+    alex10g-linkstrag)
+        run alex10g-linkstrag --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 300 --warmup 5 --straggle-link ;;
+    vgg-linkstrag)
+        run vgg-linkstrag --model vgg16 --workers 10 --schemes uncoded,crme --stragglers fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 30 --warmup 1 --straggle-link ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
 done

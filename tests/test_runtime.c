@@ -267,9 +267,19 @@ static void test_straggler_models(void) {
     TS_CHECK_OK(ts_straggler_parse("none", &s, &err), &err);
     TS_CHECK(s.kind == TS_STRAGGLER_NONE);
     TS_CHECK_OK(ts_straggler_parse("crash:3", &s, &err), &err);
-    TS_CHECK(s.kind == TS_STRAGGLER_CRASH && s.a == 3);
-    const char *bad[] = {"fixed",  "fixed:",      "fixed:0.5", "fixed:x",  "pareto:0",
-                         "slow:2", "shiftexp:-1", "fixed:2x",  "crash:nan"};
+    TS_CHECK(s.kind == TS_STRAGGLER_CRASH && s.a == 3 && !s.link);
+    /* "+link": the factor stretches the link too; round-trips */
+    TS_CHECK_OK(ts_straggler_parse("fixed:5+link", &s, &err), &err);
+    TS_CHECK(s.kind == TS_STRAGGLER_FIXED && s.a == 5 && s.link);
+    TS_CHECK(!strcmp(ts_straggler_str(&s, buf, sizeof buf), "fixed:5+link"));
+    TS_CHECK_OK(ts_straggler_parse("pareto:1.5+link", &s, &err), &err);
+    TS_CHECK(s.kind == TS_STRAGGLER_PARETO && s.link);
+    TS_CHECK_OK(ts_straggler_parse("fixed:5", &s, &err), &err);
+    TS_CHECK(!s.link && !strcmp(ts_straggler_str(&s, buf, sizeof buf), "fixed:5"));
+    const char *bad[] = {
+        "fixed",           "fixed:",      "fixed:0.5",   "fixed:x",           "pareto:0",
+        "slow:2",          "shiftexp:-1", "fixed:2x",    "crash:nan",         "crash:3+link",
+        "failstop:1+link", "fixed:+link", "fixed:2+lnk", "fixed:2+link+link", "fixed:0.5+link"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         TS_CHECK_MSG(ts_straggler_parse(bad[i], &s, &err) == TS_ERR_INVALID, "%s", bad[i]);
 
@@ -296,9 +306,12 @@ static void test_straggler_models(void) {
     }
     /* link model: serial pipe plus latency */
     ts_link l = {.mbps = 8, .latency_s = 0.01};
-    TS_CHECK_NEAR(ts_emul_inbound(&l, 100.0, 1000000), 101.01, 1e-9);
-    TS_CHECK_NEAR(ts_emul_inbound(&l, 100.5, 1000000), 102.01, 1e-9); /* queued behind */
-    TS_CHECK_NEAR(ts_emul_outbound(&l, 200.0, 500000), 200.51, 1e-9);
+    TS_CHECK_NEAR(ts_emul_inbound(&l, 100.0, 1000000, 1.0), 101.01, 1e-9);
+    TS_CHECK_NEAR(ts_emul_inbound(&l, 100.5, 1000000, 1.0), 102.01, 1e-9); /* queued behind */
+    TS_CHECK_NEAR(ts_emul_outbound(&l, 200.0, 500000, 1.0), 200.51, 1e-9);
+    /* a link straggler stretches the transfer, not the latency */
+    TS_CHECK_NEAR(ts_emul_outbound(&l, 300.0, 500000, 5.0), 302.51, 1e-9);
+    TS_CHECK_NEAR(ts_emul_inbound(&l, 300.0, 1000000, 3.0), 303.01, 1e-9);
 }
 
 /* ---- echo / collect ---------------------------------------------------------- */

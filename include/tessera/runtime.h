@@ -212,12 +212,17 @@ typedef enum {
 typedef struct {
     ts_straggler_kind kind;
     double a;
+    /* 1: a timing model's factor also stretches the task's link transfers
+     * (input and result), as for a device on a congested or flaky link; 0:
+     * it slows only the device's compute. Latency is not stretched. */
+    int link;
 } ts_straggler;
 
 /* Parses "none", "fixed:5", "shiftexp:0.5", "pareto:2.5", "failstop:3",
- * "crash:3". */
+ * "crash:3"; a timing model (fixed, shiftexp, pareto) may end in "+link"
+ * ("fixed:5+link") to slow the worker's link transfers too. */
 ts_status ts_straggler_parse(const char *s, ts_straggler *out, ts_err *err);
-/* Inverse of parse: "fixed:5". */
+/* Inverse of parse: "fixed:5", "fixed:5+link". */
 const char *ts_straggler_str(const ts_straggler *s, char *buf, size_t len);
 
 typedef struct {

@@ -21,10 +21,12 @@ static void worker_usage(FILE *f) {
                "its size and the latency, in each direction. Straggler models (seeded by\n"
                "--seed): none, fixed:F (every task F times slower), shiftexp:A (1 + A*Exp(1)),\n"
                "pareto:A (tail index A), failstop:T (mute after T s), crash:T (the process\n"
-               "exits after T s). --once exits when the master shuts down instead of waiting\n"
-               "for a new one. --curve-keys DIR encrypts and authenticates with CURVE: DIR\n"
-               "holds master.pub (the master's public key) and this worker's worker.pub and\n"
-               "worker.secret (made by `tessera keygen --dir DIR --role worker`).\n");
+               "exits after T s); fixed, shiftexp and pareto slow the device only, or with a\n"
+               "+link suffix (fixed:5+link) the task's link transfers too. --once exits when\n"
+               "the master shuts down instead of waiting for a new one. --curve-keys DIR\n"
+               "encrypts and authenticates with CURVE: DIR holds master.pub (the master's\n"
+               "public key) and this worker's worker.pub and worker.secret (made by\n"
+               "`tessera keygen --dir DIR --role worker`).\n");
 }
 
 static volatile sig_atomic_t g_stop; /* set by the signal handler only */

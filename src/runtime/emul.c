@@ -17,9 +17,16 @@ static const struct {
 };
 #define N_MODELS (sizeof MODELS / sizeof MODELS[0])
 
+#define LINK_SUFFIX "+link"
+
+static int timing_model(ts_straggler_kind k) {
+    return k == TS_STRAGGLER_FIXED || k == TS_STRAGGLER_SHIFTEXP || k == TS_STRAGGLER_PARETO;
+}
+
 ts_status ts_straggler_parse(const char *s, ts_straggler *out, ts_err *err) {
     out->kind = TS_STRAGGLER_NONE;
     out->a = 0;
+    out->link = 0;
     if (!s || !*s || !strcmp(s, "none")) return TS_OK;
     const char *colon = strchr(s, ':');
     size_t nlen = colon ? (size_t)(colon - s) : strlen(s);
@@ -31,16 +38,25 @@ ts_status ts_straggler_parse(const char *s, ts_straggler *out, ts_err *err) {
                              MODELS[i].name);
         char *end;
         double a = strtod(colon + 1, &end);
-        if (end == colon + 1 || *end || !isfinite(a) || a < MODELS[i].lo)
+        int link = end != colon + 1 && !strcmp(end, LINK_SUFFIX);
+        if (link && !timing_model(MODELS[i].kind))
             return ts_errorf(err, TS_ERR_INVALID,
-                             "straggler '%s': parameter must be a number >= %g", s, MODELS[i].lo);
+                             "straggler '%s': only fixed, shiftexp and pareto can slow the link "
+                             "(" LINK_SUFFIX ")",
+                             s);
+        if (end == colon + 1 || (*end && !link) || !isfinite(a) || a < MODELS[i].lo)
+            return ts_errorf(err, TS_ERR_INVALID,
+                             "straggler '%s': parameter must be a number >= %g, optionally "
+                             "followed by " LINK_SUFFIX,
+                             s, MODELS[i].lo);
         out->kind = MODELS[i].kind;
         out->a = a;
+        out->link = link;
         return TS_OK;
     }
     return ts_errorf(err, TS_ERR_INVALID,
                      "unknown straggler model '%s' (none, fixed:F, shiftexp:MEAN, pareto:SHAPE, "
-                     "failstop:T, crash:T)",
+                     "failstop:T, crash:T; the first three may end in " LINK_SUFFIX ")",
                      s);
 }
 
@@ -50,7 +66,8 @@ const char *ts_straggler_str(const ts_straggler *s, char *buf, size_t len) {
         if (s->kind == TS_STRAGGLER_NONE)
             snprintf(buf, len, "none");
         else
-            snprintf(buf, len, "%s:%g", MODELS[i].name, s->a);
+            snprintf(buf, len, "%s:%g%s", MODELS[i].name, s->a,
+                     s->link && timing_model(s->kind) ? LINK_SUFFIX : "");
         return buf;
     }
     snprintf(buf, len, "?");
@@ -73,14 +90,14 @@ double ts_emul_xfer_s(const ts_link *l, size_t bytes) {
     return l->mbps > 0 ? (double)bytes * 8.0 / (l->mbps * 1e6) : 0.0;
 }
 
-double ts_emul_inbound(ts_link *l, double now, size_t bytes) {
+double ts_emul_inbound(ts_link *l, double now, size_t bytes, double slow) {
     double start = now > l->in_free ? now : l->in_free;
-    l->in_free = start + ts_emul_xfer_s(l, bytes);
+    l->in_free = start + ts_emul_xfer_s(l, bytes) * slow;
     return l->in_free + l->latency_s;
 }
 
-double ts_emul_outbound(ts_link *l, double ready, size_t bytes) {
+double ts_emul_outbound(ts_link *l, double ready, size_t bytes, double slow) {
     double start = ready > l->out_free ? ready : l->out_free;
-    l->out_free = start + ts_emul_xfer_s(l, bytes);
+    l->out_free = start + ts_emul_xfer_s(l, bytes) * slow;
     return l->out_free + l->latency_s;
 }

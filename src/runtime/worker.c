@@ -218,11 +218,11 @@ static void reply_error(worker *w, const ts_msg_hdr *in, double release, ts_stat
 }
 
 static void handle_deploy(worker *w, ts_proto_in *in, ts_proto_msg *msg, double now) {
-    double have = ts_emul_inbound(&w->link, now, in->total_bytes);
+    double have = ts_emul_inbound(&w->link, now, in->total_bytes, 1.0);
     ts_err e = {0};
     if (ts_store_put(&w->store, in, 0, msg, &e) != TS_OK) {
         w->st.task_errors++;
-        reply_error(w, &msg->h, ts_emul_outbound(&w->link, have, 64), e.status, e.msg);
+        reply_error(w, &msg->h, ts_emul_outbound(&w->link, have, 64, 1.0), e.status, e.msg);
         return;
     }
     w->st.blobs++;
@@ -232,7 +232,7 @@ static void handle_deploy(worker *w, ts_proto_in *in, ts_proto_msg *msg, double 
     if (!m) return;
     ts_proto_put_key(&m->f, msg->u.key);
     TS_ASSERT(ts_proto_end(&m->f, 0));
-    m->release = ts_emul_outbound(&w->link, have, m->f.len);
+    m->release = ts_emul_outbound(&w->link, have, m->f.len, 1.0);
     queue_push(w, m);
 }
 
@@ -244,7 +244,10 @@ static double device_time(const worker *w, const ts_proto_task *t, double flops,
 }
 
 static void handle_task(worker *w, ts_proto_msg *msg, size_t in_bytes, double now) {
-    double have = ts_emul_inbound(&w->link, now, in_bytes);
+    /* One draw per task (the seeded sequence does not depend on +link). */
+    double slow = ts_emul_slowdown(&w->o->straggler, &w->rng);
+    double link_slow = w->o->straggler.link ? slow : 1.0;
+    double have = ts_emul_inbound(&w->link, now, in_bytes, link_slow);
     ts_tensor outs[TS_RT_MAX_PAIRS > TS_RT_MAX_TENSORS ? TS_RT_MAX_PAIRS : TS_RT_MAX_TENSORS];
     int n_outs = 0;
     double flops = 0;
@@ -255,11 +258,10 @@ static void handle_task(worker *w, ts_proto_msg *msg, size_t in_bytes, double no
     double real_s = ts_now() - t0;
     if (s != TS_OK) {
         w->st.task_errors++;
-        reply_error(w, &msg->h, ts_emul_outbound(&w->link, have, 64), s, e.msg);
+        reply_error(w, &msg->h, ts_emul_outbound(&w->link, have, 64, link_slow), s, e.msg);
         return;
     }
-    double dev_s =
-        device_time(w, &msg->u.task, flops, real_s) * ts_emul_slowdown(&w->o->straggler, &w->rng);
+    double dev_s = device_time(w, &msg->u.task, flops, real_s) * slow;
     double start = have > w->dev_free ? have : w->dev_free;
     double done = start + dev_s;
     w->dev_free = done;
@@ -282,7 +284,7 @@ static void handle_task(worker *w, ts_proto_msg *msg, size_t in_bytes, double no
     }
     m->n = n_outs;
     TS_ASSERT(ts_proto_end(&m->f, (uint32_t)n_outs));
-    m->release = ts_emul_outbound(&w->link, done, bytes + m->f.len);
+    m->release = ts_emul_outbound(&w->link, done, bytes + m->f.len, link_slow);
     w->st.tasks++;
     queue_push(w, m);
 }
