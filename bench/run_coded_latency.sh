@@ -82,7 +82,8 @@ for phase in "$@"; do
     alex10-linkstrag)
         run alex10-linkstrag --model alexnet --workers 10 --schemes $all --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 3 --straggle-link ;;
     alex10-linkstrag-r1000)
-        run alex10-linkstrag-r1000 --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 --straggle-link ;;
+        # straggler-free baselines: the same emulation without stragglers is alex10-r1000-quiet
+        run alex10-linkstrag-r1000 --model alexnet --workers 10 --schemes uncoded,crme --stragglers fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 --straggle-link ;;
     alex10g-linkstrag)
         run alex10g-linkstrag --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 300 --warmup 5 --straggle-link ;;
     vgg-linkstrag)
