@@ -530,6 +530,30 @@ static void test_conv_paths_two_threads(void) {
     check_conv_paths(&wide, 2, "2 threads 3x3/2 M=256");
 }
 
+/* Taps with a batch: the images of a group are padded into their own
+ * slots, then computed image-major (each thread on its own images). Whole
+ * images per thread (8 on 2), an image shared by the threads (5 on 2),
+ * groups (each (image, group) pair is a slot), and inputs too big to pad
+ * at once (8 MiB: 4 images of 2 x 514 x 514 floats go as 3 + 1). */
+static void test_conv_taps_batches(void) {
+    conv_case b8 = make_case(8, 64, 14, 14, 128, 3, 2, 1);
+    set_pads(&b8, 1, 1, 1, 1);
+    unsigned ran = check_conv_paths(&b8, 2, "taps batch 8");
+    conv_case b5 = make_case(5, 48, 15, 13, 70, 3, 2, 1);
+    set_pads(&b5, 1, 0, 1, 2);
+    ran &= check_conv_paths(&b5, 2, "taps batch 5");
+    check_conv_paths(&b5, 3, "taps batch 5");
+    conv_case grp = make_case(6, 2 * 32, 28, 28, 2 * 64, 3, 2, 2);
+    set_pads(&grp, 1, 1, 1, 1);
+    ran &= check_conv_paths(&grp, 2, "taps batch 6, 2 groups");
+    conv_case big = make_case(4, 2, 512, 512, 20, 3, 4, 1);
+    set_pads(&big, 1, 1, 1, 1);
+    ran &= check_conv_paths(&big, 2, "taps 4 big images");
+    ran &= check_conv_paths(&big, 1, "taps 4 big images");
+    if (!(ran & (1u << TS_CONV_PATH_TAPS)))
+        printf("  (taps path not compiled in: no AVX-512 at build time)\n");
+}
+
 static void test_conv_path_dispatch(void) {
     ts_conv2d_params p = ts_conv2d_params_default();
     p.pad_t = p.pad_l = p.pad_b = p.pad_r = 1;
@@ -1445,6 +1469,7 @@ int main(void) {
     TS_RUN(test_conv_winograd_vs_reference);
     TS_RUN(test_conv_packed_vs_reference);
     TS_RUN(test_conv_paths_two_threads);
+    TS_RUN(test_conv_taps_batches);
     TS_RUN(test_conv_path_dispatch);
     TS_RUN(test_pool_forward_random);
     TS_RUN(test_pool_onnx_ceil_examples);

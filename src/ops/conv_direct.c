@@ -12,8 +12,10 @@
  *   channels: 24 accumulators + 4 weight vectors + 1 broadcast <= 32 zmm;
  * - weights are transposed once per call to [oc block][tap][64];
  * - the tile is written with scatters (64 channels are 64 output planes).
- * Threads claim (output-channel block, span of positions) items after
- * padding (conv_team.c).
+ * Threads claim items (conv_team.c): weight-transpose tiles, then per group
+ * of images, input channels to pad and (image, output-channel block, span
+ * of positions) items, image-major, so that with a batch each thread works
+ * on its own images.
  */
 #include "conv_internal.h"
 
@@ -33,11 +35,16 @@ enum {
     SPAN = 8 * DP, /* output positions per thread work item */
 };
 
+/* Most floats of padded input held at once (8 MiB): a batch-8 ResNet-18
+ * 3x3/2 layer (at most 8 x 0.86 MiB) is padded in one phase. */
+#define TS_DIRECT_PAD_CAP ((size_t)2 << 20)
+
 typedef struct {
     int64_t hp, wp;    /* padded input plane */
     int64_t nob;       /* output-channel blocks per group */
     size_t pad_floats; /* padded input of one image and group */
     size_t wt_floats;  /* transposed weights of all groups */
+    int64_t units;     /* (image, group) pairs padded at once */
 } direct_plan;
 
 static direct_plan plan_for(const conv_geom *g, const ts_conv2d_params *p) {
@@ -47,6 +54,9 @@ static direct_plan plan_for(const conv_geom *g, const ts_conv2d_params *p) {
     d.nob = (g->mg + DOC - 1) / DOC;
     d.pad_floats = (size_t)(g->cg * d.hp * d.wp);
     d.wt_floats = (size_t)(g->groups * d.nob * DOC * g->k);
+    const int64_t all = g->n * g->groups;
+    d.units = (int64_t)(TS_DIRECT_PAD_CAP / d.pad_floats);
+    d.units = d.units < 1 ? 1 : d.units > all ? all : d.units;
     return d;
 }
 
@@ -59,7 +69,7 @@ int ts_conv_direct_usable(const conv_geom *g, const ts_conv2d_params *p) {
 size_t ts_conv_direct_workspace_floats(const conv_geom *g, const ts_conv2d_params *p) {
     if (!ts_conv_direct_usable(g, p)) return 0;
     direct_plan d = plan_for(g, p);
-    return d.pad_floats + d.wt_floats;
+    return d.pad_floats * (size_t)d.units + d.wt_floats;
 }
 
 /* Measured on the dev machine (min CPU time, --path taps vs packed, 1
@@ -173,102 +183,173 @@ typedef struct {
 } direct_job;
 
 /* Taps per weight-transpose item: one item is a block's taps [k, k + TK),
- * so the transpose (M * K floats per call, 15% of a 1-thread call for
- * ResNet's 3x3/2 256->512 at batch 8) splits evenly between threads; as one
- * item per block, one thread took all 8 blocks of that layer (measured:
- * 1.9 ms on one thread while the other padded in 0.04 ms). */
-enum { TK = 64, TK_TILE = 16 };
+ * so the transpose (M * K floats per call) splits evenly between threads;
+ * as one item per block, one thread took all 8 blocks of ResNet's 3x3/2
+ * 256->512 (measured: 1.9 ms on one thread while the other padded in
+ * 0.04 ms). */
+enum { TK = 64 };
+
+/* In-register transpose of a 16x16 tile: lane j of r[i] <-> lane i of r[j]
+ * (unpack pairs, then 64-bit pairs, then 128-bit lanes twice). */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+        r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
+    }
+}
 
 /* wt[gi][ob][tap][lane] = w[gi*mg + ob*DOC + lane][tap] for taps [k_lo,
- * k_hi), 0 past mg. In tiles of TK_TILE taps so the 4 KB of wt being
- * written stays in L1 (a whole block is K * 256 bytes). */
+ * k_hi), 0 past mg. By 16x16 tiles transposed in registers. ResNet 3x3/2
+ * 256->512 at batch 8, 1 thread (rdtsc-instrumented throwaway build): the
+ * scalar loop it replaces took 0.83 ms a call, this 0.52-0.68 ms; the
+ * rest is moving 4.7 MB of weights through the caches. */
 static void transpose_weights(const direct_job *j, int64_t gi, int64_t ob, int64_t k_lo,
                               int64_t k_hi) {
     const conv_geom *g = j->g;
     float *dst = j->wt + (gi * j->d.nob + ob) * DOC * g->k;
-    for (int64_t k0 = k_lo; k0 < k_hi; k0 += TK_TILE) {
-        const int64_t k1 = k_hi - k0 < TK_TILE ? k_hi : k0 + TK_TILE;
-        for (int64_t l = 0; l < DOC; l++) {
-            int64_t m = ob * DOC + l;
-            const float *src = j->w + (gi * g->mg + m) * g->k;
-            if (m < g->mg)
-                for (int64_t k = k0; k < k1; k++)
-                    dst[k * DOC + l] = src[k];
-            else
-                for (int64_t k = k0; k < k1; k++)
-                    dst[k * DOC + l] = 0.0f;
+    for (int64_t l0 = 0; l0 < DOC; l0 += 16) {
+        const int64_t m0 = ob * DOC + l0, rows = g->mg - m0 < 16 ? g->mg - m0 : 16;
+        const float *src = j->w + (gi * g->mg + m0) * g->k;
+        for (int64_t k0 = k_lo; k0 < k_hi; k0 += 16) {
+            const int64_t nk = k_hi - k0 < 16 ? k_hi - k0 : 16;
+            const __mmask16 km = lane_mask(nk);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] =
+                    i < rows ? _mm512_maskz_loadu_ps(km, src + i * g->k + k0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int i = 0; i < nk; i++)
+                _mm512_storeu_ps(dst + (k0 + i) * DOC + l0, r[i]);
         }
     }
 }
 
-/* Padded copy of channels [c_lo, c_hi) of one image and group. */
-static void pad_channels(const direct_job *j, const float *xg, int64_t c_lo, int64_t c_hi) {
+static inline void zero_floats(float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_setzero_ps());
+    if (i < n) _mm512_mask_storeu_ps(dst + i, lane_mask(n - i), _mm512_setzero_ps());
+}
+
+static inline void copy_floats(float *dst, const float *src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+    if (i < n) {
+        const __mmask16 m = lane_mask(n - i);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+    }
+}
+
+/* Padded copy of channel c of one image and group (xg) into slot `unit` of
+ * xpad. Vector stores rather than memset/memcpy: a row of 3x3/2 layers is
+ * 14-56 floats, too short to amortize three library calls. (Padding all
+ * images of a group up front costs about what padding each just before
+ * use did, 0.32-0.37 ms of a 6.5 ms call, instrumented as above: the gain
+ * is spent on writing 2 MB instead of 0.26 MB reused in L2.) */
+static void pad_channel(const direct_job *j, const float *xg, int64_t unit, int64_t c) {
     const conv_geom *g = j->g;
     const ts_conv2d_params *p = j->p;
     const direct_plan *d = &j->d;
-    for (int64_t c = c_lo; c < c_hi; c++) {
-        float *dst = j->xpad + c * d->hp * d->wp;
-        memset(dst, 0, (size_t)(p->pad_t * d->wp) * sizeof *dst);
-        for (int64_t r = 0; r < g->h; r++) {
-            float *row = dst + (p->pad_t + r) * d->wp;
-            memset(row, 0, (size_t)p->pad_l * sizeof *row);
-            memcpy(row + p->pad_l, xg + (c * g->h + r) * g->w, (size_t)g->w * sizeof *row);
-            memset(row + p->pad_l + g->w, 0, (size_t)p->pad_r * sizeof *row);
-        }
-        memset(dst + (p->pad_t + g->h) * d->wp, 0, (size_t)(p->pad_b * d->wp) * sizeof *dst);
+    float *dst = j->xpad + (size_t)unit * d->pad_floats + c * d->hp * d->wp;
+    zero_floats(dst, p->pad_t * d->wp);
+    for (int64_t r = 0; r < g->h; r++) {
+        float *row = dst + (p->pad_t + r) * d->wp;
+        zero_floats(row, p->pad_l);
+        copy_floats(row + p->pad_l, xg + (c * g->h + r) * g->w, g->w);
+        zero_floats(row + p->pad_l + g->w, p->pad_r);
     }
+    zero_floats(dst + (p->pad_t + g->h) * d->wp, p->pad_b * d->wp);
 }
 
-/* Phases: transpose the weights; pad the first image; then per image and
- * group, compute, then pad the next one (xpad is reused). */
-static void direct_member(void *ctx, int t, int T, ts_conv_team *team) {
-    const direct_job *j = ctx;
+static void transpose_phase(const direct_job *j, ts_conv_team *team, ts_conv_work *w) {
     const conv_geom *g = j->g;
-    const direct_plan *d = &j->d;
-    const int64_t kchunks = (g->k + TK - 1) / TK, wchunks = g->groups * d->nob * kchunks;
-    /* Items: an output-channel block x one of `spans` even spans of the
-     * output positions (about SPAN each), in runs that keep one block's
-     * weights when there are at least two blocks per thread, else
-     * position-major so no thread is tied to one block (measured at 2
-     * threads, 3x3/2 64->128 at batch 8: 4.7-5.2 ms instead of 5.8-6.8 ms;
-     * 1 thread 5.2-5.4). */
-    const int64_t spans = (g->p + SPAN - 1) / SPAN, items = d->nob * spans;
-    const int by_position = d->nob < 2 * T;
-    ts_conv_work w = {.tid = t};
+    const int64_t kchunks = (g->k + TK - 1) / TK;
     int64_t lo, hi;
-    ts_conv_work_phase(team, &w, wchunks);
-    while (ts_conv_work_claim(team, &w, &lo, &hi))
+    ts_conv_work_phase(team, w, g->groups * j->d.nob * kchunks);
+    while (ts_conv_work_claim(team, w, &lo, &hi))
         for (int64_t it = lo; it < hi; it++) {
             const int64_t blk = it / kchunks, kc = it % kchunks;
             const int64_t k_hi = (kc + 1) * TK < g->k ? (kc + 1) * TK : g->k;
-            transpose_weights(j, blk / d->nob, blk % d->nob, kc * TK, k_hi);
+            transpose_weights(j, blk / j->d.nob, blk % j->d.nob, kc * TK, k_hi);
         }
-    ts_conv_work_phase(team, &w, g->cg); /* image 0, group 0 */
-    while (ts_conv_work_claim(team, &w, &lo, &hi))
-        pad_channels(j, j->x, lo, hi);
-    for (int64_t n = 0; n < g->n; n++) {
-        for (int64_t gi = 0; gi < g->groups; gi++) {
-            ts_conv_work_phase(team, &w, items);
-            while (ts_conv_work_claim(team, &w, &lo, &hi)) {
-                for (int64_t it = lo; it < hi; it++) {
-                    int64_t ob = by_position ? it % d->nob : it / spans;
-                    int64_t sp = by_position ? it / d->nob : it % spans;
-                    int64_t p_lo = g->p * sp / spans, p_hi = g->p * (sp + 1) / spans;
-                    int64_t live = g->mg - ob * DOC < DOC ? g->mg - ob * DOC : DOC;
-                    const float *bias = j->b ? j->b + gi * g->mg + ob * DOC : NULL;
-                    float *yb = j->y + (n * g->m + gi * g->mg + ob * DOC) * g->p;
-                    direct_span(g, j->p, d, j->xpad, j->wt + (gi * d->nob + ob) * DOC * g->k, p_lo,
-                                p_hi, bias, live, yb);
-                }
-            }
-            /* The next (image, group) into xpad, once all of this one is done. */
-            const int last_g = gi + 1 == g->groups;
-            if (last_g && n + 1 == g->n) break;
-            const int64_t n2 = last_g ? n + 1 : n, g2 = last_g ? 0 : gi + 1;
-            ts_conv_work_phase(team, &w, g->cg);
-            while (ts_conv_work_claim(team, &w, &lo, &hi))
-                pad_channels(j, j->x + (n2 * g->c + g2 * g->cg) * g->h * g->w, lo, hi);
+}
+
+/* Units [u0, u0 + nu) ((image, group) pairs, image-major) into slots 0.. */
+static void pad_phase(const direct_job *j, ts_conv_team *team, ts_conv_work *w, int64_t u0,
+                      int64_t nu) {
+    const conv_geom *g = j->g;
+    int64_t lo, hi;
+    ts_conv_work_phase(team, w, nu * g->cg);
+    while (ts_conv_work_claim(team, w, &lo, &hi))
+        for (int64_t it = lo; it < hi; it++) {
+            const int64_t u = u0 + it / g->cg, n = u / g->groups, gi = u % g->groups;
+            pad_channel(j, j->x + (n * g->c + gi * g->cg) * g->h * g->w, it / g->cg, it % g->cg);
         }
+}
+
+/* Items: unit x output-channel block x one of `spans` even spans of the
+ * output positions (about SPAN each), unit-major: member t's range is whole
+ * images when there are at least T of them, so each member pads, reads and
+ * writes its own images, with two phases per call instead of two per
+ * image (bench_conv -n resnet18 -t 2 -b 8, p50: ResNet 3x3/2 256->512 4.16
+ * -> 3.60 ms, 128->256 3.85 -> 2.78, 64->128 3.87 -> 3.01). Within a unit, block-major keeps one
+ * block's weights in L2 across its spans; position-major when a unit is shared and has fewer than
+ * two blocks per thread, so that no thread is tied to one block (measured at 2 threads, 3x3/2
+ * 64->128 at batch 8, one image per phase: 4.7-5.2 ms instead of 5.8-6.8 ms). */
+static void compute_phase(const direct_job *j, ts_conv_team *team, ts_conv_work *w, int64_t u0,
+                          int64_t nu, int T) {
+    const conv_geom *g = j->g;
+    const direct_plan *d = &j->d;
+    const int64_t spans = (g->p + SPAN - 1) / SPAN, per = d->nob * spans;
+    const int by_position = d->nob < 2 * T && nu < 2 * T;
+    int64_t lo, hi;
+    ts_conv_work_phase(team, w, nu * per);
+    while (ts_conv_work_claim(team, w, &lo, &hi))
+        for (int64_t it = lo; it < hi; it++) {
+            const int64_t slot = it / per, r = it % per, u = u0 + slot;
+            const int64_t n = u / g->groups, gi = u % g->groups;
+            const int64_t ob = by_position ? r % d->nob : r / spans;
+            const int64_t sp = by_position ? r / d->nob : r % spans;
+            const int64_t p_lo = g->p * sp / spans, p_hi = g->p * (sp + 1) / spans;
+            const int64_t live = g->mg - ob * DOC < DOC ? g->mg - ob * DOC : DOC;
+            const float *bias = j->b ? j->b + gi * g->mg + ob * DOC : NULL;
+            float *yb = j->y + (n * g->m + gi * g->mg + ob * DOC) * g->p;
+            direct_span(g, j->p, d, j->xpad + (size_t)slot * d->pad_floats,
+                        j->wt + (gi * d->nob + ob) * DOC * g->k, p_lo, p_hi, bias, live, yb);
+        }
+}
+
+/* Phases: transpose the weights; then per group of d.units (image, group)
+ * pairs, pad them, then compute them. */
+static void direct_member(void *ctx, int t, int T, ts_conv_team *team) {
+    const direct_job *j = ctx;
+    const int64_t all = j->g->n * j->g->groups;
+    ts_conv_work w = {.tid = t};
+    transpose_phase(j, team, &w);
+    for (int64_t u0 = 0; u0 < all; u0 += j->d.units) {
+        const int64_t nu = all - u0 < j->d.units ? all - u0 : j->d.units;
+        pad_phase(j, team, &w, u0, nu);
+        compute_phase(j, team, &w, u0, nu, T);
     }
 }
 
@@ -277,7 +358,7 @@ void ts_conv_direct_forward(const conv_geom *g, const ts_conv2d_params *p, const
     TS_ASSERT(ts_conv_direct_usable(g, p));
     direct_job j = {.g = g, .p = p, .d = plan_for(g, p), .x = x, .w = w, .b = b, .y = y};
     j.xpad = ws;
-    j.wt = ws + j.d.pad_floats;
+    j.wt = ws + j.d.pad_floats * (size_t)j.d.units;
     double flops = 2.0 * (double)g->n * (double)g->m * (double)g->p * (double)g->k;
     ts_conv_team_run(ts_conv_team_size(threads, flops), direct_member, &j);
 }
