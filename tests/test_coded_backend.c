@@ -354,7 +354,8 @@ static void test_emulated_cluster(void) {
     per[0].name = "edge-a";
     per[1].mbps = 100;
     ts_err err = {0};
-    TS_CHECK_OK(ts_straggler_parse("fixed:2", &per[1].straggler, &err), &err);
+    /* "+link" travels in HELLO like the rest of the model */
+    TS_CHECK_OK(ts_straggler_parse("fixed:2+link", &per[1].straggler, &err), &err);
     ts_local_cluster *c = ts_local_cluster_new(2, per, &err);
     TS_CHECK_MSG(c != NULL, "%s", err.msg);
     if (!c) return;
@@ -364,7 +365,7 @@ static void test_emulated_cluster(void) {
         ts_worker_info info;
         TS_CHECK_OK(ts_master_worker_info(m, ts_local_cluster_worker_id(c, i), &info, &err), &err);
         if (i == 0) seen += info.gflops == 5 && !strncmp(info.name, "edge-a", 6);
-        if (i == 1) seen += info.mbps == 100 && !strcmp(info.straggler, "fixed:2");
+        if (i == 1) seen += info.mbps == 100 && !strcmp(info.straggler, "fixed:2+link");
     }
     TS_CHECK(seen == 2);
     ts_local_cluster_free(c);
