@@ -8,6 +8,8 @@
 #                                  2 of 10 workers 5x slower (and uncoded
 #                                  without stragglers as the reference); a
 #                                  repeated configuration gives one curve per run
+#   coded-latency-cdf-MODEL-linkstrag.png  the same with the stragglers'
+#                                  links 5x slower too (fixed:5+link)
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 res=$root/docs/results
@@ -24,12 +26,19 @@ color() { # scheme index 1..5 -> a colour; crme in red, easy to find
 rawsel='NR > 1 && $1 == m && $2 == 10 && ((NF == 6 && ((m == "fashion-cnn" && gf == 10 && mb == 100) || (m == "alexnet" && gf == 1 && mb == 100))) || ($7 == gf && $8 == mb && $9 == "inproc-threads")) '
 
 
-# model:GFLOP/s:Mbit/s:file-suffix — the emulated settings plotted (the
-# compute-bound fashion-cnn variant only has n = 10: CDF only).
-for spec in fashion-cnn:10:100: alexnet:1:100: vgg16:1:100: fashion-cnn:0.1:1000:-fastlink; do
-    IFS=: read -r model gf mb suffix <<SPEC
+# model:GFLOP/s:Mbit/s:file-suffix[:straggler setting] — the emulated
+# settings plotted (the compute-bound fashion-cnn variant and the link
+# stragglers only have n = 10: CDF only).
+for spec in fashion-cnn:10:100: alexnet:1:100: vgg16:1:100: fashion-cnn:0.1:1000:-fastlink \
+    alexnet:1:100:-linkstrag:fixed+link fashion-cnn:10:100:-linkstrag:fixed+link; do
+    IFS=: read -r model gf mb suffix strag <<SPEC
 $spec
 SPEC
+    strag=${strag:-fixed}
+    case $strag in
+    fixed+link) slow="2 of 10 workers 5x slower, their links too" ;;
+    *) slow="2 of 10 workers 5x slower" ;;
+    esac
     # Rows of the emulated runs; when a configuration was run twice, the last row wins.
     have=0
     for st in none fixed; do
@@ -72,9 +81,9 @@ SPEC
     plots=""
     i=1
     for sc in $schemes; do
-        awk -F, -v m="$model" -v sc="$sc" -v gf="$gf" -v mb="$mb" "$rawsel"'&& $3 == "fixed" && $4 == sc { if ($6 + 0 < last) print ""; last = $6 + 0; print $5, $6 }' \
+        awk -F, -v m="$model" -v sc="$sc" -v gf="$gf" -v mb="$mb" -v st="$strag" "$rawsel"'&& $3 == st && $4 == sc { if ($6 + 0 < last) print ""; last = $6 + 0; print $5, $6 }' \
             "$raw" > "$tmp/cdf-$model-$sc.dat"
-        [ -s "$tmp/cdf-$model-$sc.dat" ] && plots="${plots:+$plots, }'$tmp/cdf-$model-$sc.dat' using 1:2 with linespoints pt 7 ps 0.3 lw 2 lc rgb $(color $i) title '$sc, 2 of 10 at 5x'"
+        [ -s "$tmp/cdf-$model-$sc.dat" ] && plots="${plots:+$plots, }'$tmp/cdf-$model-$sc.dat' using 1:2 with linespoints pt 7 ps 0.3 lw 2 lc rgb $(color $i) title '$sc, $strag'"
         i=$((i + 1))
     done
     awk -F, -v m="$model" -v gf="$gf" -v mb="$mb" "$rawsel"'&& $3 == "none" && $4 == "uncoded" { if ($6 + 0 < last) print ""; last = $6 + 0; print $5, $6 }' \
@@ -84,7 +93,7 @@ SPEC
         {
             echo "set terminal pngcairo size 900,560 font ',10'"
             echo "set output '$res/coded-latency-cdf-$model$suffix.png'"
-            echo "set title '$model, n = 10, 2 of 10 workers 5x slower: latency CDF per scheme ($gf GFLOP/s, $mb Mbit/s)'"
+            echo "set title '$model, n = 10, $slow: latency CDF per scheme ($gf GFLOP/s, $mb Mbit/s)'"
             echo "set xlabel 'latency (ms)'; set ylabel 'fraction of inferences'; set grid"
             echo "set logscale x; set key bottom right font ',9'; set yrange [0:1.02]"
             echo "plot $plots"
