@@ -220,7 +220,7 @@ static inline void transpose16(__m512 r[16]) {
 /* wt[gi][ob][tap][lane] = w[gi*mg + ob*DOC + lane][tap] for taps [k_lo,
  * k_hi), 0 past mg. By 16x16 tiles transposed in registers. ResNet 3x3/2
  * 256->512 at batch 8, 1 thread (rdtsc-instrumented throwaway build): the
- * scalar loop it replaces took 0.83 ms a call, this 0.52-0.68 ms; the
+ * scalar loop it replaces took 0.83 ms a call, this 0.46-0.68 ms; the
  * rest is moving 4.7 MB of weights through the caches. */
 static void transpose_weights(const direct_job *j, int64_t gi, int64_t ob, int64_t k_lo,
                               int64_t k_hi) {
@@ -262,10 +262,10 @@ static inline void copy_floats(float *dst, const float *src, int64_t n) {
 
 /* Padded copy of channel c of one image and group (xg) into slot `unit` of
  * xpad. Vector stores rather than memset/memcpy: a row of 3x3/2 layers is
- * 14-56 floats, too short to amortize three library calls. (Padding all
- * images of a group up front costs about what padding each just before
- * use did, 0.32-0.37 ms of a 6.5 ms call, instrumented as above: the gain
- * is spent on writing 2 MB instead of 0.26 MB reused in L2.) */
+ * 14-56 floats, too short to amortize three library calls. Padding all
+ * images of a group up front costs about what padding each one just before
+ * use did (instrumented as above: 0.31-0.47 ms against 0.32 ms of a 6.5 ms
+ * call), presumably because 2 MB are written instead of 0.26 MB kept in L2. */
 static void pad_channel(const direct_job *j, const float *xg, int64_t unit, int64_t c) {
     const conv_geom *g = j->g;
     const ts_conv2d_params *p = j->p;
