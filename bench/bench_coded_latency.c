@@ -315,20 +315,22 @@ static void make_worker_opts(const bench_opts *o, int n, strag_setting st, ts_wo
 static void print_emulation(const bench_opts *o, int n, strag_setting st,
                             const ts_worker_opts *wo) {
     char buf[64], list[256] = "";
+    int first_slow = -1;
     if (o->calibrate) {
         printf("# emulation: none (calibration: real kernel times)\n");
         return;
     }
     for (int i = 0; i < n; i++) {
         if (wo[i].straggler.kind != TS_STRAGGLER_FIXED) continue;
+        if (first_slow < 0) first_slow = i;
         size_t len = strlen(list);
         snprintf(list + len, sizeof list - len, "%s%d", len ? "," : "", i);
     }
     printf("# emulation: device %g GFLOP/s, link %g Mbit/s + %g ms each way, stragglers %s",
            o->gflops, o->mbps, o->latency_ms, strag_label(o, st));
-    if (st == STRAG_FIXED)
-        printf(" (fixed:%g%s on workers %s of %d, by spawn order)", o->slow_factor,
-               o->straggle_link ? "+link" : "", list, n);
+    if (first_slow >= 0)
+        printf(" (%s on workers %s of %d, by spawn order)",
+               ts_straggler_str(&wo[first_slow].straggler, buf, sizeof buf), list, n);
     else if (st != STRAG_NONE)
         printf(" (%s on every worker)", ts_straggler_str(&wo[0].straggler, buf, sizeof buf));
     printf(", seeds %llu..%llu\n", (unsigned long long)wo[0].seed,

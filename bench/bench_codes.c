@@ -220,6 +220,14 @@ typedef struct {
     int *resp, nresp;
 } enc_ctx;
 
+/* A markdown table's rule row: `lead` fixed columns, then `cols` more. */
+static void md_rule(FILE *md, int lead, int cols) {
+    fprintf(md, "\n|");
+    for (int i = 0; i < lead + cols; i++)
+        fprintf(md, "---|");
+    fprintf(md, "\n");
+}
+
 static void run_encode(void *p) {
     enc_ctx *x = p;
     ts_err e = {0};
@@ -327,10 +335,7 @@ static void throughput(FILE *md, int quick, double max_mb) {
     fprintf(md, "\n\n| op | code | k | ");
     for (int l = 0; l < nl; l++)
         fprintf(md, "%.0e floats | ", (double)lens[l]);
-    fprintf(md, "\n|---|---|---|");
-    for (int l = 0; l < nl; l++)
-        fprintf(md, "---|");
-    fprintf(md, "\n");
+    md_rule(md, 3, nl);
     for (int op = 0; op < 2; op++)
         for (int kind = 0; kind < 2; kind++)
             for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
@@ -407,10 +412,7 @@ static void throughput(FILE *md, int quick, double max_mb) {
             peak);
     for (int l = 0; l < nl; l++)
         fprintf(md, " %.0e floats |", (double)lens[l]);
-    fprintf(md, "\n|---|---|");
-    for (int l = 0; l < nl; l++)
-        fprintf(md, "---|");
-    fprintf(md, "\n");
+    md_rule(md, 2, nl);
     for (int kind = 0; kind < 2; kind++)
         for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
             fprintf(md, "| %s | %d |", kind ? "crme" : "vandermonde", ks[ki]);
@@ -466,10 +468,7 @@ static void decode_vs_conv(FILE *md, int quick) {
             "as %% of the conv time.\n\n| layer | MACs/output | conv ms |");
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
         fprintf(md, " n=%d |", ns[i]);
-    fprintf(md, "\n|---|---|---|");
-    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
-        fprintf(md, "---|");
-    fprintf(md, "\n");
+    md_rule(md, 3, (int)(sizeof ns / sizeof ns[0]));
     for (int li = 0; li < nlayers; li++) {
         const conv_shape *L = &layers[li];
         ts_err e = {0};

@@ -420,6 +420,17 @@ DEC_INLINE void put(void *dst, int om, size_t off, int cnt, dvec v0, dvec v1) {
 
 /* ---- y = M p: a real R x C matrix on C rows ---------------------------- */
 
+/* a[t] += m[t][j] * v for the nr (<= 8) rows of one register block: the
+ * inner step of mk_rows and mk_direct. */
+DEC_INLINE void fma_rows(int nr, const double *m, int C, int j, dvec v0, dvec v1, dvec *a0,
+                         dvec *a1) {
+    for (int t = 0; t < nr; t++) {
+        double w = m[(size_t)t * C + j];
+        a0[t] += w * v0;
+        a1[t] += w * v1;
+    }
+}
+
 /* nr (<= 8) outputs of one slice: tg[t] = sum_j m[t][j] in[j]. Eight rows
  * by two vectors: 16 FMAs per 2 vector loads and 8 broadcasts. */
 DEC_INLINE void mk_rows(int nr, const double *m, int C, const double *in, int X, void *const *tg,
@@ -427,11 +438,7 @@ DEC_INLINE void mk_rows(int nr, const double *m, int C, const double *in, int X,
     dvec a0[8] = {0}, a1[8] = {0};
     for (int j = 0; j < C; j++) {
         dvec v0 = ldv(in + (size_t)j * X), v1 = ldv(in + (size_t)j * X + VW);
-        for (int t = 0; t < nr; t++) {
-            double w = m[(size_t)t * C + j];
-            a0[t] += w * v0;
-            a1[t] += w * v1;
-        }
+        fma_rows(nr, m, C, j, v0, v1, a0, a1);
     }
     for (int t = 0; t < nr; t++)
         put(tg[t], om, off, cnt, a0[t], a1[t]);
@@ -476,11 +483,7 @@ DEC_INLINE void mk_direct(int nr, const double *m, int C, const void *const *row
             memcpy(&f1, (const float *)rows[j] + x + VW, sizeof f1);
             v0 = __builtin_convertvector(f0, dvec), v1 = __builtin_convertvector(f1, dvec);
         }
-        for (int t = 0; t < nr; t++) {
-            double w = m[(size_t)t * C + j];
-            a0[t] += w * v0;
-            a1[t] += w * v1;
-        }
+        fma_rows(nr, m, C, j, v0, v1, a0, a1);
     }
     for (int t = 0; t < nr; t++)
         put(tg[t], om, x, XB, a0[t], a1[t]);
