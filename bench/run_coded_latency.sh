@@ -88,6 +88,9 @@ for phase in "$@"; do
         run alex10g-linkstrag --model alexnet --workers 10 --schemes uncoded,crme --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 300 --warmup 5 --straggle-link ;;
     vgg-linkstrag)
         run vgg-linkstrag --model vgg16 --workers 10 --schemes uncoded,crme --stragglers fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 30 --warmup 1 --straggle-link ;;
+    alex10-r1000-schemes)
+        # the other three schemes at R = 1000 (uncoded and crme: alex10-r1000-quiet)
+        run alex10-r1000-schemes --model alexnet --workers 10 --schemes replication,mds,polynomial --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
 done

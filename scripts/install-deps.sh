@@ -10,6 +10,7 @@ PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler  # ONNX model I/O
   libonnx-dev              # onnx.proto (compiled by protoc-c at build time)
   zlib1g-dev libzstd-dev   # gzip IDX datasets; compressed frames
+  libxxhash-dev            # XXH3-128 digests: a share deployed twice is sent once
   dataset-fashion-mnist    # the real dataset
   libonnx-testdata         # ONNX backend conformance cases
   gnuplot-nox              # plots in docs/results

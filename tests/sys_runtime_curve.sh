@@ -49,9 +49,9 @@ check "the listed worker ran tasks" $?
 kill -TERM "$(pid_of bad)" "$(pid_of plain)" 2>/dev/null
 wait_exit "$(pid_of bad)" 30 >/dev/null
 wait_exit "$(pid_of plain)" 30 >/dev/null
-grep -q "after 0 tasks (0 failed), 0 blobs, 0 registrations" "$WORK/bad.out"
+grep -q "after 0 tasks (0 failed), 0 blobs + 0 aliases (peak 0.0 MB stored), 0 registrations" "$WORK/bad.out"
 check "the unlisted worker never registered" $?
-grep -q "after 0 tasks (0 failed), 0 blobs, 0 registrations" "$WORK/plain.out"
+grep -q "after 0 tasks (0 failed), 0 blobs + 0 aliases (peak 0.0 MB stored), 0 registrations" "$WORK/plain.out"
 check "a worker without keys never registered" $?
 
 "$CLI" probe --listen "tcp://127.0.0.1:$(free_tcp_port)" --expect 1 --wait 1 \

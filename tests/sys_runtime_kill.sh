@@ -72,6 +72,11 @@ run_killed infer_pipe "$url" "$CLI" infer --model "$MODEL" --limit $N --top 1 --
     --pipeline 3 --listen "$url" --expect 6 --stragglers 2 --scheme crme "$IMAGES"
 grep -q "pipeline depth 3" "$WORK/infer_pipe.err"
 check "pipelined infer: three lanes were deployed" $?
+# lanes 2 and 3 deploy the shares lane 1 deployed: sent as ALIASes, stored once
+grep -q "filter shares deployed: .* MB sent, .* aliased" "$WORK/infer_pipe.err"
+check "pipelined infer: the later lanes' identical shares went out as aliases" $?
+grep -q "blobs + [1-9][0-9]* aliases" "$WORK/infer_pipe_w2.out"
+check "pipelined infer: a surviving worker stored aliases" $?
 labels "$WORK/infer_pipe.out" >"$WORK/infer_pipe.labels"
 cmp -s "$WORK/single.labels" "$WORK/infer_pipe.labels"
 check "pipelined infer over tcp: $N labels in order, each equal to the single-node label" $?

@@ -11,6 +11,7 @@
 
 #include "runtime/emul.h"
 #include "runtime/proto.h"
+#include "runtime/tasks.h"
 #include "tessera/ops.h"
 #include "tessera/runtime.h"
 #include "ts_test.h"
@@ -255,6 +256,99 @@ static void test_proto_rejects(void) {
         f.buf[off + 3] = 0x40; /* 2^30 per dimension */
     }
     TS_CHECK(decode_raw(&f, d, dl, 1, &msg, &err) == TS_ERR_FORMAT);
+}
+
+/* ALIAS round trip; with a tensor frame or a short body it is refused. */
+static void test_proto_alias(void) {
+    ts_msg_hdr h = {.type = TS_MSG_ALIAS, .seq = 41};
+    ts_proto_frame0 f;
+    ts_proto_begin(&f, &h);
+    ts_proto_put_key(&f, (ts_blob_key){2, 7, 5});
+    ts_proto_put_key(&f, (ts_blob_key){1, 7, 5});
+    TS_ASSERT(ts_proto_end(&f, 0));
+    ts_proto_msg msg;
+    ts_err err = {0};
+    TS_CHECK_OK(decode_raw(&f, NULL, NULL, 0, &msg, &err), &err);
+    TS_CHECK(msg.h.type == TS_MSG_ALIAS && msg.h.seq == 41 && msg.n_tensors == 0);
+    TS_CHECK(msg.u.alias.dst.model == 2 && msg.u.alias.dst.layer == 7 &&
+             msg.u.alias.dst.index == 5);
+    TS_CHECK(msg.u.alias.src.model == 1 && msg.u.alias.src.layer == 7 &&
+             msg.u.alias.src.index == 5);
+    TS_CHECK(!strcmp(ts_msg_type_name(TS_MSG_ALIAS), "ALIAS"));
+
+    ts_proto_frame0 bad;
+    ts_proto_begin(&bad, &h); /* an ALIAS that carries a tensor */
+    ts_proto_put_key(&bad, (ts_blob_key){2, 7, 5});
+    ts_proto_put_key(&bad, (ts_blob_key){1, 7, 5});
+    ts_shape s1 = ts_shape2(1, 2);
+    ts_proto_put_desc(&bad, &s1);
+    TS_ASSERT(ts_proto_end(&bad, 1));
+    float two[2] = {1, 2};
+    const void *d[1] = {two};
+    size_t dl[1] = {sizeof two};
+    err.msg[0] = '\0';
+    TS_CHECK(decode_raw(&bad, d, dl, 1, &msg, &err) == TS_ERR_FORMAT && strstr(err.msg, "ALIAS"));
+    ts_proto_begin(&bad, &h); /* one key only */
+    ts_proto_put_key(&bad, (ts_blob_key){2, 7, 5});
+    TS_ASSERT(ts_proto_end(&bad, 0));
+    TS_CHECK(decode_raw(&bad, NULL, NULL, 0, &msg, &err) == TS_ERR_FORMAT);
+}
+
+/* Stores a one-tensor blob of floats v[0..n) under key k, as a DEPLOY does. */
+static ts_status store_floats(ts_blob_store *st, ts_blob_key k, const float *v, int n,
+                              ts_err *err) {
+    ts_msg_hdr h = {.type = TS_MSG_DEPLOY, .seq = 1};
+    ts_proto_frame0 f;
+    ts_shape s = ts_shape2(1, n);
+    ts_proto_begin(&f, &h);
+    ts_proto_put_key(&f, k);
+    ts_proto_put_desc(&f, &s);
+    TS_ASSERT(ts_proto_end(&f, 1));
+    const void *frames[2] = {f.buf, v};
+    size_t lens[2] = {f.len, (size_t)n * sizeof(float)};
+    ts_proto_in in;
+    make_in(&in, frames, lens, 2);
+    ts_proto_msg msg;
+    ts_status r = ts_proto_decode(&in, 0, 1 << 20, &msg, err);
+    if (r == TS_OK) r = ts_store_put(st, &in, 0, &msg, err);
+    ts_proto_in_close(&in);
+    return r;
+}
+
+/* The worker's store: an alias shares its source's bytes (counted once
+ * against the cap), keeps the content it was given when the source key is
+ * replaced, and the blob goes with its last key (ASan checks the frees). */
+static void test_store_alias(void) {
+    ts_blob_store st;
+    ts_store_init(&st, 3 * 4 * sizeof(float)); /* room for three 4-float blobs */
+    ts_err err = {0};
+    float a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8};
+    ts_blob_key k1 = {1, 0, 0}, k2 = {2, 0, 0}, k3 = {3, 0, 0};
+    TS_CHECK(ts_store_alias(&st, k1, k2, &err) == TS_ERR_INVALID &&
+             strstr(err.msg, "not deployed"));
+    TS_CHECK_OK(store_floats(&st, k1, a, 4, &err), &err);
+    TS_CHECK_OK(ts_store_alias(&st, k1, k2, &err), &err);
+    TS_CHECK_OK(ts_store_alias(&st, k1, k3, &err), &err);
+    TS_CHECK(st.n == 3 && st.n_blobs == 1 && st.bytes == sizeof a);
+    TS_CHECK_OK(ts_store_alias(&st, k2, k2, &err), &err); /* onto itself: no change */
+    TS_CHECK(st.n == 3 && st.n_blobs == 1 && st.ent[0].blob->refs == 3);
+    TS_CHECK_OK(store_floats(&st, k1, b, 4, &err), &err); /* k1 moves on, k2 and k3 keep a */
+    TS_CHECK(st.n_blobs == 2 && st.bytes == sizeof a + sizeof b);
+    for (int i = 0; i < st.n; i++) {
+        const float *v = st.ent[i].blob->t[0].data;
+        int is_k1 = st.ent[i].key.model == 1;
+        TS_CHECK_MSG(v[0] == (is_k1 ? 5.0f : 1.0f), "key %u holds %g", st.ent[i].key.model,
+                     (double)v[0]);
+    }
+    TS_CHECK_OK(store_floats(&st, k2, b, 4, &err), &err); /* a still held by k3 */
+    TS_CHECK(st.n_blobs == 3 && st.bytes == 3 * sizeof a);
+    TS_CHECK_OK(store_floats(&st, k3, b, 4, &err), &err); /* a's last key: a is freed */
+    TS_CHECK(st.n_blobs == 3 && st.bytes == 3 * sizeof a);
+    float c[8] = {0};
+    TS_CHECK(store_floats(&st, (ts_blob_key){4, 0, 0}, c, 8, &err) == TS_ERR_NOMEM);
+    TS_CHECK(st.n == 3 && st.n_blobs == 3);
+    ts_store_clear(&st);
+    TS_CHECK(st.n == 0 && st.bytes == 0 && st.n_blobs == 0);
 }
 
 static void test_straggler_models(void) {
@@ -1178,6 +1272,142 @@ static void test_deploy_cap(void) {
     cluster_stop(&c);
 }
 
+/* Content a worker already holds goes out as an ALIAS: no data is sent, the
+ * worker counts its bytes once (a cap with room for two copies holds it
+ * under two keys and one more blob), each key computes with the content it
+ * was given, also after the first key is redeployed with other content,
+ * and the same floats under another shape are a different blob. */
+static void run_deploy_alias(const char *transport) {
+    cluster c;
+    memset(&c, 0, sizeof c);
+    c.m = master_on(transport, 0);
+    if (!c.m) return;
+    ts_err err = {0};
+    ts_worker_stats ws = {0};
+    ts_worker_opts o = worker_opts(&c, "w0");
+    ts_shape as = ts_shape2(6, 8), xs = ts_shape2(8, 3);
+    size_t abytes = 6 * 8 * sizeof(float);
+    o.max_blob_bytes = 2 * abytes + 16;
+    o.stats = &ws;
+    c.w[0] = ts_worker_spawn(&o, &err);
+    c.nw = 1;
+    TS_CHECK_OK(ts_master_wait_workers(c.m, 1, DEADLINE, &err), &err);
+    uint32_t id = 0;
+    ts_master_workers(c.m, &id, 1);
+    ts_rng rng;
+    ts_rng_seed(&rng, 17);
+    ts_tensor *a = random_tensor(&as, &rng), *b = random_tensor(&as, &rng);
+    ts_tensor *x = random_tensor(&xs, &rng);
+    ts_blob_key k1 = {3, 1, 0}, k2 = {4, 1, 0}, k3 = {5, 1, 0};
+    const ts_tensor *const *ap = (const ts_tensor *const *)&a, *const *bp =
+                                                                   (const ts_tensor *const *)&b;
+    TS_CHECK_OK(ts_master_deploy(c.m, id, k1, ap, 1, &err), &err);
+    TS_CHECK_OK(ts_master_deploy_wait(c.m, DEADLINE, &err), &err);
+    TS_CHECK_OK(ts_master_deploy(c.m, id, k2, ap, 1, &err), &err); /* the same content */
+    TS_CHECK_OK(ts_master_deploy_wait(c.m, DEADLINE, &err), &err);
+    ts_master_stats st;
+    ts_master_get_stats(c.m, &st);
+    TS_CHECK_MSG(st.deploys_aliased == 1 && st.deploy_bytes_saved == abytes,
+                 "%s: %llu aliased, %llu bytes saved", transport,
+                 (unsigned long long)st.deploys_aliased, (unsigned long long)st.deploy_bytes_saved);
+    TS_CHECK_OK(ts_master_deploy(c.m, id, k1, bp, 1, &err), &err); /* k1 moves on to b */
+    TS_CHECK_OK(ts_master_deploy_wait(c.m, DEADLINE, &err), &err);
+    ts_master_get_stats(c.m, &st);
+    TS_CHECK(st.deploys_aliased == 1);
+
+    ts_tensor *yb = ts_tensor_new(&(ts_shape){2, {6, 3}}, NULL);
+    ts_tensor *ya = ts_tensor_new(&(ts_shape){2, {6, 3}}, NULL);
+    TS_CHECK_OK(ts_gemm_forward(0, 0, 1.0f, 0.0f, b, x, NULL, yb, &err), &err);
+    TS_CHECK_OK(ts_gemm_forward(0, 0, 1.0f, 0.0f, a, x, NULL, ya, &err), &err);
+    ts_task_pair pairs[2] = {{0, k1}, {0, k2}};
+    ts_task t = {.kind = TS_TASK_GEMM,
+                 .worker = id,
+                 .inputs = (const ts_tensor *const *)&x,
+                 .n_inputs = 1,
+                 .pairs = pairs,
+                 .n_pairs = 2};
+    compute_log log = {0};
+    log.expect[0][0] = yb;
+    log.expect[0][1] = ya;
+    ts_job *job = ts_master_submit(c.m, 1, &t, 1, &err);
+    TS_CHECK_MSG(job != NULL, "%s", err.msg);
+    if (job) {
+        TS_CHECK_OK(ts_master_collect(c.m, job, 1, DEADLINE, compute_cb, &log, &err), &err);
+        TS_CHECK_MSG(log.calls == 1 && log.bad == 0 && log.worst < 1e-6,
+                     "%s: %d calls %d bad worst %g", transport, log.calls, log.bad, log.worst);
+        ts_master_job_free(c.m, job);
+    }
+    /* a's floats as 8 x 6: not the same blob, sent in full, and over the cap */
+    ts_tensor *at = ts_tensor_new(&(ts_shape){2, {8, 6}}, NULL);
+    memcpy(at->data, a->data, abytes);
+    TS_CHECK_OK(ts_master_deploy(c.m, id, k3, (const ts_tensor *const *)&at, 1, &err), &err);
+    ts_status s = ts_master_deploy_wait(c.m, DEADLINE, &err);
+    TS_CHECK_MSG(s == TS_ERR_UNAVAILABLE && strstr(err.msg, "cap"), "%s: %s", ts_status_name(s),
+                 err.msg);
+    ts_master_get_stats(c.m, &st);
+    TS_CHECK(st.deploys_aliased == 1);
+    cluster_stop(&c);
+    TS_CHECK_MSG(ws.blobs == 2 && ws.aliases == 1 && ws.blob_bytes_peak == 2 * abytes,
+                 "%s: worker stored %llu blobs, %llu aliases, peak %llu bytes", transport,
+                 (unsigned long long)ws.blobs, (unsigned long long)ws.aliases,
+                 (unsigned long long)ws.blob_bytes_peak);
+    ts_tensor_free(a);
+    ts_tensor_free(b);
+    ts_tensor_free(at);
+    ts_tensor_free(x);
+    ts_tensor_free(ya);
+    ts_tensor_free(yb);
+}
+
+static void test_deploy_alias(void) {
+    run_deploy_alias("inproc");
+    run_deploy_alias("tcp");
+}
+
+/* A worker that does not announce TS_WORKER_CAP_ALIAS (an older build) gets
+ * every deploy in full, even of content it holds. */
+static void test_deploy_alias_needs_cap(void) {
+    ts_master *m = master_on("inproc", 0);
+    if (!m) return;
+    void *peer = raw_dealer(m);
+    ts_proto_frame0 f;
+    hello_frame(&f, "old"); /* caps: the task kinds only */
+    send_f0(peer, &f, NULL, 0);
+    ts_proto_in in;
+    ts_proto_msg msg;
+    TS_CHECK(raw_expect(m, peer, TS_MSG_READY, &in, &msg));
+    uint32_t id = msg.u.ready.worker_id;
+    ts_proto_in_close(&in);
+    ts_rng rng;
+    ts_rng_seed(&rng, 19);
+    ts_shape as = ts_shape2(3, 4);
+    ts_tensor *a = random_tensor(&as, &rng);
+    ts_err err = {0};
+    for (uint32_t k = 0; k < 2; k++) {
+        TS_CHECK_OK(ts_master_deploy(m, id, (ts_blob_key){k + 1, 0, 0},
+                                     (const ts_tensor *const *)&a, 1, &err),
+                    &err);
+        int got = raw_expect(m, peer, TS_MSG_DEPLOY, &in, &msg);
+        TS_CHECK_MSG(got && msg.n_tensors == 1 && msg.u.key.model == k + 1,
+                     "deploy %u: not a full DEPLOY", k);
+        if (!got) break;
+        ts_msg_hdr h = msg.h;
+        h.type = TS_MSG_DEPLOYED;
+        ts_proto_begin(&f, &h);
+        ts_proto_put_key(&f, msg.u.key);
+        TS_ASSERT(ts_proto_end(&f, 0));
+        ts_proto_in_close(&in);
+        send_f0(peer, &f, NULL, 0);
+        TS_CHECK_OK(ts_master_deploy_wait(m, DEADLINE, &err), &err);
+    }
+    ts_master_stats st;
+    ts_master_get_stats(m, &st);
+    TS_CHECK(st.deploys_aliased == 0);
+    ts_tensor_free(a);
+    raw_close(m, peer);
+    ts_master_free(m);
+}
+
 /* CURVE: a worker whose public key is listed joins and computes over the
  * encrypted link; one with an unlisted key is refused in the handshake and
  * never appears in the worker table. */
@@ -1285,6 +1515,8 @@ int main(void) {
     signal(SIGPIPE, SIG_IGN);
     TS_RUN(test_proto_roundtrip);
     TS_RUN(test_proto_rejects);
+    TS_RUN(test_proto_alias);
+    TS_RUN(test_store_alias);
     TS_RUN(test_straggler_models);
     TS_RUN(test_echo_transports);
     TS_RUN(test_gemm_transports);
@@ -1299,6 +1531,8 @@ int main(void) {
     TS_RUN(test_duplicate_results);
     TS_RUN(test_master_arguments);
     TS_RUN(test_deploy_cap);
+    TS_RUN(test_deploy_alias);
+    TS_RUN(test_deploy_alias_needs_cap);
     TS_RUN(test_curve);
     return ts_test_summary();
 }

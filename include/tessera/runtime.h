@@ -53,6 +53,10 @@ typedef enum {
 
 /* Bitmask of task kinds a worker can run (bit = 1 << kind). */
 #define TS_TASK_CAPS_ALL ((1u << TS_TASK_ECHO) | (1u << TS_TASK_CONV2D) | (1u << TS_TASK_GEMM))
+/* HELLO caps bit above the task kinds: the worker takes ALIAS (a blob it
+ * holds stored under one more key), so a share that several pipeline lanes
+ * deploy is sent and stored once. */
+#define TS_WORKER_CAP_ALIAS (1u << 16)
 
 /* Names a deployed blob on a worker, e.g. (model id, layer, share index). */
 typedef struct {
@@ -195,6 +199,10 @@ typedef struct {
     uint64_t workers_joined, workers_lost;
     uint64_t task_errors;
     uint64_t auth_refused; /* CURVE handshakes refused (key not listed) */
+    /* Bytes of blob data sent in DEPLOYs; deploys sent as ALIAS instead (the
+     * worker already held the same content under another key: pipeline
+     * lanes), and the bytes those did not send. */
+    uint64_t deploy_bytes_sent, deploys_aliased, deploy_bytes_saved;
 } ts_master_stats;
 void ts_master_get_stats(const ts_master *m, ts_master_stats *st);
 
@@ -251,6 +259,8 @@ typedef struct {
 typedef struct ts_worker_stats {
     uint64_t tasks, task_errors; /* results and errors sent */
     uint64_t blobs;              /* deploys stored */
+    uint64_t aliases;            /* ALIASes stored (a held blob under one more key) */
+    uint64_t blob_bytes_peak;    /* most bytes of distinct blobs held at once */
     uint64_t registrations;      /* READYs received (1 + re-registrations) */
 } ts_worker_stats;
 

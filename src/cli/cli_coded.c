@@ -94,7 +94,8 @@ void ts_cli_coded_usage(FILE *f) {
             "  --pipeline D     keep D batches in flight at once (default 1), so workers\n"
             "                   do not idle while the master encodes, decodes and runs\n"
             "                   the uncoded layers; each lane holds its own copy of the\n"
-            "                   model and deploys its own filter shares (D-fold storage)\n",
+            "                   model on the master; a filter share that several lanes\n"
+            "                   deploy to one worker is sent and stored once (ALIAS)\n",
             TS_CODED_MAX_COND);
 }
 
@@ -145,6 +146,20 @@ static void print_plan(const ts_cli_coded_session *s, const ts_cli_coded *o, int
         fprintf(stderr, "  %-16s kA=%d kB=%d needs %d of %d\n", ts_graph_node(g, p->node).name,
                 p->kA, p->kB, p->threshold, n);
     }
+}
+
+static ts_master *session_master(ts_cli_coded_session *s);
+
+/* What the lanes' filter shares cost to deploy: later lanes' identical
+ * shares go out as ALIASes and take no room on the workers. */
+static void print_deploys(ts_cli_coded_session *s) {
+    ts_master_stats st;
+    ts_master_get_stats(session_master(s), &st);
+    fprintf(stderr, "tessera: filter shares deployed: %.1f MB sent", st.deploy_bytes_sent / 1e6);
+    if (st.deploys_aliased)
+        fprintf(stderr, ", %.1f MB (%llu shares) aliased to the copies the workers hold",
+                st.deploy_bytes_saved / 1e6, (unsigned long long)st.deploys_aliased);
+    fprintf(stderr, "\n");
 }
 
 static ts_status check_options(const ts_cli_coded *o, ts_err *err) {
@@ -224,6 +239,7 @@ ts_cli_coded_session *ts_cli_coded_begin(ts_graph *g, const char *model_spec, co
         s->graphs[i] = s->lanes[i].g;
     }
     print_plan(s, o, n);
+    print_deploys(s);
     return s;
 fail:
     ts_cli_coded_end(s);

@@ -143,10 +143,12 @@ int ts_cmd_worker(int argc, char **argv) {
         fprintf(stderr, "tessera worker: emulated crash (%s)\n", strag);
         _exit(TS_EXIT_FAIL); /* no cleanup, no goodbye: that is the point */
     }
-    printf("worker %s: %s after %llu tasks (%llu failed), %llu blobs, %llu registrations\n",
+    printf("worker %s: %s after %llu tasks (%llu failed), %llu blobs + %llu aliases (peak %.1f "
+           "MB stored), %llu registrations\n",
            o.name ? o.name : "", why == TS_WORKER_EXIT_SHUTDOWN ? "master shut down" : "stopped",
            (unsigned long long)st.tasks, (unsigned long long)st.task_errors,
-           (unsigned long long)st.blobs, (unsigned long long)st.registrations);
+           (unsigned long long)st.blobs, (unsigned long long)st.aliases, st.blob_bytes_peak / 1e6,
+           (unsigned long long)st.registrations);
     return TS_EXIT_OK;
 }
 

@@ -11,8 +11,18 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #define IDENT_MAX 255 /* ZeroMQ routing ids are at most 255 bytes */
+
+/* A blob a worker acknowledged, by content: XXH3-128 of its shapes and
+ * data. A later deploy of the same content to that worker is sent as an
+ * ALIAS of this key (pipeline lanes deploy identical shares). */
+typedef struct {
+    ts_blob_key key;
+    XXH128_hash_t digest;
+    uint64_t bytes;
+} held_blob;
 
 typedef struct {
     int live;
@@ -22,6 +32,8 @@ typedef struct {
     double expiry; /* dead once now passes it */
     double hb_at;  /* next heartbeat we owe it */
     ts_worker_info info;
+    held_blob *held; /* what it holds (its store is emptied when it re-registers) */
+    int n_held, cap_held;
 } worker_slot;
 
 typedef enum { SHARD_SENT, SHARD_DONE, SHARD_LOST } shard_state;
@@ -54,6 +66,8 @@ struct ts_job {
 typedef struct {
     uint32_t seq, worker;
     ts_blob_key key;
+    XXH128_hash_t digest;
+    uint64_t bytes;
 } deploy_rec;
 
 struct ts_master {
@@ -149,6 +163,9 @@ static void remove_worker(ts_master *m, worker_slot *w, const char *why) {
             if (j->shards[i].worker == w->id && j->shards[i].state == SHARD_SENT)
                 j->shards[i].state = SHARD_LOST;
     fail_deploys_of(m, w->id, why);
+    free(w->held);
+    w->held = NULL;
+    w->n_held = w->cap_held = 0;
     w->live = 0;
     m->epoch++;
     m->st.workers_lost++;
@@ -368,9 +385,29 @@ static void handle_error(ts_master *m, worker_slot *w, const ts_proto_msg *msg) 
     if (j) r->state = SHARD_LOST;
 }
 
+/* Records that w now holds rec's content under rec's key (replacing what
+ * that key held). Without memory for the record, the blob is simply never
+ * aliased. */
+static void note_held(worker_slot *w, const deploy_rec *rec) {
+    for (int i = 0; i < w->n_held; i++)
+        if (!memcmp(&w->held[i].key, &rec->key, sizeof rec->key)) {
+            w->held[i] = w->held[--w->n_held];
+            break;
+        }
+    if (w->n_held == w->cap_held) {
+        int cap = w->cap_held ? 2 * w->cap_held : 16;
+        held_blob *h = realloc(w->held, sizeof *h * (size_t)cap);
+        if (!h) return;
+        w->held = h;
+        w->cap_held = cap;
+    }
+    w->held[w->n_held++] = (held_blob){rec->key, rec->digest, rec->bytes};
+}
+
 static void handle_deployed(ts_master *m, worker_slot *w, const ts_proto_msg *msg) {
     for (int i = 0; i < m->n_deploys; i++) {
         if (m->deploys[i].seq == msg->h.seq && m->deploys[i].worker == w->id) {
+            note_held(w, &m->deploys[i]);
             m->deploys[i] = m->deploys[--m->n_deploys];
             return;
         }
@@ -399,6 +436,7 @@ static void handle_known(ts_master *m, worker_slot *w, ts_proto_in *in, ts_proto
     case TS_MSG_DISCONNECT: remove_worker(m, w, "it disconnected"); break;
     case TS_MSG_READY:
     case TS_MSG_DEPLOY:
+    case TS_MSG_ALIAS:
     case TS_MSG_TASK: {
         char what[64];
         snprintf(what, sizeof what, "a worker may not send %s", ts_msg_type_name(msg->h.type));
@@ -565,6 +603,8 @@ void ts_master_free(ts_master *m) {
         ts_master_job_free(m, m->jobs);
     if (m->owns_ctx && m->ctx) zmq_ctx_term(m->ctx);
     free(m->deploys);
+    for (int i = 0; m->slots && i < m->opts.max_workers; i++)
+        free(m->slots[i].held);
     free(m->slots);
     pthread_mutex_destroy(&m->use_mu);
     free(m);
@@ -672,6 +712,49 @@ static void tensor_frames(const ts_tensor *const *ts, int n, ts_proto_data *data
         data[i] = (ts_proto_data){ts[i]->data, ts_proto_tensor_bytes(ts[i]), 0};
 }
 
+/* XXH3-128 of the tensors' shapes and data: the identity of a blob's
+ * content. (A collision would need 2^64 distinct shares.) */
+static ts_status content_digest(const ts_tensor *const *ts, int n, XXH128_hash_t *out,
+                                uint64_t *bytes, ts_err *err) {
+    XXH3_state_t *st = XXH3_createState();
+    if (!st || XXH3_128bits_reset(st) != XXH_OK) {
+        XXH3_freeState(st);
+        return ts_errorf(err, TS_ERR_NOMEM, "out of memory hashing a blob");
+    }
+    *bytes = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t dims[1 + TS_MAX_DIMS] = {ts[i]->s.ndim};
+        for (int d = 0; d < ts[i]->s.ndim; d++)
+            dims[1 + d] = ts[i]->s.shape[d];
+        size_t len = ts_proto_tensor_bytes(ts[i]);
+        XXH3_128bits_update(st, dims, sizeof dims);
+        XXH3_128bits_update(st, ts[i]->data, len);
+        *bytes += len;
+    }
+    *out = XXH3_128bits_digest(st);
+    XXH3_freeState(st);
+    return TS_OK;
+}
+
+static int deploy_pending(const ts_master *m, uint32_t worker, ts_blob_key key) {
+    for (int i = 0; i < m->n_deploys; i++)
+        if (m->deploys[i].worker == worker && !memcmp(&m->deploys[i].key, &key, sizeof key))
+            return 1;
+    return 0;
+}
+
+/* A key under which w already holds this content, not being redeployed
+ * (whatever is in flight to that key would reach the worker first). */
+static const held_blob *find_held(const ts_master *m, const worker_slot *w,
+                                  const XXH128_hash_t *digest, uint64_t bytes) {
+    if (!(w->info.caps & TS_WORKER_CAP_ALIAS)) return NULL;
+    for (int i = 0; i < w->n_held; i++)
+        if (XXH128_isEqual(w->held[i].digest, *digest) && w->held[i].bytes == bytes &&
+            !deploy_pending(m, w->id, w->held[i].key))
+            return &w->held[i];
+    return NULL;
+}
+
 ts_status ts_master_deploy(ts_master *m, uint32_t worker, ts_blob_key key,
                            const ts_tensor *const *tensors, int n, ts_err *err) {
     TS_TRY(check_tensors(tensors, n, "deploy", err));
@@ -685,21 +768,31 @@ ts_status ts_master_deploy(ts_master *m, uint32_t worker, ts_blob_key key,
         m->deploys = d;
         m->cap_deploys = cap;
     }
-    ts_msg_hdr h = {.type = TS_MSG_DEPLOY, .seq = m->next_seq++};
+    deploy_rec rec = {.seq = m->next_seq++, .worker = worker, .key = key};
+    TS_TRY(content_digest(tensors, n, &rec.digest, &rec.bytes, err));
+    const held_blob *same = find_held(m, w, &rec.digest, rec.bytes);
+    ts_msg_hdr h = {.type = same ? TS_MSG_ALIAS : TS_MSG_DEPLOY, .seq = rec.seq};
     ts_proto_frame0 f;
     ts_proto_begin(&f, &h);
     ts_proto_put_key(&f, key);
-    for (int i = 0; i < n; i++)
+    if (same) ts_proto_put_key(&f, same->key);
+    for (int i = 0; !same && i < n; i++)
         ts_proto_put_desc(&f, &tensors[i]->s);
-    TS_ASSERT(ts_proto_end(&f, (uint32_t)n));
+    TS_ASSERT(ts_proto_end(&f, same ? 0 : (uint32_t)n));
     ts_proto_data data[TS_RT_MAX_TENSORS];
     tensor_frames(tensors, n, data);
     ts_err e = {0};
-    if (send_to(m, w, &f, data, n, &e) != TS_OK) {
+    if (send_to(m, w, &f, data, same ? 0 : n, &e) != TS_OK) {
         remove_worker(m, w, "its connection is gone");
         return ts_errorf(err, TS_ERR_UNAVAILABLE, "cannot deploy to worker %u: %s", worker, e.msg);
     }
-    m->deploys[m->n_deploys++] = (deploy_rec){h.seq, worker, key};
+    if (same) {
+        m->st.deploys_aliased++;
+        m->st.deploy_bytes_saved += rec.bytes;
+    } else {
+        m->st.deploy_bytes_sent += rec.bytes;
+    }
+    m->deploys[m->n_deploys++] = rec;
     return TS_OK;
 }
 

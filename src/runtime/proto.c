@@ -63,8 +63,8 @@ static void get_str(reader *r, char *dst, size_t n) {
 }
 
 const char *ts_msg_type_name(uint32_t type) {
-    static const char *names[] = {"?",        "HELLO", "READY",  "HEARTBEAT", "DEPLOY",
-                                  "DEPLOYED", "TASK",  "RESULT", "ERROR",     "DISCONNECT"};
+    static const char *names[] = {"?",    "HELLO",  "READY", "HEARTBEAT",  "DEPLOY", "DEPLOYED",
+                                  "TASK", "RESULT", "ERROR", "DISCONNECT", "ALIAS"};
     return type <= TS_MSG_TYPE_MAX ? names[type] : "?";
 }
 
@@ -157,6 +157,12 @@ static ts_status fixed_body_len(const ts_msg_hdr *h, const uint8_t *body, size_t
     case TS_MSG_DEPLOY:
     case TS_MSG_DEPLOYED: *out = 16; return TS_OK;
     case TS_MSG_RESULT: *out = 16; return TS_OK;
+    case TS_MSG_ALIAS:
+        if (h->n_tensors != 0)
+            return ts_errorf(err, TS_ERR_FORMAT, "ALIAS carries no tensors, but %u are announced",
+                             h->n_tensors);
+        *out = 32;
+        return TS_OK;
     case TS_MSG_DISCONNECT: *out = 4; return TS_OK;
     case TS_MSG_TASK: {
         if (h->body_len < 60) break;
@@ -226,6 +232,15 @@ static ts_status check_frame(const ts_shape *s, size_t frame_bytes, size_t max_f
     return TS_OK;
 }
 
+static ts_blob_key get_key(reader *r) {
+    ts_blob_key k;
+    k.model = get_u32(r);
+    k.layer = get_u32(r);
+    k.index = get_u32(r);
+    (void)get_u32(r); /* reserved */
+    return k;
+}
+
 static void decode_task(reader *r, ts_proto_task *t) {
     t->kind = get_u32(r);
     t->n_pairs = get_u32(r);
@@ -270,11 +285,10 @@ static void decode_body(reader *r, ts_proto_msg *m) {
         break;
     case TS_MSG_HEARTBEAT: break;
     case TS_MSG_DEPLOY:
-    case TS_MSG_DEPLOYED:
-        m->u.key.model = get_u32(r);
-        m->u.key.layer = get_u32(r);
-        m->u.key.index = get_u32(r);
-        (void)get_u32(r);
+    case TS_MSG_DEPLOYED: m->u.key = get_key(r); break;
+    case TS_MSG_ALIAS:
+        m->u.alias.dst = get_key(r);
+        m->u.alias.src = get_key(r);
         break;
     case TS_MSG_TASK: decode_task(r, &m->u.task); break;
     case TS_MSG_RESULT:
@@ -341,7 +355,7 @@ ts_status ts_proto_decode(ts_proto_in *in, int first, size_t max_frame, ts_proto
         return ts_errorf(err, TS_ERR_FORMAT, "%s header announces %u tensor frames but %d came",
                          ts_msg_type_name(m->h.type), m->h.n_tensors, in->n - first - 1);
     const uint8_t *body = p + TS_PROTO_HDR_BYTES;
-    size_t fixed;
+    size_t fixed = 0;
     TS_TRY(fixed_body_len(&m->h, body, &fixed, err));
     size_t want = fixed + (size_t)m->h.n_tensors * TS_PROTO_DESC_BYTES;
     if (want != m->h.body_len)

@@ -41,7 +41,8 @@ typedef enum {
     TS_MSG_RESULT = 7,     /* worker -> master */
     TS_MSG_ERROR = 8,      /* worker -> master: task or deploy failed */
     TS_MSG_DISCONNECT = 9, /* both ways */
-    TS_MSG_TYPE_MAX = 9
+    TS_MSG_ALIAS = 10,     /* master -> worker: store a blob the worker holds under a new key */
+    TS_MSG_TYPE_MAX = 10
 } ts_msg_type;
 
 typedef enum {
@@ -80,6 +81,13 @@ typedef struct {
     double compute_s, emulated_s;
 } ts_proto_result;
 
+/* ALIAS: key dst names the blob the worker holds under src (answered with
+ * DEPLOYED for dst, as a DEPLOY). Sent only to workers whose HELLO caps have
+ * TS_WORKER_CAP_ALIAS. */
+typedef struct {
+    ts_blob_key dst, src;
+} ts_proto_alias;
+
 typedef struct {
     uint32_t code;
     char msg[TS_PROTO_ERRMSG_MAX + 1];
@@ -92,6 +100,7 @@ typedef struct {
         ts_proto_hello hello;
         ts_proto_ready ready;
         ts_blob_key key; /* DEPLOY, DEPLOYED */
+        ts_proto_alias alias;
         ts_proto_task task;
         ts_proto_result result;
         ts_proto_error error;

@@ -18,10 +18,18 @@ static void blob_free(ts_blob *b) {
     free(b);
 }
 
+/* Drops one key's hold on b; the blob goes with its last key. */
+static void blob_release(ts_blob_store *s, ts_blob *b) {
+    if (--b->refs > 0) return;
+    s->bytes -= b->bytes;
+    s->n_blobs--;
+    blob_free(b);
+}
+
 void ts_store_clear(ts_blob_store *s) {
     for (int i = 0; i < s->n; i++)
-        blob_free(s->blobs[i]);
-    free(s->blobs);
+        blob_release(s, s->ent[i].blob);
+    free(s->ent);
     ts_free(s->ws);
     size_t max = s->max_bytes;
     ts_store_init(s, max);
@@ -31,10 +39,31 @@ static int key_eq(ts_blob_key a, ts_blob_key b) {
     return a.model == b.model && a.layer == b.layer && a.index == b.index;
 }
 
-static int find_blob(const ts_blob_store *s, ts_blob_key k) {
+static int find_entry(const ts_blob_store *s, ts_blob_key k) {
     for (int i = 0; i < s->n; i++)
-        if (key_eq(s->blobs[i]->key, k)) return i;
+        if (key_eq(s->ent[i].key, k)) return i;
     return -1;
+}
+
+/* Binds key k to blob b (b->refs already counts this key): replaces the
+ * entry of k, or adds one. Fails only when the entry table cannot grow. */
+static ts_status bind_key(ts_blob_store *s, ts_blob_key k, ts_blob *b, ts_err *err) {
+    int i = find_entry(s, k);
+    if (i >= 0) {
+        ts_blob *old = s->ent[i].blob;
+        s->ent[i].blob = b;
+        blob_release(s, old);
+        return TS_OK;
+    }
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 16;
+        ts_blob_entry *ne = realloc(s->ent, sizeof *ne * (size_t)cap);
+        if (!ne) return ts_errorf(err, TS_ERR_NOMEM, "out of memory growing the blob store");
+        s->ent = ne;
+        s->cap = cap;
+    }
+    s->ent[s->n++] = (ts_blob_entry){k, b};
+    return TS_OK;
 }
 
 ts_status ts_store_put(ts_blob_store *s, ts_proto_in *in, int first, const ts_proto_msg *msg,
@@ -46,22 +75,17 @@ ts_status ts_store_put(ts_blob_store *s, ts_proto_in *in, int first, const ts_pr
     size_t bytes = 0;
     for (int i = 0; i < msg->n_tensors; i++)
         bytes += ts_proto_tensor_bytes(&msg->tensors[i]);
-    int old = find_blob(s, k);
-    size_t kept = s->bytes - (old >= 0 ? s->blobs[old]->bytes : 0);
+    /* The blob this key replaces is freed only if no other key holds it. */
+    int old = find_entry(s, k);
+    size_t freed = old >= 0 && s->ent[old].blob->refs == 1 ? s->ent[old].blob->bytes : 0;
+    size_t kept = s->bytes - freed;
     if (bytes > s->max_bytes - kept)
         return ts_errorf(err, TS_ERR_NOMEM,
                          "blob (%u,%u,%u) of %zu bytes would exceed the worker's %zu-byte cap",
                          k.model, k.layer, k.index, bytes, s->max_bytes);
-    if (old < 0 && s->n == s->cap) {
-        int cap = s->cap ? 2 * s->cap : 16;
-        ts_blob **nb = realloc(s->blobs, sizeof *nb * (size_t)cap);
-        if (!nb) return ts_errorf(err, TS_ERR_NOMEM, "out of memory growing the blob store");
-        s->blobs = nb;
-        s->cap = cap;
-    }
     ts_blob *b = calloc(1, sizeof *b);
     if (!b) return ts_errorf(err, TS_ERR_NOMEM, "out of memory storing a blob");
-    b->key = k;
+    b->refs = 1;
     b->n = msg->n_tensors;
     b->bytes = bytes;
     for (int i = 0; i < b->n; i++) {
@@ -71,24 +95,35 @@ ts_status ts_store_put(ts_blob_store *s, ts_proto_in *in, int first, const ts_pr
         b->t[i] = msg->tensors[i];
         b->t[i].data = zmq_msg_data(&b->frames[i]);
     }
-    if (old >= 0) {
-        blob_free(s->blobs[old]);
-        s->blobs[old] = b;
-    } else {
-        s->blobs[s->n++] = b;
-    }
-    s->bytes = kept + bytes;
-    return TS_OK;
+    s->bytes += bytes;
+    s->n_blobs++;
+    ts_status st = bind_key(s, k, b, err);
+    if (st != TS_OK) blob_release(s, b);
+    return st;
+}
+
+ts_status ts_store_alias(ts_blob_store *s, ts_blob_key src, ts_blob_key dst, ts_err *err) {
+    int i = find_entry(s, src);
+    if (i < 0)
+        return ts_errorf(err, TS_ERR_INVALID,
+                         "cannot alias blob (%u,%u,%u) to (%u,%u,%u): the source is not deployed "
+                         "on this worker",
+                         dst.model, dst.layer, dst.index, src.model, src.layer, src.index);
+    ts_blob *b = s->ent[i].blob;
+    b->refs++;
+    ts_status st = bind_key(s, dst, b, err);
+    if (st != TS_OK) blob_release(s, b);
+    return st;
 }
 
 static const ts_blob *get_blob(const ts_blob_store *s, ts_blob_key k, ts_err *err) {
-    int i = find_blob(s, k);
+    int i = find_entry(s, k);
     if (i < 0) {
         ts_errorf(err, TS_ERR_INVALID, "no blob (%u,%u,%u) is deployed on this worker", k.model,
                   k.layer, k.index);
         return NULL;
     }
-    return s->blobs[i];
+    return s->ent[i].blob;
 }
 
 /* ---- outputs -------------------------------------------------------------- */

@@ -6,8 +6,11 @@
 
 #include "runtime/proto.h"
 
+/* One stored blob: its tensors and the frames they arrived in. Several keys
+ * may name it (ALIAS: pipeline lanes deploying the same share), so it is
+ * counted and freed when its last key goes. */
 typedef struct {
-    ts_blob_key key;
+    int refs;
     int n;
     ts_tensor t[TS_RT_MAX_TENSORS];
     zmq_msg_t frames[TS_RT_MAX_TENSORS];
@@ -15,10 +18,16 @@ typedef struct {
 } ts_blob;
 
 typedef struct {
-    ts_blob **blobs;
+    ts_blob_key key;
+    ts_blob *blob;
+} ts_blob_entry;
+
+typedef struct {
+    ts_blob_entry *ent;
     int n, cap;
-    size_t bytes, max_bytes;
-    float *ws; /* conv scratch, grown once to the largest need and reused */
+    size_t bytes, max_bytes; /* bytes: distinct blobs only (an alias is free) */
+    int n_blobs;             /* distinct blobs */
+    float *ws;               /* conv scratch, grown once to the largest need and reused */
     size_t ws_floats;
 } ts_blob_store;
 
@@ -28,6 +37,10 @@ void ts_store_clear(ts_blob_store *s);
  * the store, replacing a blob with the same key. */
 ts_status ts_store_put(ts_blob_store *s, ts_proto_in *in, int first, const ts_proto_msg *msg,
                        ts_err *err);
+/* Makes key dst name the blob that key src names now (replacing what dst
+ * named). Later changes to src do not move dst. TS_ERR_INVALID when src is
+ * not stored. */
+ts_status ts_store_alias(ts_blob_store *s, ts_blob_key src, ts_blob_key dst, ts_err *err);
 
 /* Runs a decoded TASK on its input views. outs[i].data come from ts_alloc and
  * belong to the caller; *flops is the arithmetic the task did (for the

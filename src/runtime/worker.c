@@ -155,7 +155,7 @@ static ts_status open_socket(worker *w, ts_err *err) {
         return s;
     }
     ts_msg_hdr h = {.type = TS_MSG_HELLO};
-    ts_proto_hello hello = {.caps = TS_TASK_CAPS_ALL,
+    ts_proto_hello hello = {.caps = TS_TASK_CAPS_ALL | TS_WORKER_CAP_ALIAS,
                             .heartbeat_ms = (uint32_t)w->o->heartbeat_ms,
                             .liveness = (uint32_t)w->o->liveness,
                             .gflops = w->o->gflops,
@@ -217,6 +217,10 @@ static void reply_error(worker *w, const ts_msg_hdr *in, double release, ts_stat
     queue_push(w, m);
 }
 
+static void note_store_bytes(worker *w) {
+    if (w->store.bytes > w->st.blob_bytes_peak) w->st.blob_bytes_peak = w->store.bytes;
+}
+
 static void handle_deploy(worker *w, ts_proto_in *in, ts_proto_msg *msg, double now) {
     double have = ts_emul_inbound(&w->link, now, in->total_bytes, 1.0);
     ts_err e = {0};
@@ -226,11 +230,34 @@ static void handle_deploy(worker *w, ts_proto_in *in, ts_proto_msg *msg, double 
         return;
     }
     w->st.blobs++;
+    note_store_bytes(w);
     ts_msg_hdr h = msg->h;
     h.type = TS_MSG_DEPLOYED;
     outmsg *m = outmsg_new(&h);
     if (!m) return;
     ts_proto_put_key(&m->f, msg->u.key);
+    TS_ASSERT(ts_proto_end(&m->f, 0));
+    m->release = ts_emul_outbound(&w->link, have, m->f.len, 1.0);
+    queue_push(w, m);
+}
+
+/* ALIAS: the blob src names is stored under dst too (no data moves), and
+ * acknowledged with DEPLOYED like the DEPLOY it stands for. */
+static void handle_alias(worker *w, const ts_proto_msg *msg, size_t in_bytes, double now) {
+    double have = ts_emul_inbound(&w->link, now, in_bytes, 1.0);
+    ts_err e = {0};
+    if (ts_store_alias(&w->store, msg->u.alias.src, msg->u.alias.dst, &e) != TS_OK) {
+        w->st.task_errors++;
+        reply_error(w, &msg->h, ts_emul_outbound(&w->link, have, 64, 1.0), e.status, e.msg);
+        return;
+    }
+    w->st.aliases++;
+    note_store_bytes(w);
+    ts_msg_hdr h = msg->h;
+    h.type = TS_MSG_DEPLOYED;
+    outmsg *m = outmsg_new(&h);
+    if (!m) return;
+    ts_proto_put_key(&m->f, msg->u.alias.dst);
     TS_ASSERT(ts_proto_end(&m->f, 0));
     m->release = ts_emul_outbound(&w->link, have, m->f.len, 1.0);
     queue_push(w, m);
@@ -314,6 +341,7 @@ static action handle_frame(worker *w, ts_proto_in *in, double now) {
         return ACT_NONE;
     case TS_MSG_HEARTBEAT: return ACT_NONE;
     case TS_MSG_DEPLOY: handle_deploy(w, in, &msg, now); return ACT_NONE;
+    case TS_MSG_ALIAS: handle_alias(w, &msg, in->total_bytes, now); return ACT_NONE;
     case TS_MSG_TASK: handle_task(w, &msg, in->total_bytes, now); return ACT_NONE;
     case TS_MSG_DISCONNECT:
         if (msg.u.disc_reason == TS_DISC_SHUTDOWN)
