@@ -91,6 +91,12 @@ for phase in "$@"; do
     alex10-r1000-schemes)
         # the other three schemes at R = 1000 (uncoded and crme: alex10-r1000-quiet)
         run alex10-r1000-schemes --model alexnet --workers 10 --schemes replication,mds,polynomial --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
+    fashionsweep-r1000)
+        run fashionsweep-r1000 --model fashion-cnn --workers 8,12,16,20 --schemes $all --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 1000 --warmup 10 ;;
+    vgg-r100-none)
+        run vgg-r100-none --model vgg16 --workers 10 --schemes uncoded,crme --stragglers none --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 1 ;;
+    vgg-r100-fixed)
+        run vgg-r100-fixed --model vgg16 --workers 10 --schemes crme,uncoded --stragglers fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 1 ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
 done

@@ -233,10 +233,56 @@ static void test_fashion_cnn_forward_runs(void) {
     ts_graph_free(g);
 }
 
+/* Pipeline lanes: a copy of the same folded model reads the first one's
+ * weights (no copy of its own, same outputs); a model with other weights
+ * is refused and keeps its own (ASan checks that nothing is freed twice). */
+/* Data pointers of every initializer of g, in value order; returns the count. */
+static int init_data(ts_graph *g, const float **out, int cap) {
+    int n = 0;
+    for (int id = 0; id < ts_graph_num_values(g) && n < cap; id++) {
+        ts_tensor *t = ts_graph_init_tensor(g, id);
+        if (t) out[n++] = t->data;
+    }
+    return n;
+}
+
+/* Pipeline lanes: a copy of the same folded model reads the first one's
+ * weights (no copy of its own, same outputs); a model with other weights
+ * is refused and keeps its own (ASan checks that nothing is freed twice). */
+static void test_share_weights(void) {
+    ts_err e = {0};
+    ts_graph *g = small_net(13), *h = small_net(13), *other = small_net(14);
+    TS_CHECK_OK(ts_graph_fold_batchnorm(g, &e), &e);
+    TS_CHECK_OK(ts_graph_fold_batchnorm(h, &e), &e);
+    TS_CHECK_OK(ts_graph_fold_batchnorm(other, &e), &e);
+    TS_CHECK_OK(ts_graph_plan(g, 2, 0, &e), &e);
+    const float *pg[64], *ph[64], *po[64], *po2[64];
+    int ng = init_data(g, pg, 64), no = init_data(other, po, 64);
+    TS_CHECK(ts_graph_share_weights(other, g, &e) == TS_ERR_INVALID && strstr(e.msg, "differs"));
+    TS_CHECK(init_data(other, po2, 64) == no && !memcmp(po, po2, sizeof *po * (size_t)no));
+    TS_CHECK(ts_graph_share_weights(g, g, &e) == TS_ERR_INVALID);
+    TS_CHECK_OK(ts_graph_share_weights(h, g, &e), &e);
+    TS_CHECK(ng > 0 && init_data(h, ph, 64) == ng);
+    for (int i = 0; i < ng; i++)
+        TS_CHECK_MSG(ph[i] == pg[i], "initializer %d is not shared", i);
+    TS_CHECK_OK(ts_graph_plan(h, 2, 0, &e), &e);
+    ts_rng r;
+    ts_rng_seed(&r, 9);
+    ts_tensor *x = random_tensor(ts_shape4(2, 2, 6, 6), &r, 1.0f);
+    TS_CHECK_OK(ts_graph_forward(g, x, &e), &e);
+    TS_CHECK_OK(ts_graph_forward(h, x, &e), &e);
+    TS_CHECK(ts_tensor_rel_err(ts_graph_result(h), ts_graph_result(g)) == 0.0);
+    ts_tensor_free(x);
+    ts_graph_free(h);
+    ts_graph_free(other);
+    ts_graph_free(g);
+}
+
 int main(void) {
     TS_RUN(test_backward_matches_finite_differences);
     TS_RUN(test_inference_plan_matches_training_plan_forward);
     TS_RUN(test_fold_batchnorm_keeps_outputs);
+    TS_RUN(test_share_weights);
     TS_RUN(test_bad_inputs_are_refused);
     TS_RUN(test_zoo_models_plan_with_expected_shapes);
     TS_RUN(test_fashion_cnn_forward_runs);

@@ -173,6 +173,14 @@ int64_t ts_graph_node_macs(const ts_graph *g, int node);
  * (weights rewritten, BN becomes Identity); for inference only. */
 ts_status ts_graph_fold_batchnorm(ts_graph *g, ts_err *err);
 
+/* Makes g's initializers views of src's, for copies of one model that only
+ * run forward side by side (pipeline lanes): g's own copies are freed.
+ * Every initializer of g must have one in src with the same name, shape and
+ * values, else nothing is shared and TS_ERR_INVALID names the first that
+ * differs. Afterwards src must outlive g, and neither may be trained or
+ * refolded; g must be planned (again). */
+ts_status ts_graph_share_weights(ts_graph *g, const ts_graph *src, ts_err *err);
+
 /* ---- ONNX (onnx.c) ---------------------------------------------------- */
 
 /* Loads an ONNX model. Unsupported ops, opsets, data types or dynamic shapes

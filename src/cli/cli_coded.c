@@ -93,8 +93,8 @@ void ts_cli_coded_usage(FILE *f) {
             "                   spoil the answer (real Vandermonde codes at large n)\n"
             "  --pipeline D     keep D batches in flight at once (default 1), so workers\n"
             "                   do not idle while the master encodes, decodes and runs\n"
-            "                   the uncoded layers; each lane holds its own copy of the\n"
-            "                   model on the master; a filter share that several lanes\n"
+            "                   the uncoded layers; the lanes share the model's weights\n"
+            "                   on the master, and a filter share that several lanes\n"
             "                   deploy to one worker is sent and stored once (ALIAS)\n",
             TS_CODED_MAX_COND);
 }
@@ -188,6 +188,11 @@ static ts_status load_lane_graph(const ts_graph *g0, const char *spec, ts_graph 
     ts_graph *g = ts_cli_load_model(spec, err);
     if (!g) return err && err->status != TS_OK ? err->status : TS_ERR_INVALID;
     ts_status st = ts_graph_fold_batchnorm(g, err);
+    /* The lanes only run forward: they read lane 0's weights instead of
+     * holding a copy each (lane 0, the caller's graph, outlives them). */
+    ts_err share_err = {0};
+    if (st == TS_OK && ts_graph_share_weights(g, g0, &share_err) != TS_OK)
+        ts_log(TS_LOG_WARN, "pipeline lane keeps its own weights: %s", share_err.msg);
     if (st == TS_OK) st = ts_graph_plan(g, batch, 0, err);
     if (st != TS_OK) {
         ts_graph_free(g);

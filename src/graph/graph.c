@@ -960,6 +960,43 @@ static ts_status fold_one(ts_graph *g, node *conv, node *bn, ts_err *err) {
     return TS_OK;
 }
 
+/* src's initializer that g's value v can share, or -1 with err filled. */
+static int same_init(const value *v, const ts_graph *src, ts_err *err) {
+    int j = ts_graph_find(src, v->name);
+    const value *w = j >= 0 ? &src->values[j] : NULL;
+    if (!w || w->kind != TS_VALUE_INIT || !w->init) {
+        ts_errorf(err, TS_ERR_INVALID,
+                  "cannot share weights: '%s' is not an initializer of the other graph", v->name);
+        return -1;
+    }
+    if (!ts_shape_eq(&w->init->s, &v->init->s) ||
+        memcmp(w->init->data, v->init->data, (size_t)v->init->size * sizeof(float))) {
+        ts_errorf(err, TS_ERR_INVALID,
+                  "cannot share weights: initializer '%s' differs between the graphs", v->name);
+        return -1;
+    }
+    return j;
+}
+
+ts_status ts_graph_share_weights(ts_graph *g, const ts_graph *src, ts_err *err) {
+    if (!g || !src || g == src)
+        return ts_errorf(err, TS_ERR_INVALID, "share_weights needs two distinct graphs");
+    for (int i = 0; i < g->n_values; i++) /* all or nothing: check first */
+        if (g->values[i].kind == TS_VALUE_INIT && same_init(&g->values[i], src, err) < 0)
+            return TS_ERR_INVALID;
+    for (int i = 0; i < g->n_values; i++) {
+        value *v = &g->values[i];
+        if (v->kind != TS_VALUE_INIT || !v->init->owns_data) continue;
+        const ts_tensor *w = src->values[same_init(v, src, err)].init;
+        /* the header stays ours; only the data is borrowed */
+        ts_free(v->init->data);
+        v->init->data = w->data;
+        v->init->owns_data = 0;
+    }
+    g->planned = 0;
+    return TS_OK;
+}
+
 ts_status ts_graph_fold_batchnorm(ts_graph *g, ts_err *err) {
     for (int i = 0; i < g->n_nodes; i++) {
         node *bn = &g->nodes[i];
