@@ -221,24 +221,32 @@ static void note_store_bytes(worker *w) {
     if (w->store.bytes > w->st.blob_bytes_peak) w->st.blob_bytes_peak = w->store.bytes;
 }
 
-static void handle_deploy(worker *w, ts_proto_in *in, ts_proto_msg *msg, double now) {
-    double have = ts_emul_inbound(&w->link, now, in->total_bytes, 1.0);
-    ts_err e = {0};
-    if (ts_store_put(&w->store, in, 0, msg, &e) != TS_OK) {
+/* Answers a DEPLOY or an ALIAS that arrived at `have`: DEPLOYED for key when
+ * storing it went well (st), else ERROR with e's message. */
+static void answer_deploy(worker *w, const ts_msg_hdr *in, ts_blob_key key, double have,
+                          ts_status st, const ts_err *e) {
+    if (st != TS_OK) {
         w->st.task_errors++;
-        reply_error(w, &msg->h, ts_emul_outbound(&w->link, have, 64, 1.0), e.status, e.msg);
+        reply_error(w, in, ts_emul_outbound(&w->link, have, 64, 1.0), e->status, e->msg);
         return;
     }
-    w->st.blobs++;
     note_store_bytes(w);
-    ts_msg_hdr h = msg->h;
+    ts_msg_hdr h = *in;
     h.type = TS_MSG_DEPLOYED;
     outmsg *m = outmsg_new(&h);
     if (!m) return;
-    ts_proto_put_key(&m->f, msg->u.key);
+    ts_proto_put_key(&m->f, key);
     TS_ASSERT(ts_proto_end(&m->f, 0));
     m->release = ts_emul_outbound(&w->link, have, m->f.len, 1.0);
     queue_push(w, m);
+}
+
+static void handle_deploy(worker *w, ts_proto_in *in, ts_proto_msg *msg, double now) {
+    double have = ts_emul_inbound(&w->link, now, in->total_bytes, 1.0);
+    ts_err e = {0};
+    ts_status st = ts_store_put(&w->store, in, 0, msg, &e);
+    if (st == TS_OK) w->st.blobs++;
+    answer_deploy(w, &msg->h, msg->u.key, have, st, &e);
 }
 
 /* ALIAS: the blob src names is stored under dst too (no data moves), and
@@ -246,21 +254,9 @@ static void handle_deploy(worker *w, ts_proto_in *in, ts_proto_msg *msg, double 
 static void handle_alias(worker *w, const ts_proto_msg *msg, size_t in_bytes, double now) {
     double have = ts_emul_inbound(&w->link, now, in_bytes, 1.0);
     ts_err e = {0};
-    if (ts_store_alias(&w->store, msg->u.alias.src, msg->u.alias.dst, &e) != TS_OK) {
-        w->st.task_errors++;
-        reply_error(w, &msg->h, ts_emul_outbound(&w->link, have, 64, 1.0), e.status, e.msg);
-        return;
-    }
-    w->st.aliases++;
-    note_store_bytes(w);
-    ts_msg_hdr h = msg->h;
-    h.type = TS_MSG_DEPLOYED;
-    outmsg *m = outmsg_new(&h);
-    if (!m) return;
-    ts_proto_put_key(&m->f, msg->u.alias.dst);
-    TS_ASSERT(ts_proto_end(&m->f, 0));
-    m->release = ts_emul_outbound(&w->link, have, m->f.len, 1.0);
-    queue_push(w, m);
+    ts_status st = ts_store_alias(&w->store, msg->u.alias.src, msg->u.alias.dst, &e);
+    if (st == TS_OK) w->st.aliases++;
+    answer_deploy(w, &msg->h, msg->u.alias.dst, have, st, &e);
 }
 
 /* Device time the task takes on the emulated device, before stragglers. */
