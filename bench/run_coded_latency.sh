@@ -97,6 +97,8 @@ for phase in "$@"; do
         run vgg-r100-none --model vgg16 --workers 10 --schemes uncoded,crme --stragglers none --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 1 ;;
     vgg-r100-fixed)
         run vgg-r100-fixed --model vgg16 --workers 10 --schemes crme,uncoded --stragglers fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 1 ;;
+    alexsweep-r1000)
+        run alexsweep-r1000 --model alexnet --workers 8,20 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
 done
