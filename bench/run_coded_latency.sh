@@ -99,6 +99,9 @@ for phase in "$@"; do
         run vgg-r100-fixed --model vgg16 --workers 10 --schemes crme,uncoded --stragglers fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 1 ;;
     alexsweep-r1000)
         run alexsweep-r1000 --model alexnet --workers 8,20 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
+    fashion10-r1000-quiet)
+        # n = 10 of fashionsweep-r1000, same session and load
+        run fashion10-r1000-quiet --model fashion-cnn --workers 10 --schemes $all --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 1000 --warmup 10 ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
     esac
 done
