@@ -148,20 +148,6 @@ static void print_plan(const ts_cli_coded_session *s, const ts_cli_coded *o, int
     }
 }
 
-static ts_master *session_master(ts_cli_coded_session *s);
-
-/* What the lanes' filter shares cost to deploy: later lanes' identical
- * shares go out as ALIASes and take no room on the workers. */
-static void print_deploys(ts_cli_coded_session *s) {
-    ts_master_stats st;
-    ts_master_get_stats(session_master(s), &st);
-    fprintf(stderr, "tessera: filter shares deployed: %.1f MB sent", st.deploy_bytes_sent / 1e6);
-    if (st.deploys_aliased)
-        fprintf(stderr, ", %.1f MB (%llu shares) aliased to the copies the workers hold",
-                st.deploy_bytes_saved / 1e6, (unsigned long long)st.deploys_aliased);
-    fprintf(stderr, "\n");
-}
-
 static ts_status check_options(const ts_cli_coded *o, ts_err *err) {
     if (o->curve_dir && !o->listen)
         return ts_errorf(err, TS_ERR_INVALID,
@@ -204,6 +190,18 @@ static ts_status load_lane_graph(const ts_graph *g0, const char *spec, ts_graph 
 
 static ts_master *session_master(ts_cli_coded_session *s) {
     return s->cluster ? ts_local_cluster_master(s->cluster) : s->master;
+}
+
+/* What the lanes' filter shares cost to deploy: later lanes' identical
+ * shares go out as ALIASes and take no room on the workers. */
+static void print_deploys(ts_cli_coded_session *s) {
+    ts_master_stats st;
+    ts_master_get_stats(session_master(s), &st);
+    fprintf(stderr, "tessera: filter shares deployed: %.1f MB sent", st.deploy_bytes_sent / 1e6);
+    if (st.deploys_aliased)
+        fprintf(stderr, ", %.1f MB (%llu shares) aliased to the copies the workers hold",
+                st.deploy_bytes_saved / 1e6, (unsigned long long)st.deploys_aliased);
+    fprintf(stderr, "\n");
 }
 
 static ts_status open_lane(ts_cli_coded_session *s, int i, const ts_coded_opts *co, ts_err *err) {

@@ -987,7 +987,7 @@ ts_status ts_graph_share_weights(ts_graph *g, const ts_graph *src, ts_err *err) 
     for (int i = 0; i < g->n_values; i++) {
         value *v = &g->values[i];
         if (v->kind != TS_VALUE_INIT || !v->init->owns_data) continue;
-        const ts_tensor *w = src->values[same_init(v, src, err)].init;
+        const ts_tensor *w = src->values[ts_graph_find(src, v->name)].init; /* checked above */
         /* the header stays ours; only the data is borrowed */
         ts_free(v->init->data);
         v->init->data = w->data;

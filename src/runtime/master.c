@@ -32,7 +32,7 @@ typedef struct {
     double expiry; /* dead once now passes it */
     double hb_at;  /* next heartbeat we owe it */
     ts_worker_info info;
-    held_blob *held; /* what it holds (its store is emptied when it re-registers) */
+    held_blob *held; /* what it holds, if it takes ALIAS (emptied when it re-registers) */
     int n_held, cap_held;
 } worker_slot;
 
@@ -407,7 +407,7 @@ static void note_held(worker_slot *w, const deploy_rec *rec) {
 static void handle_deployed(ts_master *m, worker_slot *w, const ts_proto_msg *msg) {
     for (int i = 0; i < m->n_deploys; i++) {
         if (m->deploys[i].seq == msg->h.seq && m->deploys[i].worker == w->id) {
-            note_held(w, &m->deploys[i]);
+            if (w->info.caps & TS_WORKER_CAP_ALIAS) note_held(w, &m->deploys[i]);
             m->deploys[i] = m->deploys[--m->n_deploys];
             return;
         }
@@ -715,13 +715,12 @@ static void tensor_frames(const ts_tensor *const *ts, int n, ts_proto_data *data
 /* XXH3-128 of the tensors' shapes and data: the identity of a blob's
  * content. (A collision would need 2^64 distinct shares.) */
 static ts_status content_digest(const ts_tensor *const *ts, int n, XXH128_hash_t *out,
-                                uint64_t *bytes, ts_err *err) {
+                                ts_err *err) {
     XXH3_state_t *st = XXH3_createState();
     if (!st || XXH3_128bits_reset(st) != XXH_OK) {
         XXH3_freeState(st);
         return ts_errorf(err, TS_ERR_NOMEM, "out of memory hashing a blob");
     }
-    *bytes = 0;
     for (int i = 0; i < n; i++) {
         int64_t dims[1 + TS_MAX_DIMS] = {ts[i]->s.ndim};
         for (int d = 0; d < ts[i]->s.ndim; d++)
@@ -729,7 +728,6 @@ static ts_status content_digest(const ts_tensor *const *ts, int n, XXH128_hash_t
         size_t len = ts_proto_tensor_bytes(ts[i]);
         XXH3_128bits_update(st, dims, sizeof dims);
         XXH3_128bits_update(st, ts[i]->data, len);
-        *bytes += len;
     }
     *out = XXH3_128bits_digest(st);
     XXH3_freeState(st);
@@ -747,7 +745,6 @@ static int deploy_pending(const ts_master *m, uint32_t worker, ts_blob_key key) 
  * (whatever is in flight to that key would reach the worker first). */
 static const held_blob *find_held(const ts_master *m, const worker_slot *w,
                                   const XXH128_hash_t *digest, uint64_t bytes) {
-    if (!(w->info.caps & TS_WORKER_CAP_ALIAS)) return NULL;
     for (int i = 0; i < w->n_held; i++)
         if (XXH128_isEqual(w->held[i].digest, *digest) && w->held[i].bytes == bytes &&
             !deploy_pending(m, w->id, w->held[i].key))
@@ -769,8 +766,13 @@ ts_status ts_master_deploy(ts_master *m, uint32_t worker, ts_blob_key key,
         m->cap_deploys = cap;
     }
     deploy_rec rec = {.seq = m->next_seq++, .worker = worker, .key = key};
-    TS_TRY(content_digest(tensors, n, &rec.digest, &rec.bytes, err));
-    const held_blob *same = find_held(m, w, &rec.digest, rec.bytes);
+    for (int i = 0; i < n; i++)
+        rec.bytes += ts_proto_tensor_bytes(tensors[i]);
+    const held_blob *same = NULL;
+    if (w->info.caps & TS_WORKER_CAP_ALIAS) { /* others never get an ALIAS */
+        TS_TRY(content_digest(tensors, n, &rec.digest, err));
+        same = find_held(m, w, &rec.digest, rec.bytes);
+    }
     ts_msg_hdr h = {.type = same ? TS_MSG_ALIAS : TS_MSG_DEPLOY, .seq = rec.seq};
     ts_proto_frame0 f;
     ts_proto_begin(&f, &h);

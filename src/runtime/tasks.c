@@ -22,7 +22,6 @@ static void blob_free(ts_blob *b) {
 static void blob_release(ts_blob_store *s, ts_blob *b) {
     if (--b->refs > 0) return;
     s->bytes -= b->bytes;
-    s->n_blobs--;
     blob_free(b);
 }
 
@@ -96,7 +95,6 @@ ts_status ts_store_put(ts_blob_store *s, ts_proto_in *in, int first, const ts_pr
         b->t[i].data = zmq_msg_data(&b->frames[i]);
     }
     s->bytes += bytes;
-    s->n_blobs++;
     ts_status st = bind_key(s, k, b, err);
     if (st != TS_OK) blob_release(s, b);
     return st;

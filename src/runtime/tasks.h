@@ -26,7 +26,6 @@ typedef struct {
     ts_blob_entry *ent;
     int n, cap;
     size_t bytes, max_bytes; /* bytes: distinct blobs only (an alias is free) */
-    int n_blobs;             /* distinct blobs */
     float *ws;               /* conv scratch, grown once to the largest need and reused */
     size_t ws_floats;
 } ts_blob_store;
