@@ -9,6 +9,7 @@
  *       [--pareto A] [--runs R] [--warmup W] [--seed S] [--csv FILE] [--raw FILE]
  *       [--connect-procs] [--calibrate] [--ideal-only]
  *       [--listen URL] [--worker-wrap PATH] [--worker-mbps M] [--straggle-link]
+ *       [--max-minutes T]
  *
  * Each configuration (n, straggler setting, scheme) gets a fresh cluster of
  * n workers: threads on inproc:// (ts_local_cluster), or with --connect-procs
@@ -34,6 +35,13 @@
  * It leaves out the master's compute and the non-coded layers.
  * --ideal-only prints both bounds per (n, scheme) without running anything.
  *
+ * --max-minutes T caps the timed runs of each configuration at T minutes of
+ * wall time: a configuration that reaches it stops after the inference in
+ * progress and reports the runs it completed (R in the RESULT line and the
+ * CSV is that count, and the log says it was cut). Each configuration's CSV
+ * rows are appended as soon as it ends, under an flock, so that several
+ * bench processes can share one CSV and a stopped run keeps what it did.
+ *
  * With --connect-procs the master binds --listen (default tcp://127.0.0.1:0)
  * and with --worker-wrap each worker process is started as
  * `PATH INDEX CLI worker --connect URL ...` (bench/netns_latency.sh uses it
@@ -55,6 +63,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -84,6 +93,7 @@ typedef struct {
     int slow_count;
     double slow_factor, shiftexp, pareto;
     int runs, warmup;
+    double max_s; /* wall-time cap of one configuration's timed runs (0: none) */
     uint64_t seed;
     const char *csv, *raw;
     int calibrate;
@@ -102,6 +112,7 @@ typedef struct {
     ts_scheme scheme;
     double p50, p95, p99, mean, ideal, master_share, backend_p50;
     double ideal_k; /* the formula: FLOPs / (threshold * G) + transfers */
+    int runs;       /* timed inferences completed (below --runs when cut by --max-minutes) */
     int ok;
 } result;
 
@@ -113,7 +124,7 @@ static void usage(void) {
                     "[--latency-ms L] [--slow-count C] [--slow-factor F] [--shiftexp A] "
                     "[--pareto A] [--runs R] [--warmup W] [--seed S] [--csv FILE] [--raw FILE] "
                     "[--connect-procs] [--cli PATH] [--calibrate] [--ideal-only] [--listen URL] "
-                    "[--worker-wrap PATH] [--worker-mbps M] [--straggle-link]\n");
+                    "[--worker-wrap PATH] [--worker-mbps M] [--straggle-link] [--max-minutes T]\n");
 }
 
 static int parse_ints(const char *s, int *out, int cap, int lo, int hi) {
@@ -259,6 +270,8 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
             o->worker_wrap = v;
         else if (!strcmp(a, "--worker-mbps"))
             ok = num_arg(a, v, 0, 1e6, &o->worker_mbps);
+        else if (!strcmp(a, "--max-minutes"))
+            ok = num_arg(a, v, 1e-3, 1e6, &d), o->max_s = d * 60;
         else {
             usage();
             return 0;
@@ -526,7 +539,8 @@ static double ideal_bound(const bench_opts *o, const ts_coded_model *cm, int by_
 /* Calibration: per layer, the median over inferences of the slowest
  * accepted worker's real kernel time, against the device time at G. */
 static void print_calibration(const bench_opts *o, const ts_coded_model *cm, const ts_graph *g,
-                              double *real, int runs) {
+                              const double *real_in, size_t stride, int runs) {
+    double *real = (double *)real_in;
     int nl = ts_coded_model_num_layers(cm);
     double worst = 0, total_real = 0, total_emul = 0, excess = 0;
     const char *worst_name = "";
@@ -534,7 +548,7 @@ static void print_calibration(const bench_opts *o, const ts_coded_model *cm, con
            "real/emul");
     for (int l = 0; l < nl && l < MAX_LAYERS; l++) {
         const ts_layer_plan *p = ts_coded_model_layer(cm, l);
-        double *col = real + (size_t)l * runs;
+        double *col = real + (size_t)l * stride;
         qsort(col, (size_t)runs, sizeof *col, cmp_double);
         double med = percentile(col, runs, 0.5), emul = p->flops_worker / (o->gflops * 1e9);
         double ratio = med / emul;
@@ -557,18 +571,39 @@ static void print_calibration(const bench_opts *o, const ts_coded_model *cm, con
            worst);
 }
 
+/* Opens path for appending, locked against other bench processes sharing
+ * it (the lock goes with fclose). */
+static FILE *open_locked(const char *path) {
+    FILE *f = fopen(path, "a");
+    if (!f || flock(fileno(f), LOCK_EX) != 0) {
+        fprintf(stderr, "bench_coded_latency: cannot append to %s: %s\n", path, strerror(errno));
+        if (f) fclose(f);
+        return NULL;
+    }
+    return f;
+}
+
 static void write_raw(const bench_opts *o, int n, strag_setting st, ts_scheme sc,
                       const double *sorted, int runs) {
     if (!o->raw || o->calibrate) return; /* unemulated times are not results */
-    FILE *f = fopen(o->raw, "a");
-    if (!f) {
-        fprintf(stderr, "bench_coded_latency: cannot open %s: %s\n", o->raw, strerror(errno));
-        return;
-    }
+    FILE *f = open_locked(o->raw);
+    if (!f) return;
     for (int i = 0; i < runs; i++)
         fprintf(f, "%s,%d,%s,%s,%.4f,%.5f,%g,%g,%s\n", o->model, n, strag_label(o, st),
                 ts_scheme_name(sc), sorted[i] * 1e3, (i + 1.0) / runs, o->gflops, o->mbps,
                 o->procs ? "tcp-procs" : "inproc-threads");
+    fclose(f);
+}
+
+static void write_csv_row(const bench_opts *o, const result *r) {
+    if (!o->csv || o->calibrate) return;
+    FILE *f = open_locked(o->csv);
+    if (!f) return;
+    fprintf(f, "%s,%s,%d,%s,%s,%d,%g,%g,%g,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f,%.4f,%.4f\n", o->model,
+            o->procs ? "tcp-procs" : "inproc-threads", r->n, strag_label(o, r->strag),
+            ts_scheme_name(r->scheme), r->scheme == TS_SCHEME_UNCODED ? 0 : o->s, o->gflops,
+            o->mbps, o->latency_ms, r->runs, r->p50, r->p95, r->p99, r->mean, r->ideal_k,
+            r->master_share, r->backend_p50, r->ideal);
     fclose(f);
 }
 
@@ -598,17 +633,27 @@ static ts_status open_cluster(const bench_opts *o, int n, const ts_worker_opts *
     return TS_OK;
 }
 
+/* Runs the warm-up and timed inferences; *done gets the timed ones completed
+ * (all of --runs unless --max-minutes cut them). */
 static ts_status time_runs(const bench_opts *o, model_ctx *mc, ts_coded_model *cm, meter *mt,
-                           double *lat, double *backend, double *master_s, double *real,
+                           double *lat, double *backend, double *master_s, double *real, int *done,
                            ts_err *err) {
-    double err_max = 0;
+    double err_max = 0, t_start = 0;
     int nl = ts_coded_model_num_layers(cm);
+    *done = 0;
     for (int i = -o->warmup; i < o->runs; i++) {
+        if (i == 0) t_start = ts_now();
+        if (i > 0 && o->max_s > 0 && ts_now() - t_start > o->max_s) {
+            printf("# cut by --max-minutes %g after %d of %d timed inferences\n", o->max_s / 60, i,
+                   o->runs);
+            break;
+        }
         mt->backend_s = 0;
         double t0 = ts_now();
         TS_TRY(ts_graph_forward(mc->g, mc->input, err));
         double t = ts_now() - t0;
-        if (i == -o->warmup || i == o->runs - 1) {
+        int last = i == o->runs - 1 || (o->max_s > 0 && ts_now() - t_start > o->max_s);
+        if (i == -o->warmup || last) {
             double e = ts_tensor_rel_err(ts_graph_result(mc->g), mc->reference);
             if (e > err_max) err_max = e;
         }
@@ -618,8 +663,10 @@ static ts_status time_runs(const bench_opts *o, model_ctx *mc, ts_coded_model *c
         *master_s += t - mt->backend_s;
         for (int l = 0; real && l < nl && l < MAX_LAYERS; l++)
             real[(size_t)l * o->runs + i] = mt->layer_emul_max[l];
+        *done = i + 1;
     }
-    printf("# output vs single node: relative error %.2e (first and last inference)\n", err_max);
+    printf("# output vs single node: relative error %.2e (first and last timed inference)\n",
+           err_max);
     if (!(err_max < 1e-3))
         return ts_errorf(err, TS_ERR_INVALID, "coded output differs from the single-node output");
     return TS_OK;
@@ -648,6 +695,7 @@ static result run_config(bench_opts *o, model_ctx *mc, int n, strag_setting st, 
     double *backend = calloc((size_t)o->runs, sizeof *backend);
     double *real = o->calibrate ? calloc((size_t)o->runs * MAX_LAYERS, sizeof *real) : NULL;
     double master_s = 0, t_setup = ts_now();
+    int runs = 0;
     meter mt = {0};
     ts_status stt = open_cluster(o, n, wo, &lc, &pc, &mb, &e);
     if (stt == TS_OK) {
@@ -664,33 +712,35 @@ static result run_config(bench_opts *o, model_ctx *mc, int n, strag_setting st, 
     }
     if (stt == TS_OK) {
         printf("# setup (cluster, plan, deploy) %.1f s\n", ts_now() - t_setup);
-        stt = time_runs(o, mc, cm, &mt, lat, backend, &master_s, real, &e);
+        stt = time_runs(o, mc, cm, &mt, lat, backend, &master_s, real, &runs, &e);
     }
     if (stt == TS_OK) {
-        qsort(lat, (size_t)o->runs, sizeof *lat, cmp_double);
+        qsort(lat, (size_t)runs, sizeof *lat, cmp_double);
         double sum = 0;
-        for (int i = 0; i < o->runs; i++)
+        for (int i = 0; i < runs; i++)
             sum += lat[i];
         res = (result){.n = n,
                        .strag = st,
                        .scheme = sc,
-                       .p50 = percentile(lat, o->runs, 0.5) * 1e3,
-                       .p95 = percentile(lat, o->runs, 0.95) * 1e3,
-                       .p99 = percentile(lat, o->runs, 0.99) * 1e3,
-                       .mean = sum / o->runs * 1e3,
+                       .p50 = percentile(lat, runs, 0.5) * 1e3,
+                       .p95 = percentile(lat, runs, 0.95) * 1e3,
+                       .p99 = percentile(lat, runs, 0.99) * 1e3,
+                       .mean = sum / runs * 1e3,
                        .ideal = ideal_bound(o, cm, 1) * 1e3,
                        .ideal_k = ideal_bound(o, cm, 0) * 1e3,
                        .master_share = master_s / sum,
+                       .runs = runs,
                        .ok = 1};
-        qsort(backend, (size_t)o->runs, sizeof *backend, cmp_double);
-        res.backend_p50 = percentile(backend, o->runs, 0.5) * 1e3;
+        qsort(backend, (size_t)runs, sizeof *backend, cmp_double);
+        res.backend_p50 = percentile(backend, runs, 0.5) * 1e3;
         printf("RESULT model=%s n=%d scheme=%s s=%d stragglers=%s R=%d p50_ms=%.3f p95_ms=%.3f "
                "p99_ms=%.3f mean_ms=%.3f ideal_ms=%.3f ideal_k_ms=%.3f master_share=%.2f "
                "workers_p50_ms=%.3f\n",
-               o->model, n, ts_scheme_name(sc), s, strag_label(o, st), o->runs, res.p50, res.p95,
+               o->model, n, ts_scheme_name(sc), s, strag_label(o, st), runs, res.p50, res.p95,
                res.p99, res.mean, res.ideal, res.ideal_k, res.master_share, res.backend_p50);
-        write_raw(o, n, st, sc, lat, o->runs);
-        if (o->calibrate) print_calibration(o, cm, mc->g, real, o->runs);
+        write_raw(o, n, st, sc, lat, runs);
+        write_csv_row(o, &res);
+        if (o->calibrate) print_calibration(o, cm, mc->g, real, (size_t)o->runs, runs);
     } else {
         printf("FAILED model=%s n=%d scheme=%s stragglers=%s: %s\n", o->model, n,
                ts_scheme_name(sc), strag_label(o, st), e.msg);
@@ -785,25 +835,6 @@ static void print_ratios(const bench_opts *o, const result *rs, int nr) {
     }
 }
 
-static void write_csv(const bench_opts *o, const result *rs, int nr) {
-    if (!o->csv || o->calibrate) return;
-    FILE *f = fopen(o->csv, "a");
-    if (!f) {
-        fprintf(stderr, "bench_coded_latency: cannot open %s: %s\n", o->csv, strerror(errno));
-        return;
-    }
-    for (int i = 0; i < nr; i++) {
-        const result *r = &rs[i];
-        if (!r->ok) continue;
-        fprintf(f, "%s,%s,%d,%s,%s,%d,%g,%g,%g,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f,%.4f,%.4f\n",
-                o->model, o->procs ? "tcp-procs" : "inproc-threads", r->n, strag_label(o, r->strag),
-                ts_scheme_name(r->scheme), r->scheme == TS_SCHEME_UNCODED ? 0 : o->s, o->gflops,
-                o->mbps, o->latency_ms, o->runs, r->p50, r->p95, r->p99, r->mean, r->ideal_k,
-                r->master_share, r->backend_p50, r->ideal);
-    }
-    fclose(f);
-}
-
 int main(int argc, char **argv) {
     bench_opts o;
     if (!parse_args(argc, argv, &o)) return 2;
@@ -842,7 +873,6 @@ int main(int argc, char **argv) {
                 nr++;
             }
     if (!o.calibrate) print_ratios(&o, rs, nr);
-    write_csv(&o, rs, nr);
     free(rs);
     ts_tensor_free(mc.input);
     ts_tensor_free(mc.reference);

@@ -99,6 +99,21 @@ for phase in "$@"; do
         run vgg-r100-fixed --model vgg16 --workers 10 --schemes crme,uncoded --stragglers fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 100 --warmup 1 ;;
     alexsweep-r1000)
         run alexsweep-r1000 --model alexnet --workers 8,20 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
+    alexsweep16-r1000)
+        # n = 16 of alexsweep at R = 1000 (n = 8 and 20: alexsweep-r1000)
+        run alexsweep16-r1000 --model alexnet --workers 16 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
+    vgg-r1000)
+        # VGG-16 at R = 1000: 14 hours one configuration after another, so
+        # the four run at once (each bench sleeps through its emulated
+        # device and link time: about 12% of this 2-core machine each), and
+        # each stops after 140 minutes with the inferences it completed.
+        # Every CSV row is appended under an flock.
+        v="--model vgg16 --workers 10 --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 1 --max-minutes 140"
+        run vgg-r1000-none-uncoded $v --schemes uncoded --stragglers none &
+        run vgg-r1000-none-crme $v --schemes crme --stragglers none &
+        run vgg-r1000-fixed-uncoded $v --schemes uncoded --stragglers fixed &
+        run vgg-r1000-fixed-crme $v --schemes crme --stragglers fixed &
+        wait ;;
     fashion10-r1000-quiet)
         # n = 10 of fashionsweep-r1000, same session and load
         run fashion10-r1000-quiet --model fashion-cnn --workers 10 --schemes $all --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 1000 --warmup 10 ;;
