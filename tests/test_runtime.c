@@ -294,6 +294,40 @@ static void test_proto_alias(void) {
     TS_CHECK(decode_raw(&bad, NULL, NULL, 0, &msg, &err) == TS_ERR_FORMAT);
 }
 
+/* Messages other than DEPLOY, TASK and RESULT may not carry tensor frames:
+ * a HEARTBEAT (or DEPLOYED, DISCONNECT) with a well-formed descriptor and
+ * frame is refused and names its type; without the tensor it decodes. */
+static void test_proto_stray_tensors(void) {
+    static const struct {
+        ts_msg_type type;
+        size_t fixed; /* zero bytes of fixed body that decode */
+    } cases[] = {{TS_MSG_HEARTBEAT, 0}, {TS_MSG_DEPLOYED, 16}, {TS_MSG_DISCONNECT, 4}};
+    float two[2] = {1, 2};
+    const void *d[1] = {two};
+    size_t dl[1] = {sizeof two};
+    ts_shape s1 = ts_shape2(1, 2);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ts_msg_hdr h = {.type = cases[c].type, .seq = 3};
+        ts_proto_msg msg;
+        ts_err err = {0};
+        for (int with = 0; with <= 1; with++) {
+            ts_proto_frame0 f;
+            ts_proto_begin(&f, &h);
+            for (size_t b = 0; b < cases[c].fixed; b += 4)
+                ts_proto_put_u32(&f, 0);
+            if (with) ts_proto_put_desc(&f, &s1);
+            TS_ASSERT(ts_proto_end(&f, (uint32_t)with));
+            err.msg[0] = '\0';
+            ts_status r = decode_raw(&f, with ? d : NULL, with ? dl : NULL, with, &msg, &err);
+            if (with)
+                TS_CHECK(r == TS_ERR_FORMAT && strstr(err.msg, ts_msg_type_name(cases[c].type)) &&
+                         strstr(err.msg, "carries no tensors"));
+            else
+                TS_CHECK_OK(r, &err);
+        }
+    }
+}
+
 /* Stores a one-tensor blob of floats v[0..n) under key k, as a DEPLOY does. */
 static ts_status store_floats(ts_blob_store *st, ts_blob_key k, const float *v, int n,
                               ts_err *err) {
@@ -1528,6 +1562,7 @@ int main(void) {
     TS_RUN(test_proto_roundtrip);
     TS_RUN(test_proto_rejects);
     TS_RUN(test_proto_alias);
+    TS_RUN(test_proto_stray_tensors);
     TS_RUN(test_store_alias);
     TS_RUN(test_straggler_models);
     TS_RUN(test_echo_transports);

@@ -147,6 +147,17 @@ static ts_status decode_header(const uint8_t *p, size_t len, ts_msg_hdr *h, ts_e
     return TS_OK;
 }
 
+/* Only blobs (DEPLOY), task inputs (TASK) and outputs (RESULT) travel as
+ * tensor frames; every other type is refused when it announces any, so that
+ * a peer cannot make the receiver map frames that nothing will read. */
+static ts_status check_tensor_count(const ts_msg_hdr *h, ts_err *err) {
+    int carries = h->type == TS_MSG_DEPLOY || h->type == TS_MSG_TASK || h->type == TS_MSG_RESULT;
+    if (!carries && h->n_tensors != 0)
+        return ts_errorf(err, TS_ERR_FORMAT, "%s carries no tensors, but %u are announced",
+                         ts_msg_type_name(h->type), h->n_tensors);
+    return TS_OK;
+}
+
 /* Fixed (non-descriptor) body size of each message type. */
 static ts_status fixed_body_len(const ts_msg_hdr *h, const uint8_t *body, size_t *out,
                                 ts_err *err) {
@@ -157,12 +168,7 @@ static ts_status fixed_body_len(const ts_msg_hdr *h, const uint8_t *body, size_t
     case TS_MSG_DEPLOY:
     case TS_MSG_DEPLOYED: *out = 16; return TS_OK;
     case TS_MSG_RESULT: *out = 16; return TS_OK;
-    case TS_MSG_ALIAS:
-        if (h->n_tensors != 0)
-            return ts_errorf(err, TS_ERR_FORMAT, "ALIAS carries no tensors, but %u are announced",
-                             h->n_tensors);
-        *out = 32;
-        return TS_OK;
+    case TS_MSG_ALIAS: *out = 32; return TS_OK;
     case TS_MSG_DISCONNECT: *out = 4; return TS_OK;
     case TS_MSG_TASK: {
         if (h->body_len < 60) break;
@@ -351,6 +357,7 @@ ts_status ts_proto_decode(ts_proto_in *in, int first, size_t max_frame, ts_proto
     const uint8_t *p = zmq_msg_data(&in->part[first]);
     size_t len = zmq_msg_size(&in->part[first]);
     TS_TRY(decode_header(p, len, &m->h, err));
+    TS_TRY(check_tensor_count(&m->h, err));
     if ((uint32_t)(in->n - first - 1) != m->h.n_tensors)
         return ts_errorf(err, TS_ERR_FORMAT, "%s header announces %u tensor frames but %d came",
                          ts_msg_type_name(m->h.type), m->h.n_tensors, in->n - first - 1);
