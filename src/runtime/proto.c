@@ -153,7 +153,7 @@ static ts_status decode_header(const uint8_t *p, size_t len, ts_msg_hdr *h, ts_e
 static ts_status check_tensor_count(const ts_msg_hdr *h, ts_err *err) {
     int carries = h->type == TS_MSG_DEPLOY || h->type == TS_MSG_TASK || h->type == TS_MSG_RESULT;
     if (!carries && h->n_tensors != 0)
-        return ts_errorf(err, TS_ERR_FORMAT, "%s carries no tensors, but %u are announced",
+        return ts_errorf(err, TS_ERR_FORMAT, "%s carries no tensors, but its header announces %u",
                          ts_msg_type_name(h->type), h->n_tensors);
     return TS_OK;
 }
