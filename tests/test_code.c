@@ -558,6 +558,10 @@ static void test_decode_kernels(void) {
         {.kind = TS_CODE_CRME, .n = 8, .kA = 1, .kB = 7},  /* k % 4 = 3 */
         {.kind = TS_CODE_CRME, .n = 7, .kA = 1, .kB = 5},  /* mat-mat form with kA = 1 */
         {.kind = TS_CODE_CRME, .n = 20, .kA = 3, .kB = 6},
+        {.kind = TS_CODE_CRME, .n = 6, .kA = 2, .kB = 2}, /* k <= 4: the direct CRME kernel */
+        {.kind = TS_CODE_CRME, .n = 5, .kA = 3, .kB = 1},
+        {.kind = TS_CODE_CRME, .n = 4, .kA = 1, .kB = 2},
+        {.kind = TS_CODE_CRME, .n = 2, .kA = 1, .kB = 1},
         {.kind = TS_CODE_CRME, .n = 5, .kA = 1, .kB = 3, .matvec = 1}, /* one pass: 6 rows */
         {.kind = TS_CODE_CRME, .n = 8, .kA = 1, .kB = 6, .matvec = 1},
         {.kind = TS_CODE_CRME, .n = 31, .kA = 1, .kB = 29, .matvec = 1},

@@ -790,6 +790,89 @@ static void crme_load(const void *const *o, int f64, size_t x0, int nx, double *
         p1[x] = p2[x] = q1[x] = q2[x] = 0;
 }
 
+/* Writes one vector (VW values) to dst at off, as float or double. */
+DEC_INLINE void put1(void *dst, int om, size_t off, dvec v) {
+    if (om & OUT_F64) {
+        stv((double *)dst + off, v);
+        return;
+    }
+    fvec f = __builtin_convertvector(v, fvec);
+    float *d = (float *)dst + off;
+#if defined(__AVX__)
+    if ((om & OUT_STREAM) && !((uintptr_t)d & 31)) {
+        __m256 m;
+        memcpy(&m, &f, sizeof m);
+        _mm256_stream_ps(d, m);
+        return;
+    }
+#endif
+    memcpy(d, &f, sizeof f);
+}
+
+/* VW values of a product row at x, in double. */
+DEC_INLINE dvec ld_prod(const void *row, int f64, size_t x) {
+    if (f64) return ldv((const double *)row + x);
+    fvec f;
+    memcpy(&f, (const float *)row + x, sizeof f);
+    return __builtin_convertvector(f, dvec);
+}
+
+/* CRME option B for k <= 4 in one pass over the products, VW columns at a
+ * time: the 4k accumulators (ZP and ZQ, real and imaginary, of every group)
+ * fit the register file with one vector per column slice, so the products
+ * are read once, converted and combined into (a-d, b+c, a+d, b-c) in
+ * registers, with no chunk buffer. The chunked path alternates a load phase
+ * and a compute phase, which at k = 2 left memory idle most of the time
+ * (10 against 30 GB/s at 1e6 floats; docs/results/codes.md). Beyond k = 4
+ * the groups would have to re-read each slice, and measured that way k = 8
+ * and 16 were 1.5-2x slower than the chunked path. Returns the columns
+ * done. */
+#define CRME_DIRECT_K 4
+
+DEC_INLINE void crme_direct_slice(int k, const double *co, const void *const *prod, int f64,
+                                  size_t x, void *const (*tg)[4], int om) {
+    dvec rp[CRME_DIRECT_K] = {0}, ip[CRME_DIRECT_K] = {0}, rq[CRME_DIRECT_K] = {0},
+         iq[CRME_DIRECT_K] = {0};
+    const double *cq = co + (size_t)4 * k * k;
+    for (int r = 0; r < k; r++) {
+        dvec a = ld_prod(prod[4 * r], f64, x), b = ld_prod(prod[4 * r + 1], f64, x),
+             c = ld_prod(prod[4 * r + 2], f64, x), d = ld_prod(prod[4 * r + 3], f64, x);
+        dvec p1 = a - d, p2 = b + c, q1 = a + d, q2 = b - c;
+        for (int u = 0; u < k; u++) {
+            const double *wp = co + ((size_t)u * k + r) * 4, *wq = cq + ((size_t)u * k + r) * 4;
+            rp[u] += wp[0] * p1;
+            rp[u] += wp[1] * p2;
+            ip[u] += wp[2] * p1;
+            ip[u] += wp[3] * p2;
+            rq[u] += wq[0] * q1;
+            rq[u] += wq[1] * q2;
+            iq[u] += wq[2] * q1;
+            iq[u] += wq[3] * q2;
+        }
+    }
+    for (int u = 0; u < k; u++) {
+        put1(tg[u][0], om, x, rp[u] + rq[u]);
+        put1(tg[u][1], om, x, iq[u] - ip[u]);
+        put1(tg[u][2], om, x, -(ip[u] + iq[u]));
+        put1(tg[u][3], om, x, rq[u] - rp[u]);
+    }
+}
+
+static DEC_FMA size_t crme_direct(int k, const double *co, const void *const *prod, int f64,
+                                  size_t len, void *const (*tg)[4], int om) {
+    size_t x = 0;
+    for (; x + VW <= len; x += VW) {
+        if (!(x % XB)) prefetch_slice(prod, 4 * k, f64, x + DIRECT_AHEAD, len);
+        switch (k) {
+        case 4: crme_direct_slice(4, co, prod, f64, x, tg, om); break;
+        case 3: crme_direct_slice(3, co, prod, f64, x, tg, om); break;
+        case 2: crme_direct_slice(2, co, prod, f64, x, tg, om); break;
+        default: crme_direct_slice(1, co, prod, f64, x, tg, om); break;
+        }
+    }
+    return x;
+}
+
 /* CRME option B (digest 1.2.8). From worker j's outputs o_cd:
  *   P_j = (o00 - o11 - i(o01 + o10)) / 2,  Q_j = (o00 + o11 + i(o01 - o10)) / 2,
  * ZP = inv(V_P) P, ZQ = inv(V_Q) Q (column (i,l) = i*kB + l), then
@@ -824,7 +907,9 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void
             wq[0] = creal(zq), wq[1] = -cimag(zq), wq[2] = cimag(zq), wq[3] = creal(zq);
         }
     }
-    for (size_t x0 = 0; x0 < len; x0 += (size_t)X) {
+    size_t x0 =
+        k <= CRME_DIRECT_K ? crme_direct(k, co, prod, f64, len, (void *const(*)[4])tg, om) : 0;
+    for (; x0 < len; x0 += (size_t)X) {
         int nx = chunk_len(len, x0, X);
         for (int r = 0; r < k; r++)
             crme_load(prod + 4 * r, f64, x0, nx, chunk + (size_t)4 * r * X, X);
