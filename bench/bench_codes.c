@@ -323,8 +323,11 @@ static void throughput(FILE *md, int quick, double max_mb) {
             "-> 1 share) and crme (k = 2kB blocks -> 2 shares, the filter side). Decode: "
             "vandermonde (k products -> k targets: rows of the inverse when the set is "
             "well-conditioned enough, else the LU) and crme (threshold k, 4k products -> 4k "
-            "targets, two complex k x k solves). Cells over %.0f MB of buffers are "
-            "skipped (-).\n\n",
+            "targets, two complex k x k solves); chebyshev, systematic (the responder set "
+            "misses 2 of the k systematic workers, 1 at k = 2: the others' products are "
+            "copied and 2 targets decoded, the worst case with 2 stragglers; with every "
+            "systematic worker answering, decoding is copies). Cells over %.0f MB of "
+            "buffers are skipped (-).\n\n",
             "8", max_mb);
     fprintf(md,
             "memcpy: %.1f GB/s for 2.5e7 floats (the memory bandwidth: percentages below are "
@@ -336,12 +339,14 @@ static void throughput(FILE *md, int quick, double max_mb) {
     for (int l = 0; l < nl; l++)
         fprintf(md, "%.0e floats | ", (double)lens[l]);
     md_rule(md, 3, nl);
+    /* kind 2: systematic Chebyshev, decode only (encoding a parity share costs
+     * what kind 0's does) */
+    static const char *const kind_names[] = {"vandermonde", "crme", "chebyshev, systematic"};
     for (int op = 0; op < 2; op++)
-        for (int kind = 0; kind < 2; kind++)
+        for (int kind = 0; kind < 2 + op; kind++)
             for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
                 int k = ks[ki], crme = kind == 1;
-                fprintf(md, "| %s | %s | %d |", op ? "decode" : "encode",
-                        crme ? "crme" : "vandermonde", k);
+                fprintf(md, "| %s | %s | %d |", op ? "decode" : "encode", kind_names[kind], k);
                 for (int l = 0; l < nl; l++) {
                     size_t L = lens[l];
                     size_t nin = op == 0 ? (size_t)k : (size_t)(crme ? 4 * k : k);
@@ -351,10 +356,13 @@ static void throughput(FILE *md, int quick, double max_mb) {
                         fprintf(md, " - |");
                         continue;
                     }
-                    ts_code_params p = {.kind = crme ? TS_CODE_CRME : TS_CODE_VANDERMONDE,
+                    ts_code_params p = {.kind = crme        ? TS_CODE_CRME
+                                                : kind == 2 ? TS_CODE_CHEBYSHEV
+                                                            : TS_CODE_VANDERMONDE,
                                         .n = k + 2,
                                         .kA = 1,
-                                        .kB = crme ? (op ? k : k / 2) : k};
+                                        .kB = crme ? (op ? k : k / 2) : k,
+                                        .systematic = kind == 2};
                     ts_code *c = make(p);
                     float *in = big(nin * L), *out = big(nout * L);
                     const float **ip = malloc(nin * sizeof *ip);
@@ -388,11 +396,11 @@ static void throughput(FILE *md, int quick, double max_mb) {
                     /* decode arithmetic per column: the k x k system (LU
                      * substitution or inverse rows) 2k^2 flops; CRME option
                      * B, 8k^2 multiply-adds (two complex k x k products) */
-                    if (op) gfl[kind][ki][l] = (crme ? 16.0 : 2.0) * k * k * L / t / 1e9;
+                    if (op && kind < 2)
+                        gfl[kind][ki][l] = (crme ? 16.0 : 2.0) * k * k * L / t / 1e9;
                     fprintf(md, " %.1f (%.0f%%) |", gbs, 100 * gbs / dram);
                     printf("%s %-11s k=%-2d L=%-8zu %.2f GB/s (%.0f%% of memcpy)\n",
-                           op ? "decode" : "encode", crme ? "crme" : "vandermonde", k, L, gbs,
-                           100 * gbs / dram);
+                           op ? "decode" : "encode", kind_names[kind], k, L, gbs, 100 * gbs / dram);
                     fflush(stdout);
                     free(ip);
                     free(op2);

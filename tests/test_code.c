@@ -552,6 +552,9 @@ static void test_decode_kernels(void) {
         {.kind = TS_CODE_VANDERMONDE, .n = 20, .kB = 18}, /* float decode through the LU */
         {.kind = TS_CODE_CHEBYSHEV, .n = 11, .kB = 9},
         {.kind = TS_CODE_RANDOM, .n = 9, .kB = 7, .seed = 3},
+        {.kind = TS_CODE_VANDERMONDE, .n = 6, .kB = 4, .systematic = 1}, /* copies + s rows */
+        {.kind = TS_CODE_CHEBYSHEV, .n = 20, .kB = 17, .systematic = 1},
+        {.kind = TS_CODE_RANDOM, .n = 12, .kB = 9, .seed = 5, .systematic = 1},
         {.kind = TS_CODE_POLYNOMIAL, .n = 8, .kA = 2, .kB = 3},
         {.kind = TS_CODE_CRME, .n = 8, .kA = 2, .kB = 3},
         {.kind = TS_CODE_CRME, .n = 10, .kA = 3, .kB = 3}, /* k % 4 = 1 */
@@ -585,6 +588,52 @@ static void test_decode_kernels(void) {
             if (cases[ci].kind == TS_CODE_CRME) kernel_case(&f, resp, n_resp, 2, 0);
             fixture_free(&f);
         }
+}
+
+/* A systematic code's targets held by responding systematic workers are
+ * their products, bit for bit, whatever the other products hold; the
+ * others are decoded (every set of an n = 7, k = 5 code, checked against
+ * the reference as in test_decode_kernels). */
+static void test_systematic_copies(void) {
+    ts_code_params p = {.kind = TS_CODE_VANDERMONDE, .n = 7, .kB = 5, .systematic = 1};
+    fixture f;
+    TS_ASSERT(fixture_make(&f, &p, 37, 77));
+    int sets = 0;
+    for (int mask = 0; mask < 1 << f.n; mask++) {
+        if (__builtin_popcount((unsigned)mask) != f.k) continue;
+        int resp[16], nr = 0;
+        for (int j = 0; j < f.n; j++)
+            if (mask >> j & 1) resp[nr++] = j;
+        const float *pp[16];
+        float out[16][37], *tp[16];
+        for (int r = 0; r < nr; r++)
+            pp[r] = f.Pf + (size_t)resp[r] * f.len;
+        for (int t = 0; t < f.nt; t++)
+            tp[t] = out[t];
+        ts_err e = {0};
+        TS_CHECK_OK(ts_code_decode(f.c, resp, nr, pp, f.len, tp, NULL, &e), &e);
+        for (int r = 0; r < nr; r++)
+            if (resp[r] < f.k)
+                TS_CHECK_MSG(!memcmp(out[resp[r]], pp[r], f.len * sizeof(float)),
+                             "set 0x%x: target %d is not worker %d's product", mask, resp[r],
+                             resp[r]);
+        kernel_case(&f, resp, nr, 0, 0);
+        /* They do not even read the other products: NaN parity products
+         * leave them exact (a full decode would mix the NaN in). */
+        static float nan_row[37];
+        for (size_t x = 0; x < f.len; x++)
+            nan_row[x] = NAN;
+        for (int r = 0; r < nr; r++)
+            if (resp[r] >= f.k) pp[r] = nan_row;
+        TS_CHECK_OK(ts_code_decode(f.c, resp, nr, pp, f.len, tp, NULL, &e), &e);
+        for (int r = 0; r < nr; r++)
+            if (resp[r] < f.k)
+                TS_CHECK_MSG(!memcmp(out[resp[r]], pp[r], f.len * sizeof(float)),
+                             "set 0x%x with NaN parity products: target %d changed", mask, resp[r]);
+        sets++;
+    }
+    TS_CHECK(sets == 21);
+    fixture_free(&f);
 }
 
 /* Float targets of more than 32 MB per call are written with non-temporal
@@ -1279,6 +1328,7 @@ int main(void) {
     TS_RUN(test_crme_f64_accuracy);
     TS_RUN(test_crme_fast_equals_dense);
     TS_RUN(test_decode_kernels);
+    TS_RUN(test_systematic_copies);
     TS_RUN(test_decode_kernels_other);
     TS_RUN(test_decode_streaming);
     TS_RUN(test_cache);

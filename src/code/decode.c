@@ -625,10 +625,40 @@ static DEC_FMA void store_rows(const double *s, int X, int nx, const int *sel, i
  * the cached LU (rows loaded in pivot order, then forward and back
  * substitution per slice), which is far more accurate for the
  * ill-conditioned real Vandermonde family. */
+/* Systematic 1-D codes: worker t < k holds block t itself, so its product
+ * is target t, exactly (encoding copies systematic shares). Only the targets
+ * of systematic workers missing from the set go through the inverse: with s
+ * of them missing, s rows instead of k, and none when every systematic
+ * worker answered. Float decodes of well-conditioned sets only (the same
+ * condition as inverse rows in general); the others take the LU path. */
+static ts_status apply_systematic(ts_code *c, const ts_code_cache_entry *e, const void *const *rows,
+                                  int N, size_t len, void *const *targets, ts_err *err) {
+    double *m, *chunk;
+    int X, miss = 0;
+    TS_TRY(dec_scratch(c, (size_t)N * N, N, &m, &chunk, &X, err));
+    void **mt = malloc((size_t)N * sizeof *mt);
+    if (!mt) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for decoding");
+    for (int t = 0, r = 0; t < N; t++) {
+        while (r < N && e->ids[r] < t) /* ids sorted, rows in the same order */
+            r++;
+        if (r < N && e->ids[r] == t) {
+            if (targets[t] != rows[r]) memcpy(targets[t], rows[r], len * sizeof(float));
+            continue;
+        }
+        memcpy(m + (size_t)miss * N, e->inv + (size_t)t * N, (size_t)N * sizeof *m);
+        mt[miss++] = targets[t];
+    }
+    ts_status st = miss ? apply_matrix(c, m, miss, rows, N, len, mt, 0, chunk, X) : TS_OK;
+    free(mt);
+    return st;
+}
+
 static ts_status apply_real(ts_code *c, const ts_code_cache_entry *e, const void *const *rows,
                             int N, size_t len, void *const *targets, int f64, ts_err *err) {
     double *m, *chunk;
     int X, T = c->ntargets;
+    if (!f64 && e->inv && c->p.systematic && c->qa * c->qb == 1 && T == N)
+        return apply_systematic(c, e, rows, N, len, targets, err);
     if (!f64 && e->inv) {
         TS_TRY(dec_scratch(c, 0, N, &m, &chunk, &X, err));
         return apply_matrix(c, e->inv, T, rows, N, len, targets, f64, chunk, X);
