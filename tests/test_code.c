@@ -597,7 +597,8 @@ static void test_decode_kernels(void) {
 static void test_systematic_copies(void) {
     ts_code_params p = {.kind = TS_CODE_VANDERMONDE, .n = 7, .kB = 5, .systematic = 1};
     fixture f;
-    TS_ASSERT(fixture_make(&f, &p, 37, 77));
+    enum { LEN = 37 };
+    TS_ASSERT(fixture_make(&f, &p, LEN, 77));
     int sets = 0;
     for (int mask = 0; mask < 1 << f.n; mask++) {
         if (__builtin_popcount((unsigned)mask) != f.k) continue;
@@ -605,7 +606,7 @@ static void test_systematic_copies(void) {
         for (int j = 0; j < f.n; j++)
             if (mask >> j & 1) resp[nr++] = j;
         const float *pp[16];
-        float out[16][37], *tp[16];
+        float out[16][LEN], *tp[16];
         for (int r = 0; r < nr; r++)
             pp[r] = f.Pf + (size_t)resp[r] * f.len;
         for (int t = 0; t < f.nt; t++)
@@ -620,7 +621,7 @@ static void test_systematic_copies(void) {
         kernel_case(&f, resp, nr, 0, 0);
         /* They do not even read the other products: NaN parity products
          * leave them exact (a full decode would mix the NaN in). */
-        static float nan_row[37];
+        static float nan_row[LEN];
         for (size_t x = 0; x < f.len; x++)
             nan_row[x] = NAN;
         for (int r = 0; r < nr; r++)
