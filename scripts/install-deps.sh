@@ -16,6 +16,7 @@ PACKAGES=(
   gnuplot-nox              # plots in docs/results
   python3-onnx             # onnx.checker for saved models (tests)
   python3-zmq              # rogue peers in the multi-process system tests
+  valgrind                 # tests/valgrind_linalg.c: OpenBLAS over-reads that ASan cannot see
 )
 # Optional: the benchmark's PyTorch peer. Large; installed only on request.
 if [[ "${TESSERA_WITH_TORCH:-0}" == 1 ]]; then PACKAGES+=(python3-torch); fi

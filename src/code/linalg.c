@@ -23,6 +23,24 @@ void zgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, do
              const int *ldvt, double complex *work, const int *lwork, double *rwork, int *info,
              size_t l1, size_t l2);
 
+/* Every array LAPACK reads is a scratch copy with a zeroed tail: OpenBLAS
+ * 0.3.21 (Debian bookworm) has a Haswell zgemv_n kernel that reads past the
+ * end of its matrix (OpenBLAS issues #4013, #5000), which zgesvd reaches
+ * through zlarf. Inside a caller's array that is harmless; at the end of a
+ * heap block it can touch an unmapped page (a SEGV in CI under ASan).
+ * valgrind saw reads 1-17 elements past a k x k matrix; the tail is two
+ * columns' worth plus a margin (la_tail), which tests/valgrind_linalg.c
+ * checks under valgrind. */
+static size_t la_tail(int rows, int cols) {
+    int most = rows > cols ? rows : cols;
+    return 2 * (size_t)(most > 0 ? most : 0) + 32;
+}
+
+/* count elements of size bytes, then a zeroed tail of la_tail(rows, cols) */
+static void *la_scratch(size_t count, size_t size, int rows, int cols) {
+    return calloc(count + la_tail(rows, cols), size);
+}
+
 static void transpose(double *a, int n) {
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++) {
@@ -34,21 +52,26 @@ static void transpose(double *a, int n) {
 /* Transposed around LAPACK so that its row pivoting acts on the rows of a
  * (see ts_la_lu). */
 ts_status ts_la_inverse(double *a, int n, ts_err *err) {
-    transpose(a, n);
     int info = 0, lwork = n * 64 > 1 ? n * 64 : 1;
     int *ipiv = malloc((size_t)n * sizeof *ipiv);
-    double *work = malloc((size_t)lwork * sizeof *work);
-    if (!ipiv || !work) {
+    double *work = la_scratch((size_t)lwork, sizeof *work, n, n);
+    double *t = la_scratch((size_t)n * n, sizeof *t, n, n);
+    if (!ipiv || !work || !t) {
         free(ipiv);
         free(work);
+        free(t);
         return ts_errorf(err, TS_ERR_NOMEM, "out of memory inverting a %dx%d decoding matrix", n,
                          n);
     }
-    dgetrf_(&n, &n, a, &n, ipiv, &info);
-    if (info == 0) dgetri_(&n, a, &n, ipiv, work, &lwork, &info);
+    memcpy(t, a, (size_t)n * n * sizeof *t);
+    transpose(t, n);
+    dgetrf_(&n, &n, t, &n, ipiv, &info);
+    if (info == 0) dgetri_(&n, t, &n, ipiv, work, &lwork, &info);
+    transpose(t, n);
+    memcpy(a, t, (size_t)n * n * sizeof *t);
     free(ipiv);
     free(work);
-    transpose(a, n);
+    free(t);
     if (info != 0)
         return ts_errorf(err, TS_ERR_NUMERIC,
                          "the %dx%d decoding matrix of this responder set is singular", n, n);
@@ -64,17 +87,22 @@ ts_status ts_la_inverse(double *a, int n, ts_err *err) {
 ts_status ts_la_zinverse(double complex *a, int n, ts_err *err) {
     int info = 0, lwork = n * 64 > 1 ? n * 64 : 1;
     int *ipiv = malloc((size_t)n * sizeof *ipiv);
-    double complex *work = malloc((size_t)lwork * sizeof *work);
-    if (!ipiv || !work) {
+    double complex *work = la_scratch((size_t)lwork, sizeof *work, n, n);
+    double complex *t = la_scratch((size_t)n * n, sizeof *t, n, n);
+    if (!ipiv || !work || !t) {
         free(ipiv);
         free(work);
+        free(t);
         return ts_errorf(err, TS_ERR_NOMEM, "out of memory inverting a %dx%d decoding matrix", n,
                          n);
     }
-    zgetrf_(&n, &n, a, &n, ipiv, &info);
-    if (info == 0) zgetri_(&n, a, &n, ipiv, work, &lwork, &info);
+    memcpy(t, a, (size_t)n * n * sizeof *t);
+    zgetrf_(&n, &n, t, &n, ipiv, &info);
+    if (info == 0) zgetri_(&n, t, &n, ipiv, work, &lwork, &info);
+    memcpy(a, t, (size_t)n * n * sizeof *t);
     free(ipiv);
     free(work);
+    free(t);
     if (info != 0)
         return ts_errorf(err, TS_ERR_NUMERIC,
                          "the %dx%d complex decoding matrix of this responder set is singular", n,
@@ -126,8 +154,8 @@ double ts_la_cond(const double *a, int rows, int cols) {
     int m = cols, n = rows; /* LAPACK sees the transpose */
     int k = m < n ? m : n, info = 0, lwork = -1, one = 1;
     double q = 0, du = 0;
-    double *cp = malloc((size_t)rows * cols * sizeof *cp);
-    double *s = malloc((size_t)(k > 0 ? k : 1) * sizeof *s);
+    double *cp = la_scratch((size_t)rows * cols, sizeof *cp, rows, cols);
+    double *s = la_scratch((size_t)(k > 0 ? k : 1), sizeof *s, rows, cols);
     if (!cp || !s) {
         free(cp);
         free(s);
@@ -136,7 +164,7 @@ double ts_la_cond(const double *a, int rows, int cols) {
     memcpy(cp, a, (size_t)rows * cols * sizeof *cp);
     dgesvd_("N", "N", &m, &n, cp, &m, s, &du, &one, &du, &one, &q, &lwork, &info, 1, 1);
     lwork = (int)q + 1;
-    double *work = malloc((size_t)lwork * sizeof *work);
+    double *work = la_scratch((size_t)lwork, sizeof *work, rows, cols);
     double c = NAN;
     if (work) {
         dgesvd_("N", "N", &m, &n, cp, &m, s, &du, &one, &du, &one, work, &lwork, &info, 1, 1);
@@ -152,14 +180,14 @@ int ts_la_zsv_range(const double complex *a, int rows, int cols, double *hi, dou
     int m = cols, n = rows;
     int k = m < n ? m : n, info = 0, lwork = -1, one = 1, ok = 0;
     double complex q = 0, du = 0;
-    double complex *cp = malloc((size_t)rows * cols * sizeof *cp);
-    double *s = malloc((size_t)(k > 0 ? k : 1) * sizeof *s);
-    double *rwork = malloc((size_t)(5 * k + 1) * sizeof *rwork);
+    double complex *cp = la_scratch((size_t)rows * cols, sizeof *cp, rows, cols);
+    double *s = la_scratch((size_t)(k > 0 ? k : 1), sizeof *s, rows, cols);
+    double *rwork = la_scratch((size_t)(5 * k + 1), sizeof *rwork, rows, cols);
     if (!cp || !s || !rwork || k < 1) goto done;
     memcpy(cp, a, (size_t)rows * cols * sizeof *cp);
     zgesvd_("N", "N", &m, &n, cp, &m, s, &du, &one, &du, &one, &q, &lwork, rwork, &info, 1, 1);
     lwork = (int)creal(q) + 1;
-    double complex *work = malloc((size_t)lwork * sizeof *work);
+    double complex *work = la_scratch((size_t)lwork, sizeof *work, rows, cols);
     if (work) {
         zgesvd_("N", "N", &m, &n, cp, &m, s, &du, &one, &du, &one, work, &lwork, rwork, &info, 1,
                 1);
@@ -187,9 +215,9 @@ void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const i
 int ts_la_svd(const double *a, int rows, int cols, double *u, double *s, double *vt) {
     int m = rows, n = cols, info = 0, lwork = -1, one = 1;
     double q = 0, du = 0;
-    double *cm = malloc((size_t)rows * cols * sizeof *cm + 1);
-    double *ucm = u ? malloc((size_t)rows * rows * sizeof *ucm) : NULL;
-    double *vcm = vt ? malloc((size_t)cols * cols * sizeof *vcm) : NULL;
+    double *cm = la_scratch((size_t)rows * cols, sizeof *cm, rows, cols);
+    double *ucm = u ? la_scratch((size_t)rows * rows, sizeof *ucm, rows, cols) : NULL;
+    double *vcm = vt ? la_scratch((size_t)cols * cols, sizeof *vcm, rows, cols) : NULL;
     int ok = 0;
     if (!cm || (u && !ucm) || (vt && !vcm)) goto done;
     for (int i = 0; i < rows; i++)
@@ -200,7 +228,7 @@ int ts_la_svd(const double *a, int rows, int cols, double *u, double *s, double 
     dgesvd_(ju, jv, &m, &n, cm, &m, s, ucm ? ucm : &du, &ldu, vcm ? vcm : &du, &ldv, &q, &lwork,
             &info, 1, 1);
     lwork = (int)q + 1;
-    double *work = malloc((size_t)lwork * sizeof *work);
+    double *work = la_scratch((size_t)lwork, sizeof *work, rows, cols);
     if (!work) goto done;
     dgesvd_(ju, jv, &m, &n, cm, &m, s, ucm ? ucm : &du, &ldu, vcm ? vcm : &du, &ldv, work, &lwork,
             &info, 1, 1);
@@ -226,14 +254,25 @@ done:
 /* Eigen-decomposition of the symmetric n x n matrix g: w ascending, z
  * row-major with eigenvector i in row i. */
 int ts_la_syev(const double *g, int n, double *w, double *z) {
-    int info = 0, lwork = -1;
+    int info = -1, lwork = -1;
     double q = 0;
-    memcpy(z, g, (size_t)n * n * sizeof *z);
-    dsyev_("V", "U", &n, z, &n, w, &q, &lwork, &info, 1, 1);
-    lwork = (int)q + 1;
-    double *work = malloc((size_t)lwork * sizeof *work);
-    if (!work) return 0;
-    dsyev_("V", "U", &n, z, &n, w, work, &lwork, &info, 1, 1);
+    double *t = la_scratch((size_t)n * n, sizeof *t, n, n),
+           *wt = la_scratch((size_t)n, sizeof *wt, n, n);
+    double *work = NULL;
+    if (t && wt) {
+        memcpy(t, g, (size_t)n * n * sizeof *t);
+        dsyev_("V", "U", &n, t, &n, wt, &q, &lwork, &info, 1, 1);
+        lwork = (int)q + 1;
+        work = info == 0 ? la_scratch((size_t)lwork, sizeof *work, n, n) : NULL;
+        info = -1;
+    }
+    if (work) dsyev_("V", "U", &n, t, &n, wt, work, &lwork, &info, 1, 1);
+    if (info == 0) { /* column-major eigenvectors of a symmetric matrix, read row-major: rows */
+        memcpy(z, t, (size_t)n * n * sizeof *z);
+        memcpy(w, wt, (size_t)n * sizeof *w);
+    }
     free(work);
-    return info == 0; /* column-major eigenvectors of a symmetric matrix, read row-major: rows */
+    free(t);
+    free(wt);
+    return info == 0;
 }
