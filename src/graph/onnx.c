@@ -693,7 +693,7 @@ static ts_status load_pool(loader *L, ts_op op) {
     window_to_pool(&win, &a.pool);
     TS_TRY(attr_flag(L, "ceil_mode", 0, &a.pool.ceil_mode));
     if (is_max) {
-        int order;
+        int order = 0; /* attr_flag sets it on success; gcc -O2 cannot see that */
         TS_TRY(attr_flag(L, "storage_order", 0, &order));
         if (order)
             return node_fail(L, TS_ERR_UNSUPPORTED,
