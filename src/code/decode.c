@@ -496,6 +496,7 @@ DEC_INLINE void mk_direct(int nr, const double *m, int C, const void *const *row
  * idle half of the time when there is little arithmetic). Returns the
  * columns done (a multiple of XB). */
 #define DIRECT_AHEAD 512 /* columns prefetched ahead in every stream (2 KB of floats) */
+#define DIRECT_ROWS 8    /* the most outputs direct_rows takes */
 
 static DEC_FMA size_t direct_rows(const double *m, int R, const void *const *rows, int C,
                                   size_t len, void *const *tg, int f64, int om) {
@@ -523,7 +524,7 @@ static DEC_FMA size_t direct_rows(const double *m, int R, const void *const *row
 static ts_status apply_matrix(ts_code *c, const double *m, int R, const void *const *rows, int C,
                               size_t len, void *const *targets, int f64, double *chunk, int X) {
     int om = out_mode(f64, (size_t)R, len);
-    size_t x0 = R <= 8 ? direct_rows(m, R, rows, C, len, targets, f64, om) : 0;
+    size_t x0 = R <= DIRECT_ROWS ? direct_rows(m, R, rows, C, len, targets, f64, om) : 0;
     for (; x0 < len; x0 += (size_t)X) {
         int nx = chunk_len(len, x0, X);
         for (int j = 0; j < C; j++)
@@ -630,7 +631,12 @@ static DEC_FMA void store_rows(const double *s, int X, int nx, const int *sel, i
  * of systematic workers missing from the set go through the inverse: with s
  * of them missing, s rows instead of k, and none when every systematic
  * worker answered. Float decodes of well-conditioned sets only (the same
- * condition as inverse rows in general); the others take the LU path. */
+ * condition as inverse rows in general); the others take the LU path. And
+ * only for k > DIRECT_ROWS: up to there the full decode is one pass over the
+ * products, memory-bound, while copying first reads the answering products
+ * twice (k = 8, 2 missing, 1e7 floats: 10.5 GB/s against 14.9 without the
+ * copies); beyond, the full decode works in chunks and is arithmetic-bound
+ * (k = 10: 18.7 against 8.8 GB/s at 1e6 floats; docs/results/codes.md). */
 static ts_status apply_systematic(ts_code *c, const ts_code_cache_entry *e, const void *const *rows,
                                   int N, size_t len, void *const *targets, ts_err *err) {
     double *m, *chunk;
@@ -657,7 +663,7 @@ static ts_status apply_real(ts_code *c, const ts_code_cache_entry *e, const void
                             int N, size_t len, void *const *targets, int f64, ts_err *err) {
     double *m, *chunk;
     int X, T = c->ntargets;
-    if (!f64 && e->inv && c->p.systematic && c->qa * c->qb == 1 && T == N)
+    if (!f64 && e->inv && c->p.systematic && c->qa * c->qb == 1 && T == N && N > DIRECT_ROWS)
         return apply_systematic(c, e, rows, N, len, targets, err);
     if (!f64 && e->inv) {
         TS_TRY(dec_scratch(c, 0, N, &m, &chunk, &X, err));
@@ -937,8 +943,15 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void
             wq[0] = creal(zq), wq[1] = -cimag(zq), wq[2] = cimag(zq), wq[3] = creal(zq);
         }
     }
-    size_t x0 =
-        k <= CRME_DIRECT_K ? crme_direct(k, co, prod, f64, len, (void *const(*)[4])tg, om) : 0;
+    /* Ordinary stores in the one-pass kernel even for targets over
+     * DEC_STREAM_BYTES: it writes half a cache line to each of its 4k <= 16
+     * targets per slice, more streams than the core has write-combining
+     * buffers, so non-temporal stores were flushed half-full (k = 4, 1e6
+     * floats: 2.6 GB/s streamed, 12.8 with ordinary stores; k = 2, 1e7:
+     * 6.9 against 14.7). The chunked path below writes whole lines. */
+    size_t x0 = k <= CRME_DIRECT_K
+                    ? crme_direct(k, co, prod, f64, len, (void *const(*)[4])tg, om & ~OUT_STREAM)
+                    : 0;
     for (; x0 < len; x0 += (size_t)X) {
         int nx = chunk_len(len, x0, X);
         for (int r = 0; r < k; r++)
