@@ -102,6 +102,10 @@ for phase in "$@"; do
     alexsweep16-r1000)
         # n = 16 of alexsweep at R = 1000 (n = 8 and 20: alexsweep-r1000)
         run alexsweep16-r1000 --model alexnet --workers 16 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
+    alexsweep-schemes)
+        # the three other schemes away from n = 10 (uncoded and CRME there:
+        # alexsweep-r1000, alexsweep16-r1000); R = 300
+        run alexsweep-schemes --model alexnet --workers 8,16,20 --schemes replication,mds,polynomial --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 300 --warmup 5 ;;
     vgg-r1000)
         # VGG-16 at R = 1000: 14 hours one configuration after another, so
         # the four run at once (each bench sleeps through its emulated
