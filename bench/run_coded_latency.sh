@@ -102,6 +102,11 @@ for phase in "$@"; do
     alexsweep16-r1000)
         # n = 16 of alexsweep at R = 1000 (n = 8 and 20: alexsweep-r1000)
         run alexsweep16-r1000 --model alexnet --workers 16 --schemes uncoded,crme --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
+    alexstrag-r1000)
+        # alexstrag's random stragglers at R = 1000 for uncoded and CRME,
+        # each configuration capped at 9 minutes (pareto's uncoded tail is
+        # about 0.75 s per inference)
+        run alexstrag-r1000 --model alexnet --workers 10 --schemes uncoded,crme --stragglers shiftexp,pareto --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 --max-minutes 9 ;;
     alexsweep-schemes)
         # the three other schemes away from n = 10 (uncoded and CRME there:
         # alexsweep-r1000, alexsweep16-r1000); R = 300
