@@ -7,23 +7,9 @@
  * such read; the wrappers' padded scratch copies (linalg.c, la_scratch) must
  * keep it clean. Built without -march=native so valgrind can run it. */
 #include <complex.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 
 #include "code/code_internal.h"
-
-static int failures;
-
-#define EXPECT(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "ts_test.h"
 
 static double uniform(unsigned *state) {
     *state = *state * 1664525u + 1013904223u;
@@ -37,10 +23,10 @@ static void check_zsv(int k) {
         for (int i = 0; i < k; i++)
             a[(size_t)r * k + i] = cexp(I * 6.283185307179586 * r * i / k);
     double hi = 0, lo = 0;
-    EXPECT(ts_la_zsv_range(a, k, k, &hi, &lo), "zsv_range k=%d failed", k);
-    EXPECT(fabs(hi - sqrt(k)) < 1e-9 * k && fabs(lo - sqrt(k)) < 1e-9 * k,
-           "zsv_range k=%d: %.17g %.17g, expected sqrt(k)", k, hi, lo);
-    EXPECT(fabs(ts_la_zcond(a, k, k) - 1) < 1e-9 * k, "zcond k=%d", k);
+    TS_CHECK_MSG(ts_la_zsv_range(a, k, k, &hi, &lo), "zsv_range k=%d failed", k);
+    TS_CHECK_MSG(fabs(hi - sqrt(k)) < 1e-9 * k && fabs(lo - sqrt(k)) < 1e-9 * k,
+                 "zsv_range k=%d: %.17g %.17g, expected sqrt(k)", k, hi, lo);
+    TS_CHECK_MSG(fabs(ts_la_zcond(a, k, k) - 1) < 1e-9 * k, "zcond k=%d", k);
     free(a);
 }
 
@@ -54,8 +40,8 @@ static void check_inverses(int k, unsigned *rng) {
         inv[i] = a[i], zi[i] = z[i];
     }
     ts_err err = {0};
-    EXPECT(ts_la_inverse(inv, k, &err) == TS_OK, "inverse k=%d: %s", k, err.msg);
-    EXPECT(ts_la_zinverse(zi, k, &err) == TS_OK, "zinverse k=%d: %s", k, err.msg);
+    TS_CHECK_MSG(ts_la_inverse(inv, k, &err) == TS_OK, "inverse k=%d: %s", k, err.msg);
+    TS_CHECK_MSG(ts_la_zinverse(zi, k, &err) == TS_OK, "zinverse k=%d: %s", k, err.msg);
     double worst = 0;
     for (int r = 0; r < k; r++)
         for (int c = 0; c < k; c++) {
@@ -66,7 +52,7 @@ static void check_inverses(int k, unsigned *rng) {
                     zs += z[(size_t)r * k + j] * zi[(size_t)j * k + c];
             worst = fmax(worst, fmax(fabs(s - (r == c)), cabs(zs - (r == c))));
         }
-    EXPECT(worst < 1e-12, "inverse k=%d: |A inv(A) - I| = %.3g", k, worst);
+    TS_CHECK_MSG(worst < 1e-12, "inverse k=%d: |A inv(A) - I| = %.3g", k, worst);
     free(a);
     free(inv);
     free(z);
@@ -84,7 +70,7 @@ static void check_svd(int rows, int cols, unsigned *rng) {
     double *zv = malloc((size_t)cols * cols * sizeof *zv);
     for (int i = 0; i < rows * cols; i++)
         a[i] = uniform(rng);
-    EXPECT(ts_la_svd(a, rows, cols, u, s, vt), "svd %dx%d failed", rows, cols);
+    TS_CHECK_MSG(ts_la_svd(a, rows, cols, u, s, vt), "svd %dx%d failed", rows, cols);
     double worst = 0;
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) {
@@ -93,15 +79,16 @@ static void check_svd(int rows, int cols, unsigned *rng) {
                 x += u[(size_t)r * rows + j] * s[j] * vt[(size_t)j * cols + c];
             worst = fmax(worst, fabs(x - a[(size_t)r * cols + c]));
         }
-    EXPECT(worst < 1e-12 * (rows + cols), "svd %dx%d: |U S V^T - A| = %.3g", rows, cols, worst);
+    TS_CHECK_MSG(worst < 1e-12 * (rows + cols), "svd %dx%d: |U S V^T - A| = %.3g", rows, cols,
+                 worst);
     double cond = ts_la_cond(a, rows, cols);
-    EXPECT(fabs(cond - s[0] / s[m - 1]) <= 1e-9 * cond, "cond %dx%d: %.17g vs %.17g", rows, cols,
-           cond, s[0] / s[m - 1]);
+    TS_CHECK_MSG(fabs(cond - s[0] / s[m - 1]) <= 1e-9 * cond, "cond %dx%d: %.17g vs %.17g", rows,
+                 cols, cond, s[0] / s[m - 1]);
     for (int i = 0; i < cols; i++)
         for (int j = 0; j < cols; j++)
             for (int r = 0; r < rows; r++)
                 g[(size_t)i * cols + j] += a[(size_t)r * cols + i] * a[(size_t)r * cols + j];
-    EXPECT(ts_la_syev(g, cols, w, zv), "syev %d failed", cols);
+    TS_CHECK_MSG(ts_la_syev(g, cols, w, zv), "syev %d failed", cols);
     worst = 0;
     for (int e = 0; e < cols; e++)
         for (int i = 0; i < cols; i++) {
@@ -110,7 +97,7 @@ static void check_svd(int rows, int cols, unsigned *rng) {
                 x += g[(size_t)i * cols + j] * zv[(size_t)e * cols + j];
             worst = fmax(worst, fabs(x - w[e] * zv[(size_t)e * cols + i]));
         }
-    EXPECT(worst < 1e-11 * rows * cols, "syev %d: |G z - w z| = %.3g", cols, worst);
+    TS_CHECK_MSG(worst < 1e-11 * rows * cols, "syev %d: |G z - w z| = %.3g", cols, worst);
     free(a);
     free(s);
     free(u);
@@ -120,7 +107,7 @@ static void check_svd(int rows, int cols, unsigned *rng) {
     free(zv);
 }
 
-int main(void) {
+static void test_every_wrapper(void) {
     unsigned rng = 12345;
     for (int k = 1; k <= 40; k++) {
         check_zsv(k);
@@ -129,6 +116,9 @@ int main(void) {
         check_svd(k, k + 3, &rng);
         check_svd(k + 5, k, &rng);
     }
-    printf("valgrind_linalg: %s (%d failures)\n", failures ? "FAILED" : "ok", failures);
-    return failures ? 1 : 0;
+}
+
+int main(void) {
+    TS_RUN(test_every_wrapper);
+    return ts_test_summary();
 }
