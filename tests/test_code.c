@@ -695,6 +695,97 @@ static void test_decode_kernels_other(void) {
         }
 }
 
+/* The FFT decode (src/code/fftdec.c) of the codes at the n-th roots of
+ * unity: where the cost model picks it, every decode, float and double,
+ * matches the long-double reference as in test_decode_kernels, and the
+ * same code with ts_code_set_fft_decode(c, 0) (the k x k solves) agrees
+ * with it. Every responder set of an n = 18, k = 16 CRME code; radices 4,
+ * 2, 3, 5 and a generic 7 (n = 56); 1, 2 and 4 missing workers; CRME
+ * mat-mat, mat-vec and the complex Vandermonde code; lengths across slice
+ * and chunk edges. */
+static void fft_vs_solve(fixture *f, const int *resp) {
+    int nt = f->nt;
+    size_t len = f->len;
+    double *a = malloc(nt * len * sizeof *a), *b = malloc(nt * len * sizeof *b);
+    const double *pp[2048];
+    double *ta[1024], *tb[1024];
+    for (int r = 0; r < f->k; r++)
+        for (int q = 0; q < f->per; q++)
+            pp[r * f->per + q] = f->P + ((size_t)resp[r] * f->per + q) * len;
+    for (int t = 0; t < nt; t++)
+        ta[t] = a + t * len, tb[t] = b + t * len;
+    ts_err e = {0};
+    double cond = 0;
+    ts_code_set_fft_decode(f->c, 1);
+    TS_CHECK_OK(ts_code_decode_f64(f->c, resp, f->k, pp, len, ta, &cond, &e), &e);
+    ts_code_set_fft_decode(f->c, 0);
+    TS_CHECK_OK(ts_code_decode_f64(f->c, resp, f->k, pp, len, tb, NULL, &e), &e);
+    ts_code_set_fft_decode(f->c, 1);
+    double num = 0, den = 0;
+    for (size_t x = 0; x < nt * len; x++)
+        num = fmax(num, fabs(a[x] - b[x])), den = fmax(den, fabs(b[x]));
+    double tol = 64 * fmax(cond, 1) * f->k * f->per * 1.1e-16;
+    TS_CHECK_MSG(num <= tol * den, "%s n=%d k=%d len=%zu: FFT and solve differ by %.3g (tol %.3g)",
+                 ts_code_kind_name(ts_code_params_of(f->c)->kind), f->n, f->k, len, num / den, tol);
+    free(a), free(b);
+}
+
+static void test_fft_decode(void) {
+    const ts_code_params cases[] = {
+        {.kind = TS_CODE_CRME, .n = 18, .kA = 1, .kB = 16}, /* 2 x 3 x 3 */
+        {.kind = TS_CODE_CRME, .n = 20, .kA = 3, .kB = 6},  /* 4 x 5 */
+        {.kind = TS_CODE_CRME, .n = 24, .kA = 2, .kB = 11}, /* 4 x 2 x 3 */
+        {.kind = TS_CODE_CRME, .n = 32, .kA = 4, .kB = 7},  /* 4 x 4 x 2, 4 missing */
+        {.kind = TS_CODE_CRME, .n = 30, .kA = 1, .kB = 29}, /* 1 missing */
+        {.kind = TS_CODE_CRME, .n = 32, .kA = 1, .kB = 30, .matvec = 1},
+        {.kind = TS_CODE_CRME, .n = 56, .kA = 1, .kB = 54, .matvec = 1}, /* radix 7 */
+        {.kind = TS_CODE_COMPLEX, .n = 32, .kA = 4, .kB = 7},
+        {.kind = TS_CODE_COMPLEX, .n = 30, .kA = 1, .kB = 28},
+    };
+    const size_t lens[] = {1, 15, 16, 17, 33, 4097, 9001};
+    ts_rng r;
+    ts_rng_seed(&r, 4242);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            if (sanitized() && lens[li] > 1000) continue;
+            fixture f;
+            if (!fixture_make(&f, &cases[ci], lens[li], 900 + ci * 13 + li)) continue;
+            TS_CHECK_MSG(ts_code_fft_decode_chosen(f.c), "n=%d k=%d: the FFT decode is not chosen",
+                         f.n, f.k);
+            int resp[64];
+            for (int j = 0; j < f.n; j++)
+                resp[j] = j;
+            shuffle(resp, f.n, &r);
+            kernel_case(&f, resp, f.k, 0, 0);
+            kernel_case(&f, resp, f.k, 1, 3);
+            fft_vs_solve(&f, resp);
+            fixture_free(&f);
+        }
+    /* every responder set of C(18, 16) = 153 */
+    ts_code_params p = {.kind = TS_CODE_CRME, .n = 18, .kA = 2, .kB = 8};
+    fixture f;
+    if (!fixture_make(&f, &p, 33, 4243)) return;
+    int sets = 0;
+    for (int m1 = 0; m1 < 18; m1++)
+        for (int m2 = m1 + 1; m2 < 18; m2++) {
+            int resp[16], nr = 0;
+            for (int j = 0; j < 18; j++)
+                if (j != m1 && j != m2) resp[nr++] = j;
+            shuffle(resp, nr, &r);
+            kernel_case(&f, resp, nr, 1, 0);
+            fft_vs_solve(&f, resp);
+            sets++;
+        }
+    fixture_free(&f);
+    TS_CHECK(sets == 153);
+    /* small n keeps the solve */
+    ts_code_params small = {.kind = TS_CODE_CRME, .n = 8, .kA = 2, .kB = 3};
+    ts_err e = {0};
+    ts_code *c = ts_code_new(&small, &e);
+    TS_CHECK(c && !ts_code_fft_decode_chosen(c));
+    ts_code_free(c);
+}
+
 /* Encoding: float encode matches the generators; systematic workers and
  * the uncoded split produce exact copies. */
 static void test_encode(void) {
@@ -1332,6 +1423,7 @@ int main(void) {
     TS_RUN(test_decode_kernels);
     TS_RUN(test_systematic_copies);
     TS_RUN(test_decode_kernels_other);
+    TS_RUN(test_fft_decode);
     TS_RUN(test_decode_streaming);
     TS_RUN(test_cache);
     TS_RUN(test_cond_table);

@@ -156,6 +156,17 @@ ts_status ts_code_decode(ts_code *c, const int *responders, int n_resp,
 /* The (validated, defaults filled in) parameters the code was built with. */
 const ts_code_params *ts_code_params_of(const ts_code *c);
 
+/* Decoding the codes at the n-th roots of unity (CRME and the complex
+ * Vandermonde code): when n has small prime factors and it costs fewer
+ * flops than the k x k solve, the decoder fills in the missing workers'
+ * values (s x k multiply-adds per column) and runs one FFT of length n
+ * (docs/codes.md). ts_code_set_fft_decode(c, 0) always solves instead, for
+ * tests and benchmarks that compare the two (the answers agree to
+ * round-off); it clears the decoding cache. ts_code_fft_decode_chosen says
+ * whether the FFT is used for c's threshold-sized sets. */
+void ts_code_set_fft_decode(ts_code *c, int on);
+int ts_code_fft_decode_chosen(const ts_code *c);
+
 /* Like ts_code_decode, but always through the generic real system (for
  * CRME the 4k x 4k solve of digest 1.2.7 instead of the two complex k x k
  * solves). For cross-checks and benchmarks; the complex Vandermonde code,

@@ -21,12 +21,15 @@
 #define TS_CODE_MAX_WORKERS TS_CODE_MAX_N
 #define TS_CODE_CACHE 8
 
+typedef struct ts_fftdec ts_fftdec;
+
 typedef struct {
     int *ids;             /* threshold sorted worker ids; NULL when the slot is empty */
     double *dec;          /* real path: N x N LU factors (N = threshold*qa*qb) */
     int *piv;             /* real path: row pivots of the LU */
     double *inv;          /* real path: target rows of inv(M) when well-conditioned, else NULL */
     double complex *zdec; /* complex paths: their own decoding matrices */
+    ts_fftdec *fft;       /* CRME and complex codes: the FFT decode when cheaper, else NULL */
     double cond;          /* < 0: not computed yet */
     int mode;             /* TS_CODE_MODE_* the matrices were built for */
     uint64_t used;        /* LRU stamp */
@@ -42,6 +45,7 @@ struct ts_code {
     double complex *nodes; /* complex codes: evaluation node of each worker */
     ts_code_cache_entry cache[TS_CODE_CACHE];
     uint64_t clock;
+    int no_fft; /* ts_code_set_fft_decode(c, 0): always the k x k solve */
     /* decode scratch, grown on demand */
     double *buf;
     size_t buf_len;
@@ -84,5 +88,20 @@ double ts_code_set_cond(const ts_code *c, const int *ids, int nset, int mode);
 ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const void *const *prod,
                               size_t len, void *const *targets, int f64, double *cond, int mode,
                               ts_err *err);
+
+/* FFT decoding of the codes at the n-th roots of unity (fftdec.c) */
+/* 1 when erasure filling + an FFT of length n costs fewer flops than the
+ * k x k solve. */
+int ts_fftdec_worth(int n, int k);
+/* The plan of the sorted set ids[k]; *out stays NULL (and TS_OK is returned)
+ * when the solve is cheaper or safer. */
+ts_status ts_fftdec_new(const ts_code *c, const int *ids, int k, ts_fftdec **out, ts_err *err);
+void ts_fftdec_free(ts_fftdec *f);
+/* Scratch doubles ts_fftdec_apply needs (64-byte alignment included). */
+size_t ts_fftdec_scratch(const ts_fftdec *f);
+/* prod: the responders' products in the order of ids; targets as
+ * ts_code_decode's. */
+ts_status ts_fftdec_apply(const ts_fftdec *f, const void *const *prod, size_t len,
+                          void *const *targets, int f64, double *scratch);
 
 #endif

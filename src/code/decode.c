@@ -19,20 +19,32 @@
 #include <string.h>
 
 #include "code_internal.h"
+#include "kernels.h"
 
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
+static void entry_clear(ts_code_cache_entry *e) {
+    free(e->ids);
+    free(e->dec);
+    free(e->zdec);
+    free(e->piv);
+    free(e->inv);
+    ts_fftdec_free(e->fft);
+    memset(e, 0, sizeof *e);
+}
 
 void ts_code_cache_clear(ts_code *c) {
-    for (int s = 0; s < TS_CODE_CACHE; s++) {
-        free(c->cache[s].ids);
-        free(c->cache[s].dec);
-        free(c->cache[s].zdec);
-        free(c->cache[s].piv);
-        free(c->cache[s].inv);
-        memset(&c->cache[s], 0, sizeof c->cache[s]);
-    }
+    for (int s = 0; s < TS_CODE_CACHE; s++)
+        entry_clear(&c->cache[s]);
+}
+
+void ts_code_set_fft_decode(ts_code *c, int on) {
+    if (!c) return;
+    c->no_fft = !on;
+    ts_code_cache_clear(c);
+}
+
+int ts_code_fft_decode_chosen(const ts_code *c) {
+    return c && !c->no_fft && (c->p.kind == TS_CODE_CRME || c->p.kind == TS_CODE_COMPLEX) &&
+           ts_fftdec_worth(c->n, c->threshold);
 }
 
 /* ---- responder checks --------------------------------------------------- */
@@ -134,7 +146,7 @@ static ts_status build_entry(ts_code *c, ts_code_cache_entry *e, int nset, int m
             free(v);
             TS_TRY(ts_la_zinverse(e->zdec + (size_t)q * k * k, k, err));
         }
-        return TS_OK;
+        return c->no_fft ? TS_OK : ts_fftdec_new(c, e->ids, k, &e->fft, err);
     }
     int N = nset * c->qa * c->qb;
     if (N != c->nunk)
@@ -205,12 +217,7 @@ static ts_code_cache_entry *lookup(ts_code *c, const int *ids, int nset, int mod
         }
         if (e->used < victim->used) victim = e; /* empty slots have used == 0 */
     }
-    free(victim->ids);
-    free(victim->dec);
-    free(victim->zdec);
-    free(victim->piv);
-    free(victim->inv);
-    memset(victim, 0, sizeof *victim);
+    entry_clear(victim);
     victim->ids = malloc((size_t)nset * sizeof *ids);
     if (!victim->ids) {
         ts_errorf(err, TS_ERR_NOMEM, "out of memory for the decoding cache");
@@ -221,12 +228,7 @@ static ts_code_cache_entry *lookup(ts_code *c, const int *ids, int nset, int mod
     victim->mode = mode;
     victim->used = c->clock;
     if (build_entry(c, victim, nset, mode, err) != TS_OK) {
-        free(victim->ids);
-        free(victim->dec);
-        free(victim->zdec);
-        free(victim->piv);
-        free(victim->inv);
-        memset(victim, 0, sizeof *victim);
+        entry_clear(victim);
         return NULL;
     }
     return victim;
@@ -246,31 +248,7 @@ static ts_code_cache_entry *lookup(ts_code *c, const int *ids, int nset, int mod
  * inputs (in L1), writing straight to the float (or double) targets.
  * Accumulation stays in double, with FMA. */
 
-/* Eight doubles: one AVX-512 register (GCC and Clang split the type into
- * AVX2 or SSE registers on targets without AVX-512). */
-typedef double dvec __attribute__((vector_size(64)));
-/* The kernels pass these vectors only between static, always-inlined
- * functions, so no calling convention is involved; GCC still warns
- * (-Wpsabi) when AVX-512 is not enabled. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-typedef float fvec __attribute__((vector_size(32)));
-#define VW 8
-#define XB (2 * VW) /* columns per register block */
 #define DEC_BUF_BYTES (256 * 1024)
-
-/* How targets are written (the "om" argument of the kernels): OUT_F64 for
- * double targets; OUT_STREAM for non-temporal stores, chosen when the
- * targets of one call exceed DEC_STREAM_BYTES. Such outputs leave the caches
- * before anyone reads them, so streaming skips the read-for-ownership of
- * every line (a third of the traffic, as memcpy does for large copies);
- * smaller ones are kept cached for the caller (the coded layer reassembles
- * its output from them right away). 32 MB: the L3 that one core can use on
- * current server parts (sysconf reports the whole socket's). */
-#define OUT_F64 1
-#define OUT_STREAM 2
-#define DEC_STREAM_BYTES ((size_t)32 << 20)
 
 static int out_mode(int f64, size_t targets, size_t len) {
     if (f64) return OUT_F64;
@@ -285,18 +263,6 @@ static void out_done(int om) {
     (void)om;
 #endif
 }
-
-/* GCC contracts a*b + c into one FMA only under -ffp-contract=fast, which
- * -std=c11 turns off; the kernels want it (one rounding instead of two, half
- * the instructions). Clang contracts within an expression by default. Every
- * kernel function carries the attribute so that GCC inlines them into each
- * other (it refuses to inline across different optimize attributes). */
-#if defined(__GNUC__) && !defined(__clang__)
-#define DEC_FMA __attribute__((optimize("fp-contract=fast")))
-#else
-#define DEC_FMA
-#endif
-#define DEC_INLINE static inline __attribute__((always_inline)) DEC_FMA
 
 static ts_status grow(ts_code *c, size_t doubles, ts_err *err) {
     if (c->buf_len >= doubles) return TS_OK;
@@ -329,38 +295,6 @@ static int chunk_len(size_t len, size_t x0, int cols) {
     return (int)(len - x0 < (size_t)cols ? len - x0 : (size_t)cols);
 }
 
-/* Products are float32 (the workers' arithmetic) or float64
- * (ts_code_decode_f64). Converts nx values at x0 to double and zeroes the
- * row up to the next multiple of XB, so that the kernels always run whole
- * slices (the padding columns are computed and never stored). */
-static void load_row(const void *src, int f64, size_t x0, int nx, double *dst) {
-    if (f64) {
-        memcpy(dst, (const double *)src + x0, (size_t)nx * sizeof *dst);
-    } else {
-        const float *f = (const float *)src + x0;
-        for (int x = 0; x < nx; x++)
-            dst[x] = f[x];
-    }
-    for (int x = nx; x % XB; x++)
-        dst[x] = 0;
-}
-
-/* The loads of a chunk stall on memory when many rows (up to 4k = 112) are
- * each read for only a few KB: the hardware prefetchers do not follow that
- * many short streams. So while a chunk is computed, slice by slice, the same
- * slice of the next chunk (at, one cache line of every row) is prefetched. */
-static void prefetch_slice(const void *const *src, int C, int f64, size_t at, size_t len) {
-    if (at >= len) return;
-    for (int j = 0; j < C; j++) {
-        if (f64) {
-            __builtin_prefetch((const double *)src[j] + at, 0, 2);
-            __builtin_prefetch((const double *)src[j] + at + VW, 0, 2);
-        } else {
-            __builtin_prefetch((const float *)src[j] + at, 0, 2);
-        }
-    }
-}
-
 /* Likewise for the targets: the stores of a slice otherwise wait for each
  * line to be read for ownership. */
 static void prefetch_out(void *const *dst, int T, int f64, size_t at, size_t len) {
@@ -373,16 +307,6 @@ static void prefetch_out(void *const *dst, int T, int f64, size_t at, size_t len
             __builtin_prefetch((float *)dst[t] + at, 1, 2);
         }
     }
-}
-
-DEC_INLINE dvec ldv(const double *p) {
-    dvec v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-DEC_INLINE void stv(double *p, dvec v) {
-    memcpy(p, &v, sizeof v);
 }
 
 /* Writes the slice (v0, v1) to dst at off: cnt <= XB values, as float or
@@ -495,8 +419,7 @@ DEC_INLINE void mk_direct(int nr, const double *m, int C, const void *const *row
  * path alternates a load phase and a compute phase, which leaves memory
  * idle half of the time when there is little arithmetic). Returns the
  * columns done (a multiple of XB). */
-#define DIRECT_AHEAD 512 /* columns prefetched ahead in every stream (2 KB of floats) */
-#define DIRECT_ROWS 8    /* the most outputs direct_rows takes */
+#define DIRECT_ROWS 8 /* the most outputs direct_rows takes */
 
 static DEC_FMA size_t direct_rows(const double *m, int R, const void *const *rows, int C,
                                   size_t len, void *const *tg, int f64, int om) {
@@ -826,33 +749,6 @@ static void crme_load(const void *const *o, int f64, size_t x0, int nx, double *
         p1[x] = p2[x] = q1[x] = q2[x] = 0;
 }
 
-/* Writes one vector (VW values) to dst at off, as float or double. */
-DEC_INLINE void put1(void *dst, int om, size_t off, dvec v) {
-    if (om & OUT_F64) {
-        stv((double *)dst + off, v);
-        return;
-    }
-    fvec f = __builtin_convertvector(v, fvec);
-    float *d = (float *)dst + off;
-#if defined(__AVX__)
-    if ((om & OUT_STREAM) && !((uintptr_t)d & 31)) {
-        __m256 m;
-        memcpy(&m, &f, sizeof m);
-        _mm256_stream_ps(d, m);
-        return;
-    }
-#endif
-    memcpy(d, &f, sizeof f);
-}
-
-/* VW values of a product row at x, in double. */
-DEC_INLINE dvec ld_prod(const void *row, int f64, size_t x) {
-    if (f64) return ldv((const double *)row + x);
-    fvec f;
-    memcpy(&f, (const float *)row + x, sizeof f);
-    return __builtin_convertvector(f, dvec);
-}
-
 /* CRME option B for k <= 4 in one pass over the products, VW columns at a
  * time: the 4k accumulators (ZP and ZQ, real and imaginary, of every group)
  * fit the register file with one vector per column slice, so the products
@@ -963,6 +859,14 @@ static ts_status apply_crme(ts_code *c, const ts_code_cache_entry *e, const void
     return TS_OK;
 }
 
+/* ---- FFT decoding (fftdec.c) ---------------------------------------------- */
+
+static ts_status apply_fft(ts_code *c, const ts_fftdec *f, const void *const *prod, size_t len,
+                           void *const *targets, int f64, ts_err *err) {
+    TS_TRY(grow(c, ts_fftdec_scratch(f), err));
+    return ts_fftdec_apply(f, prod, len, targets, f64, c->buf);
+}
+
 /* Replication: any responder set that holds every task decodes (by copy). */
 static ts_status decode_replication(ts_code *c, const int *resp, int n_resp,
                                     const void *const *prod, size_t len, void *const *targets,
@@ -1026,7 +930,9 @@ ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const voi
         for (int q = 0; q < per; q++)
             rows[r * per + q] = prod[pos[r] * per + q];
     ts_status st;
-    if (c->p.kind == TS_CODE_CIRCULANT)
+    if (e->fft)
+        st = apply_fft(c, e->fft, rows, len, targets, f64, err);
+    else if (c->p.kind == TS_CODE_CIRCULANT)
         st = ts_code_circ_apply(c, e, rows, len, targets, f64, err);
     else if (!uses_complex(c, mode))
         st = apply_real(c, e, rows, k * per, len, targets, f64, err);

@@ -1,0 +1,625 @@
+/* fftdec.c: decoding the codes evaluated at the n-th roots of unity (CRME
+ * option B, its matrix-vector form, the complex Vandermonde code) by
+ * filling in the missing workers' values and one FFT per column.
+ *
+ * Each of these decodes solves z = inv(V_S) y per column: the responders'
+ * values y_j = sum_u z_u w^(j e_u) at the nodes w^j (w = e^(2 pi i / n), j in
+ * the responder set S, |S| = k), with k exponents e_u that are distinct
+ * residues mod n. Applying inv(V_S) costs k^2 complex multiply-adds per
+ * column, which makes decoding arithmetic-bound from k of about 8 on
+ * (docs/results/codes.md). But with the values of all n workers, one
+ * DFT gives z: z_u = (1/n) sum_j y_j w^(-j e_u), and the n - k outputs at
+ * the residues that are not exponents are zero. Those s = n - k equations
+ * determine the s missing values: y_E = H y_S with H = -inv(M) G, M the
+ * s x s and G the s x k block of the DFT matrix (rows: the zero outputs;
+ * columns: missing and responding workers), built once per responder set.
+ * So a column costs s k multiply-adds plus an FFT of length n: for n = 18,
+ * k = 16 about a quarter of the flops of the solve. It is the same linear
+ * map as inv(V_S) (tests/test_code.c compares the two on every responder
+ * set of small codes), evaluated differently; its round-off grows with
+ * ||H||, which DECODE_MAX_H bounds.
+ *
+ * The FFT is a mixed-radix decimation in time over a plan built once per n:
+ * butterflies of radix 4, 2, 3, 5 (and a plain DFT for larger primes), each
+ * reading its r inputs from a gather table and writing r outputs at stride
+ * m, in post order so that two work arrays suffice. It runs on XB = 16
+ * columns at a time (one cache line of every float row), in double; the
+ * products are read and the targets written once, in one pass. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "code_internal.h"
+#include "kernels.h"
+
+/* The plan's arrays live on the stack of the kernel. */
+#define FFT_MAX_N 64
+/* Above this ||H||_inf (max row sum of |H|), the solve is kept: the filled
+ * values would carry that much more round-off than the products. Far above
+ * what the codes here produce (n <= 64, a few stragglers: below 100). */
+#define DECODE_MAX_H 1e6
+
+enum { FD_CRME, FD_CRME_MV, FD_COMPLEX };
+
+typedef struct {
+    int r;    /* radix */
+    int m;    /* output stride */
+    int in;   /* offset of the r input indices in idx */
+    int tw;   /* offset of the r twiddles in twr/twi; -1: all ones */
+    int w;    /* generic radix: offset of its r x r DFT matrix in gwr/gwi */
+    int out0; /* first output */
+    int src;  /* 0: the filled values y, 1: work array A, 2: work array B */
+    int dst;  /* 1 or 2 */
+} fft_bf;
+
+struct ts_fftdec {
+    int kind, n, k, s, halves, per, nb, kB;
+    int ids[FFT_MAX_N], miss[FFT_MAX_N];
+    int out[2][FFT_MAX_N]; /* DFT output of target group u, per half */
+    double *hr, *hi;       /* H of each half: [halves][s][k] */
+    double cr[4], ci[4];   /* complex code: i^(a+b) of product a*qb+b */
+    int nbf;
+    fft_bf *bf;
+    int *idx;
+    double *twr, *twi, *gwr, *gwi;
+    int nidx, ntw, ngw;
+};
+
+void ts_fftdec_free(ts_fftdec *f) {
+    if (!f) return;
+    free(f->hr), free(f->hi), free(f->bf), free(f->idx);
+    free(f->twr), free(f->twi), free(f->gwr), free(f->gwi);
+    free(f);
+}
+
+/* ---- the plan ------------------------------------------------------------ */
+
+/* Radices of n, outermost first: fours, then twos, threes, fives, the rest. */
+static int factor(int n, int *rad) {
+    int nr = 0;
+    while (n % 4 == 0)
+        rad[nr++] = 4, n /= 4;
+    for (int p = 2; n > 1; p++)
+        while (n % p == 0)
+            rad[nr++] = p, n /= p;
+    return nr;
+}
+
+/* Flops per column of one radix-r butterfly (real, counting a
+ * multiply-add as two), without its twiddles. */
+static double bf_flops(int r) {
+    switch (r) {
+    case 2: return 4;
+    case 3: return 16;
+    case 4: return 16;
+    case 5: return 40;
+    default: return 8.0 * (r - 1) * (r - 1) + 4.0 * (r - 1);
+    }
+}
+
+static double fft_flops(int n) {
+    int rad[32], nr = factor(n, rad), len = n;
+    double fl = 0;
+    for (int d = 0; d < nr; d++) {
+        int m = len / rad[d];
+        fl += (double)(n / rad[d]) * bf_flops(rad[d]);          /* n / r butterflies per level */
+        fl += 6.0 * (double)(n / len) * (rad[d] - 1) * (m - 1); /* twiddles != 1 */
+        len = m;
+    }
+    return fl;
+}
+
+int ts_fftdec_worth(int n, int k) {
+    if (n > FFT_MAX_N || k < 2 || k > n) return 0;
+    double solve = 8.0 * k * k, fill = 8.0 * (n - k) * k;
+    /* 3: the FFT path's loads and stores through its work arrays, which the
+     * flop count leaves out. Fitted to the measured break-even (CRME, two
+     * stragglers): the FFT is faster from n = 18 on for n with factors 2, 3
+     * and 5, slower below n = 14 and for n = 22, 26 (factors 11, 13);
+     * docs/results/codes.md, section 7. */
+    return 3.0 * (fft_flops(n) + fill) < solve;
+}
+
+typedef struct {
+    ts_fftdec *f;
+    int rad[32], nr;
+    int cap_bf, cap_idx, cap_tw;
+} plan_ctx;
+
+static int grow_arr(void **p, int *cap, int need, size_t elem) {
+    if (need <= *cap) return 1;
+    int c = *cap ? *cap * 2 : 64;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, (size_t)c * elem);
+    if (!q) return 0;
+    *p = q, *cap = c;
+    return 1;
+}
+
+/* The r x r DFT matrix of a generic radix, shared by its butterflies. */
+static int generic_w(ts_fftdec *f, int r) {
+    for (int b = 0; b < f->nbf; b++)
+        if (f->bf[b].r == r && f->bf[b].w >= 0) return f->bf[b].w;
+    int at = f->ngw;
+    double *wr = realloc(f->gwr, (size_t)(at + r * r) * sizeof *wr);
+    if (!wr) return -1;
+    f->gwr = wr;
+    double *wi = realloc(f->gwi, (size_t)(at + r * r) * sizeof *wi);
+    if (!wi) return -1;
+    f->gwi = wi;
+    for (int q = 0; q < r; q++)
+        for (int s = 0; s < r; s++) {
+            double t = -6.283185307179586 * (double)((q * s) % r) / r;
+            wr[at + q * r + s] = cos(t), wi[at + q * r + s] = sin(t);
+        }
+    f->ngw += r * r;
+    return at;
+}
+
+/* Emits the butterflies of the DFT of y[idx[0..len)] (level d of the
+ * recursion) into work array 1 + d % 2 at [base, base + len): the
+ * sub-transforms first (post order), then this level's len / r butterflies.
+ * Returns 0 when out of memory. */
+static int build(plan_ctx *pc, int d, int base, const int *idx, int len) {
+    ts_fftdec *f = pc->f;
+    int r = pc->rad[d], m = len / r;
+    if (m > 1) {
+        int sub[FFT_MAX_N];
+        for (int s = 0; s < r; s++) {
+            for (int t = 0; t < m; t++)
+                sub[t] = idx[s + r * t];
+            if (!build(pc, d + 1, base + s * m, sub, m)) return 0;
+        }
+    }
+    int w = -1;
+    if (r > 5 && (w = generic_w(f, r)) < 0) return 0;
+    for (int kk = 0; kk < m; kk++) {
+        if (!grow_arr((void **)&f->bf, &pc->cap_bf, f->nbf + 1, sizeof *f->bf) ||
+            !grow_arr((void **)&f->idx, &pc->cap_idx, f->nidx + r, sizeof *f->idx))
+            return 0;
+        fft_bf *b = &f->bf[f->nbf++];
+        b->r = r, b->m = m, b->in = f->nidx, b->w = w, b->out0 = base + kk;
+        b->src = m == 1 ? 0 : 1 + (d + 1) % 2;
+        b->dst = 1 + d % 2;
+        for (int s = 0; s < r; s++)
+            f->idx[f->nidx++] = m == 1 ? idx[s] : base + s * m + kk;
+        b->tw = -1;
+        if (kk > 0) {
+            int c = f->ntw;
+            if (!grow_arr((void **)&f->twr, &pc->cap_tw, c + r, sizeof *f->twr)) return 0;
+            int cap = pc->cap_tw;
+            double *ti = realloc(f->twi, (size_t)cap * sizeof *ti);
+            if (!ti) return 0;
+            f->twi = ti;
+            for (int s = 0; s < r; s++) {
+                double t = -6.283185307179586 * (double)((s * kk) % len) / len;
+                f->twr[c + s] = cos(t), f->twi[c + s] = sin(t);
+            }
+            b->tw = c, f->ntw += r;
+        }
+    }
+    return 1;
+}
+
+/* ---- filling in the missing values ---------------------------------------- */
+
+static long long mod_n(long long a, int n) {
+    long long m = a % n;
+    return m < 0 ? m + n : m;
+}
+
+/* Exponent of target group u in half h (see ts_code's generators): column
+ * (i, l) = i kB + l has w^(kB i + l) in the first half, w^(kB i - l) in
+ * CRME's second. */
+static long long exponent(const ts_fftdec *f, int h, int u) {
+    int i = u / f->kB, l = u % f->kB;
+    return h == 0 ? (long long)f->kB * i + l : (long long)f->kB * i - l;
+}
+
+/* H = -inv(M) G for half h: rows the s residues that are no exponent. */
+static ts_status fill_matrix(ts_fftdec *f, int h, ts_err *err) {
+    int n = f->n, k = f->k, s = f->s;
+    unsigned char used[FFT_MAX_N] = {0};
+    for (int u = 0; u < k; u++) {
+        int m = (int)mod_n(exponent(f, h, u), n);
+        f->out[h][u] = m;
+        used[m] = 1;
+    }
+    if (s == 0) return TS_OK;
+    int zero[FFT_MAX_N], nz = 0;
+    for (int m = 0; m < n; m++)
+        if (!used[m]) zero[nz++] = m;
+    TS_ASSERT(nz == s);
+    double complex *M = malloc((size_t)s * s * sizeof *M);
+    if (!M) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for an FFT decoding plan");
+    for (int a = 0; a < s; a++)
+        for (int e = 0; e < s; e++)
+            M[(size_t)a * s + e] = cexp(-I * 6.283185307179586 *
+                                        (double)mod_n((long long)zero[a] * f->miss[e], n) / n);
+    ts_status st = ts_la_zinverse(M, s, err);
+    if (st != TS_OK) {
+        free(M);
+        return st;
+    }
+    double *hr = f->hr + (size_t)h * s * k, *hi = f->hi + (size_t)h * s * k;
+    for (int e = 0; e < s; e++)
+        for (int r = 0; r < k; r++) {
+            double complex acc = 0;
+            for (int a = 0; a < s; a++)
+                acc += M[(size_t)e * s + a] *
+                       cexp(-I * 6.283185307179586 *
+                            (double)mod_n((long long)zero[a] * f->ids[r], n) / n);
+            hr[(size_t)e * k + r] = -creal(acc), hi[(size_t)e * k + r] = -cimag(acc);
+        }
+    free(M);
+    return TS_OK;
+}
+
+static double h_norm(const ts_fftdec *f) {
+    double worst = 0;
+    for (int h = 0; h < f->halves; h++)
+        for (int e = 0; e < f->s; e++) {
+            double row = 0;
+            for (int r = 0; r < f->k; r++) {
+                size_t o = ((size_t)h * f->s + e) * f->k + r;
+                row += hypot(f->hr[o], f->hi[o]);
+            }
+            worst = fmax(worst, row);
+        }
+    return worst;
+}
+
+ts_status ts_fftdec_new(const ts_code *c, const int *ids, int k, ts_fftdec **out, ts_err *err) {
+    *out = NULL;
+    int kind = c->p.kind == TS_CODE_COMPLEX ? FD_COMPLEX : c->p.matvec ? FD_CRME_MV : FD_CRME;
+    if ((c->p.kind != TS_CODE_CRME && c->p.kind != TS_CODE_COMPLEX) || !ts_fftdec_worth(c->n, k))
+        return TS_OK;
+    ts_fftdec *f = calloc(1, sizeof *f);
+    if (!f) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for an FFT decoding plan");
+    f->kind = kind, f->n = c->n, f->k = k, f->s = c->n - k, f->halves = kind == FD_CRME ? 2 : 1;
+    f->per = c->qa * c->qb, f->nb = c->nb, f->kB = c->p.kB;
+    unsigned char resp[FFT_MAX_N] = {0};
+    for (int r = 0; r < k; r++)
+        f->ids[r] = ids[r], resp[ids[r]] = 1;
+    for (int j = 0, e = 0; j < c->n; j++)
+        if (!resp[j]) f->miss[e++] = j;
+    for (int a = 0; a < c->qa; a++) /* i^(a+b): 1, i, -1 */
+        for (int b = 0; b < c->qb; b++) {
+            int q = a * c->qb + b, p = a + b;
+            f->cr[q] = p == 0 ? 1 : p == 2 ? -1 : 0;
+            f->ci[q] = p == 1 ? 1 : 0;
+        }
+    size_t hs = (size_t)f->halves * f->s * k + 1;
+    f->hr = malloc(hs * sizeof *f->hr), f->hi = malloc(hs * sizeof *f->hi);
+    plan_ctx pc = {.f = f};
+    pc.nr = factor(c->n, pc.rad);
+    int all[FFT_MAX_N];
+    for (int j = 0; j < c->n; j++)
+        all[j] = j;
+    ts_status st = TS_OK;
+    if (!f->hr || !f->hi || !build(&pc, 0, 0, all, c->n))
+        st = ts_errorf(err, TS_ERR_NOMEM, "out of memory for an FFT decoding plan");
+    for (int h = 0; st == TS_OK && h < f->halves; h++)
+        st = fill_matrix(f, h, err);
+    if (st != TS_OK || h_norm(f) > DECODE_MAX_H) { /* the solve path decodes instead */
+        ts_fftdec_free(f);
+        return st;
+    }
+    *out = f;
+    return TS_OK;
+}
+
+/* ---- the kernel ------------------------------------------------------------ */
+
+/* XB columns of a complex value: two vectors each of the real and the
+ * imaginary parts. */
+typedef struct {
+    dvec r[2], i[2];
+} cv;
+
+DEC_INLINE cv c_add(cv a, cv b) {
+    for (int h = 0; h < 2; h++)
+        a.r[h] += b.r[h], a.i[h] += b.i[h];
+    return a;
+}
+
+DEC_INLINE cv c_sub(cv a, cv b) {
+    for (int h = 0; h < 2; h++)
+        a.r[h] -= b.r[h], a.i[h] -= b.i[h];
+    return a;
+}
+
+/* a * (wr + i wi) for a scalar weight */
+DEC_INLINE cv c_mul(cv a, double wr, double wi) {
+    cv o;
+    for (int h = 0; h < 2; h++) {
+        o.r[h] = a.r[h] * wr - a.i[h] * wi;
+        o.i[h] = a.r[h] * wi + a.i[h] * wr;
+    }
+    return o;
+}
+
+/* acc + a * (wr + i wi) */
+DEC_INLINE cv c_fma(cv acc, cv a, double wr, double wi) {
+    for (int h = 0; h < 2; h++) {
+        acc.r[h] += a.r[h] * wr;
+        acc.r[h] -= a.i[h] * wi;
+        acc.i[h] += a.r[h] * wi;
+        acc.i[h] += a.i[h] * wr;
+    }
+    return acc;
+}
+
+DEC_INLINE cv c_scale(cv a, double s) {
+    for (int h = 0; h < 2; h++)
+        a.r[h] *= s, a.i[h] *= s;
+    return a;
+}
+
+/* -i a */
+DEC_INLINE cv c_mi(cv a) {
+    cv o;
+    for (int h = 0; h < 2; h++)
+        o.r[h] = a.i[h], o.i[h] = -a.r[h];
+    return o;
+}
+
+/* The forward DFT of x[0..r) in place (w = e^(-2 pi i / r)). */
+DEC_INLINE void bf2(cv *x) {
+    cv a = x[0];
+    x[0] = c_add(a, x[1]), x[1] = c_sub(a, x[1]);
+}
+
+DEC_INLINE void bf3(cv *x) {
+    cv t1 = c_add(x[1], x[2]), t2 = c_sub(x[0], c_scale(t1, 0.5)),
+       t3 = c_mi(c_scale(c_sub(x[1], x[2]), 0.8660254037844386));
+    x[0] = c_add(x[0], t1), x[1] = c_add(t2, t3), x[2] = c_sub(t2, t3);
+}
+
+DEC_INLINE void bf4(cv *x) {
+    cv t0 = c_add(x[0], x[2]), t1 = c_sub(x[0], x[2]), t2 = c_add(x[1], x[3]),
+       t3 = c_mi(c_sub(x[1], x[3]));
+    x[0] = c_add(t0, t2), x[2] = c_sub(t0, t2), x[1] = c_add(t1, t3), x[3] = c_sub(t1, t3);
+}
+
+DEC_INLINE void bf5(cv *x) {
+    const double c1 = 0.30901699437494745, c2 = -0.8090169943749475, s1 = 0.9510565162951535,
+                 s2 = 0.5877852522924731;
+    cv t1 = c_add(x[1], x[4]), t2 = c_add(x[2], x[3]), t3 = c_sub(x[1], x[4]),
+       t4 = c_sub(x[2], x[3]);
+    cv m1 = c_add(x[0], c_add(c_scale(t1, c1), c_scale(t2, c2)));
+    cv m2 = c_add(x[0], c_add(c_scale(t1, c2), c_scale(t2, c1)));
+    cv n1 = c_mi(c_add(c_scale(t3, s1), c_scale(t4, s2)));
+    cv n2 = c_mi(c_sub(c_scale(t3, s2), c_scale(t4, s1)));
+    x[0] = c_add(x[0], c_add(t1, t2));
+    x[1] = c_add(m1, n1), x[4] = c_sub(m1, n1);
+    x[2] = c_add(m2, n2), x[3] = c_sub(m2, n2);
+}
+
+/* Butterflies t..e-1, all of radix R (a constant after inlining, so that
+ * x lives in registers). */
+DEC_INLINE void bf_run(const ts_fftdec *f, int t, int e, int R, const cv *y, cv *A, cv *B) {
+    for (; t < e; t++) {
+        const fft_bf *b = &f->bf[t];
+        const cv *src = b->src == 0 ? y : b->src == 1 ? A : B;
+        cv *dst = b->dst == 1 ? A : B, x[5];
+        const int *in = f->idx + b->in;
+        for (int s = 0; s < R; s++)
+            x[s] = src[in[s]];
+        if (b->tw >= 0)
+            for (int s = 1; s < R; s++)
+                x[s] = c_mul(x[s], f->twr[b->tw + s], f->twi[b->tw + s]);
+        switch (R) {
+        case 2: bf2(x); break;
+        case 3: bf3(x); break;
+        case 4: bf4(x); break;
+        default: bf5(x); break;
+        }
+        for (int q = 0; q < R; q++)
+            dst[b->out0 + q * b->m] = x[q];
+    }
+}
+
+/* Generic radix r > 5 (a plain DFT). */
+static DEC_FMA void bf_run_generic(const ts_fftdec *f, int t, int e, const cv *y, cv *A, cv *B) {
+    for (; t < e; t++) {
+        const fft_bf *b = &f->bf[t];
+        const cv *src = b->src == 0 ? y : b->src == 1 ? A : B;
+        cv *dst = b->dst == 1 ? A : B, x[FFT_MAX_N];
+        const int *in = f->idx + b->in;
+        int r = b->r;
+        for (int s = 0; s < r; s++)
+            x[s] = b->tw < 0 || s == 0 ? src[in[s]]
+                                       : c_mul(src[in[s]], f->twr[b->tw + s], f->twi[b->tw + s]);
+        for (int q = 0; q < r; q++) {
+            cv acc = x[0];
+            for (int s = 1; s < r; s++)
+                acc = c_fma(acc, x[s], f->gwr[b->w + q * r + s], f->gwi[b->w + q * r + s]);
+            dst[b->out0 + q * b->m] = acc;
+        }
+    }
+}
+
+/* Runs the plan on y; the result is in A (level 0 writes work array 1).
+ * Consecutive butterflies of one radix run in one specialized loop. */
+static DEC_FMA void run_fft(const ts_fftdec *f, const cv *y, cv *A, cv *B) {
+    for (int t = 0; t < f->nbf;) {
+        int r = f->bf[t].r, e = t + 1;
+        while (e < f->nbf && f->bf[e].r == r)
+            e++;
+        switch (r) {
+        case 2: bf_run(f, t, e, 2, y, A, B); break;
+        case 3: bf_run(f, t, e, 3, y, A, B); break;
+        case 4: bf_run(f, t, e, 4, y, A, B); break;
+        case 5: bf_run(f, t, e, 5, y, A, B); break;
+        default: bf_run_generic(f, t, e, y, A, B); break;
+        }
+        t = e;
+    }
+}
+
+/* The responders' values of one slice into y (halves n apart), from the
+ * slice's block of the chunk: product row q at ch + q X (X = XB). */
+static DEC_FMA void load_values(const ts_fftdec *f, const double *ch, size_t X, cv *y) {
+    for (int r = 0; r < f->k; r++) {
+        int j = f->ids[r];
+        if (f->kind == FD_CRME) { /* P = (a-d) - i(b+c), Q = (a+d) + i(b-c), halves later */
+            const double *p = ch + (size_t)4 * r * X;
+            for (int h = 0; h < 2; h++) {
+                dvec a = ldv(p + h * VW), b = ldv(p + X + h * VW), c = ldv(p + 2 * X + h * VW),
+                     d = ldv(p + 3 * X + h * VW);
+                y[j].r[h] = a - d, y[j].i[h] = -(b + c);
+                y[f->n + j].r[h] = a + d, y[f->n + j].i[h] = b - c;
+            }
+        } else if (f->kind == FD_CRME_MV) { /* o0 - i o1 */
+            const double *p = ch + (size_t)2 * r * X;
+            for (int h = 0; h < 2; h++)
+                y[j].r[h] = ldv(p + h * VW), y[j].i[h] = -ldv(p + X + h * VW);
+        } else { /* sum over the products of i^(a+b) P */
+            cv acc = {{{0}}, {{0}}};
+            for (int q = 0; q < f->per; q++)
+                for (int h = 0; h < 2; h++) {
+                    dvec v = ldv(ch + (size_t)(f->per * r + q) * X + h * VW);
+                    acc.r[h] += f->cr[q] * v, acc.i[h] += f->ci[q] * v;
+                }
+            y[j] = acc;
+        }
+    }
+}
+
+/* y_E = H y_S for every half. */
+static DEC_FMA void fill_missing(const ts_fftdec *f, cv *y) {
+    for (int h = 0; h < f->halves; h++) {
+        cv *yh = y + (size_t)h * f->n;
+        for (int e = 0; e < f->s; e++) {
+            const double *hr = f->hr + ((size_t)h * f->s + e) * f->k,
+                         *hi = f->hi + ((size_t)h * f->s + e) * f->k;
+            cv acc = {{{0}}, {{0}}};
+            for (int r = 0; r < f->k; r++)
+                acc = c_fma(acc, yh[f->ids[r]], hr[r], hi[r]);
+            yh[f->miss[e]] = acc;
+        }
+    }
+}
+
+/* Writes a slice (cnt <= XB values) of a target row at x. */
+DEC_INLINE void st_row(void *dst, int f64, size_t x, int cnt, dvec v0, dvec v1) {
+    int om = f64 ? OUT_F64 : 0;
+    if (cnt == XB) {
+        put1(dst, om, x, v0), put1(dst, om, x + VW, v1);
+        return;
+    }
+    double t[XB];
+    stv(t, v0), stv(t + VW, v1);
+    for (int j = 0; j < cnt; j++)
+        if (f64)
+            ((double *)dst)[x + j] = t[j];
+        else
+            ((float *)dst)[x + j] = (float)t[j];
+}
+
+/* The targets of one slice from the DFT outputs Z (halves n apart). */
+static DEC_FMA void store_targets(const ts_fftdec *f, const cv *Z, void *const *targets, int f64,
+                                  size_t x, int cnt) {
+    double sc = 1.0 / f->n;
+    for (int u = 0; u < f->k; u++) {
+        cv p = Z[f->out[0][u]];
+        if (f->kind == FD_CRME) { /* digest 1.2.8; P and Q carry a factor 2 */
+            cv q = Z[f->n + f->out[1][u]];
+            int i = u / f->kB, l = u % f->kB;
+            double h = 0.5 * sc;
+            void *const *t = targets + (size_t)(2 * i) * f->nb + 2 * l;
+            void *const *t1 = targets + (size_t)(2 * i + 1) * f->nb + 2 * l;
+            st_row(t[0], f64, x, cnt, (p.r[0] + q.r[0]) * h, (p.r[1] + q.r[1]) * h);
+            st_row(t[1], f64, x, cnt, (q.i[0] - p.i[0]) * h, (q.i[1] - p.i[1]) * h);
+            st_row(t1[0], f64, x, cnt, -(p.i[0] + q.i[0]) * h, -(p.i[1] + q.i[1]) * h);
+            st_row(t1[1], f64, x, cnt, (q.r[0] - p.r[0]) * h, (q.r[1] - p.r[1]) * h);
+        } else if (f->kind == FD_CRME_MV) { /* Y_2l = Re z_l, Y_2l+1 = -Im z_l */
+            st_row(targets[2 * u], f64, x, cnt, p.r[0] * sc, p.r[1] * sc);
+            st_row(targets[2 * u + 1], f64, x, cnt, -p.i[0] * sc, -p.i[1] * sc);
+        } else {
+            st_row(targets[u], f64, x, cnt, p.r[0] * sc, p.r[1] * sc);
+        }
+    }
+}
+
+static int product_rows(const ts_fftdec *f) {
+    return f->kind == FD_CRME ? 4 * f->k : f->kind == FD_CRME_MV ? 2 * f->k : f->per * f->k;
+}
+
+/* Columns per chunk: the chunk of product rows (in double) stays in L2, as
+ * in decode.c; at least 4 slices. */
+static size_t chunk_cols(const ts_fftdec *f) {
+    size_t x = (size_t)(256 * 1024) / sizeof(double) / (size_t)product_rows(f) / XB * XB;
+    return x < 4 * XB ? 4 * XB : x > 4096 ? 4096 : x;
+}
+
+static int target_rows(const ts_fftdec *f) {
+    return f->kind == FD_CRME ? 4 * f->k : f->kind == FD_CRME_MV ? 2 * f->k : f->k;
+}
+
+size_t ts_fftdec_scratch(const ts_fftdec *f) {
+    /* y, A and B of every half, the chunk, the staged targets; 64-byte
+     * aligned */
+    size_t X = chunk_cols(f);
+    return (size_t)3 * f->halves * f->n * (sizeof(cv) / sizeof(double)) +
+           (size_t)product_rows(f) * X + (size_t)target_rows(f) * X + 8;
+}
+
+/* Staged targets (row t at stage + t X, double) out to their rows at x0,
+ * row after row as memcpy writes. om: OUT_STREAM (non-temporal), OUT_F64
+ * or 0. */
+static void flush_targets(const double *stage, size_t X, int nt, void *const *targets, int om,
+                          size_t x0, int nx) {
+    for (int t = 0; t < nt; t++) {
+        const double *s = stage + (size_t)t * X;
+        int x = 0;
+        for (; x + VW <= nx; x += VW)
+            put1(targets[t], om, x0 + (size_t)x, ldv(s + x));
+        for (; x < nx; x++)
+            if (om & OUT_F64)
+                ((double *)targets[t])[x0 + (size_t)x] = s[x];
+            else
+                ((float *)targets[t])[x0 + (size_t)x] = (float)s[x];
+    }
+}
+
+/* The products are read in chunks of columns, each row converted to double
+ * into a buffer that stays in L2, and the chunk decoded slice by slice from
+ * it; the targets are staged the same way and written out row after row.
+ * Read and written a cache line per row and slice instead (4k rows and 4k
+ * targets: too many streams for the prefetchers, and a burst of stores
+ * that each wait for their line), the decode measured 1.5-3x slower
+ * (section 7 of docs/results/codes.md). Targets over DEC_STREAM_BYTES are
+ * written with non-temporal stores. */
+ts_status ts_fftdec_apply(const ts_fftdec *f, const void *const *prod, size_t len,
+                          void *const *targets, int f64, double *scratch) {
+    cv *y = (cv *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    size_t hn = (size_t)f->halves * f->n, X = chunk_cols(f);
+    cv *A = y + hn, *B = A + hn;
+    int rows = product_rows(f), nt = target_rows(f);
+    double *ch = (double *)(B + hn), *stage = ch + (size_t)rows * X;
+    int om = f64 ? OUT_F64 : (size_t)nt * len * sizeof(float) >= DEC_STREAM_BYTES ? OUT_STREAM : 0;
+    void *srows[4 * FFT_MAX_N];
+    for (int t = 0; t < nt; t++)
+        srows[t] = stage + (size_t)t * X;
+    for (size_t x0 = 0; x0 < len; x0 += X) {
+        int nx = len - x0 < X ? (int)(len - x0) : (int)X;
+        for (int q = 0; q < rows; q++)
+            load_row(prod[q], f64, x0, nx, ch + (size_t)q * X);
+        for (int xb = 0; xb < nx; xb += XB) {
+            prefetch_slice(prod, rows, f64, x0 + X + (size_t)xb, len);
+            load_values(f, ch + xb, X, y);
+            fill_missing(f, y);
+            for (int h = 0; h < f->halves; h++)
+                run_fft(f, y + (size_t)h * f->n, A + (size_t)h * f->n, B + (size_t)h * f->n);
+            store_targets(f, A, srows, 1, (size_t)xb, XB);
+        }
+        flush_targets(stage, X, nt, targets, om, x0, nx);
+    }
+#if defined(__AVX__)
+    if (om & OUT_STREAM) _mm_sfence();
+#endif
+    return TS_OK;
+}
