@@ -397,16 +397,31 @@ DEC_INLINE void bf5(cv *x) {
     x[2] = c_add(m2, n2), x[3] = c_sub(m2, n2);
 }
 
+/* The value of node j in a chunk of one half: its real part on row 2j,
+ * its imaginary part on row 2j + 1 (rows X apart; yb: the slice's column). */
+DEC_INLINE cv ld_node(const double *yb, size_t X, int j) {
+    const double *p = yb + (size_t)2 * j * X;
+    cv v;
+    v.r[0] = ldv(p), v.r[1] = ldv(p + VW), v.i[0] = ldv(p + X), v.i[1] = ldv(p + X + VW);
+    return v;
+}
+
+DEC_INLINE void st_node(double *yb, size_t X, int j, cv v) {
+    double *p = yb + (size_t)2 * j * X;
+    stv(p, v.r[0]), stv(p + VW, v.r[1]), stv(p + X, v.i[0]), stv(p + X + VW, v.i[1]);
+}
+
 /* Butterflies t..e-1, all of radix R (a constant after inlining, so that
  * x lives in registers). */
-DEC_INLINE void bf_run(const ts_fftdec *f, int t, int e, int R, const cv *y, cv *A, cv *B) {
+DEC_INLINE void bf_run(const ts_fftdec *f, int t, int e, int R, const double *yb, size_t X, cv *A,
+                       cv *B) {
     for (; t < e; t++) {
         const fft_bf *b = &f->bf[t];
-        const cv *src = b->src == 0 ? y : b->src == 1 ? A : B;
+        const cv *src = b->src == 1 ? A : B;
         cv *dst = b->dst == 1 ? A : B, x[5];
         const int *in = f->idx + b->in;
         for (int s = 0; s < R; s++)
-            x[s] = src[in[s]];
+            x[s] = b->src == 0 ? ld_node(yb, X, in[s]) : src[in[s]];
         if (b->tw >= 0)
             for (int s = 1; s < R; s++)
                 x[s] = c_mul(x[s], f->twr[b->tw + s], f->twi[b->tw + s]);
@@ -422,16 +437,18 @@ DEC_INLINE void bf_run(const ts_fftdec *f, int t, int e, int R, const cv *y, cv 
 }
 
 /* Generic radix r > 5 (a plain DFT). */
-static DEC_FMA void bf_run_generic(const ts_fftdec *f, int t, int e, const cv *y, cv *A, cv *B) {
+static DEC_FMA void bf_run_generic(const ts_fftdec *f, int t, int e, const double *yb, size_t X,
+                                   cv *A, cv *B) {
     for (; t < e; t++) {
         const fft_bf *b = &f->bf[t];
-        const cv *src = b->src == 0 ? y : b->src == 1 ? A : B;
+        const cv *src = b->src == 1 ? A : B;
         cv *dst = b->dst == 1 ? A : B, x[FFT_MAX_N];
         const int *in = f->idx + b->in;
         int r = b->r;
-        for (int s = 0; s < r; s++)
-            x[s] = b->tw < 0 || s == 0 ? src[in[s]]
-                                       : c_mul(src[in[s]], f->twr[b->tw + s], f->twi[b->tw + s]);
+        for (int s = 0; s < r; s++) {
+            x[s] = b->src == 0 ? ld_node(yb, X, in[s]) : src[in[s]];
+            if (b->tw >= 0 && s > 0) x[s] = c_mul(x[s], f->twr[b->tw + s], f->twi[b->tw + s]);
+        }
         for (int q = 0; q < r; q++) {
             cv acc = x[0];
             for (int s = 1; s < r; s++)
@@ -441,64 +458,84 @@ static DEC_FMA void bf_run_generic(const ts_fftdec *f, int t, int e, const cv *y
     }
 }
 
-/* Runs the plan on y; the result is in A (level 0 writes work array 1).
- * Consecutive butterflies of one radix run in one specialized loop. */
-static DEC_FMA void run_fft(const ts_fftdec *f, const cv *y, cv *A, cv *B) {
+/* Runs the plan on the values of one half (yb, see ld_node); the result is
+ * in A (level 0 writes work array 1). Consecutive butterflies of one radix
+ * run in one specialized loop. */
+static DEC_FMA void run_fft(const ts_fftdec *f, const double *yb, size_t X, cv *A, cv *B) {
     for (int t = 0; t < f->nbf;) {
         int r = f->bf[t].r, e = t + 1;
         while (e < f->nbf && f->bf[e].r == r)
             e++;
         switch (r) {
-        case 2: bf_run(f, t, e, 2, y, A, B); break;
-        case 3: bf_run(f, t, e, 3, y, A, B); break;
-        case 4: bf_run(f, t, e, 4, y, A, B); break;
-        case 5: bf_run(f, t, e, 5, y, A, B); break;
-        default: bf_run_generic(f, t, e, y, A, B); break;
+        case 2: bf_run(f, t, e, 2, yb, X, A, B); break;
+        case 3: bf_run(f, t, e, 3, yb, X, A, B); break;
+        case 4: bf_run(f, t, e, 4, yb, X, A, B); break;
+        case 5: bf_run(f, t, e, 5, yb, X, A, B); break;
+        default: bf_run_generic(f, t, e, yb, X, A, B); break;
         }
         t = e;
     }
 }
 
-/* The responders' values of one slice into y (halves n apart), from the
- * slice's block of the chunk: product row q at ch + q X (X = XB). */
-static DEC_FMA void load_values(const ts_fftdec *f, const double *ch, size_t X, cv *y) {
-    for (int r = 0; r < f->k; r++) {
-        int j = f->ids[r];
-        if (f->kind == FD_CRME) { /* P = (a-d) - i(b+c), Q = (a+d) + i(b-c), halves later */
-            const double *p = ch + (size_t)4 * r * X;
-            for (int h = 0; h < 2; h++) {
-                dvec a = ldv(p + h * VW), b = ldv(p + X + h * VW), c = ldv(p + 2 * X + h * VW),
-                     d = ldv(p + 3 * X + h * VW);
-                y[j].r[h] = a - d, y[j].i[h] = -(b + c);
-                y[f->n + j].r[h] = a + d, y[f->n + j].i[h] = b - c;
+/* The responders' values of columns x0..x0+nx-1 into the chunk, in double:
+ * node j of half h on rows 2(h n + j) (real) and 2(h n + j) + 1
+ * (imaginary), zero-padded to whole slices. One pass over the products,
+ * row after row. */
+static DEC_FMA void load_nodes(const ts_fftdec *f, const void *const *prod, int f64, size_t x0,
+                               int nx, double *ch, size_t X, int r0, int r1) {
+    int pad = (nx + XB - 1) / XB * XB;
+    for (int r = r0; r < r1; r++) {
+        size_t j = (size_t)f->ids[r];
+        double *pr = ch + 2 * j * X, *pi = pr + X;
+        if (f->kind == FD_CRME) { /* P = (a-d) - i(b+c), Q = (a+d) + i(b-c) */
+            double *qr = ch + 2 * ((size_t)f->n + j) * X, *qi = qr + X;
+            const void *const *o = prod + 4 * r;
+            int x = 0;
+            for (; x + VW <= nx; x += VW) { /* GCC alone vectorizes this 4 wide */
+                dvec a = ld_prod(o[0], f64, x0 + x), b = ld_prod(o[1], f64, x0 + x),
+                     c = ld_prod(o[2], f64, x0 + x), d = ld_prod(o[3], f64, x0 + x);
+                stv(pr + x, a - d), stv(pi + x, -(b + c)), stv(qr + x, a + d), stv(qi + x, b - c);
             }
+            for (; x < nx; x++) {
+                double a = f64 ? ((const double *)o[0])[x0 + x] : ((const float *)o[0])[x0 + x];
+                double b = f64 ? ((const double *)o[1])[x0 + x] : ((const float *)o[1])[x0 + x];
+                double c = f64 ? ((const double *)o[2])[x0 + x] : ((const float *)o[2])[x0 + x];
+                double d = f64 ? ((const double *)o[3])[x0 + x] : ((const float *)o[3])[x0 + x];
+                pr[x] = a - d, pi[x] = -(b + c), qr[x] = a + d, qi[x] = b - c;
+            }
+            for (; x < pad; x++)
+                pr[x] = pi[x] = qr[x] = qi[x] = 0;
         } else if (f->kind == FD_CRME_MV) { /* o0 - i o1 */
-            const double *p = ch + (size_t)2 * r * X;
-            for (int h = 0; h < 2; h++)
-                y[j].r[h] = ldv(p + h * VW), y[j].i[h] = -ldv(p + X + h * VW);
+            load_row(prod[2 * r], f64, x0, nx, pr);
+            load_row(prod[2 * r + 1], f64, x0, nx, pi);
+            for (int x = 0; x < pad; x++)
+                pi[x] = -pi[x];
         } else { /* sum over the products of i^(a+b) P */
-            cv acc = {{{0}}, {{0}}};
-            for (int q = 0; q < f->per; q++)
-                for (int h = 0; h < 2; h++) {
-                    dvec v = ldv(ch + (size_t)(f->per * r + q) * X + h * VW);
-                    acc.r[h] += f->cr[q] * v, acc.i[h] += f->ci[q] * v;
+            for (int x = 0; x < pad; x++)
+                pr[x] = pi[x] = 0;
+            for (int q = 0; q < f->per; q++) {
+                const void *src = prod[f->per * r + q];
+                double wr = f->cr[q], wi = f->ci[q];
+                for (int x = 0; x < nx; x++) {
+                    double v = f64 ? ((const double *)src)[x0 + x] : ((const float *)src)[x0 + x];
+                    pr[x] += wr * v, pi[x] += wi * v;
                 }
-            y[j] = acc;
+            }
         }
     }
 }
 
-/* y_E = H y_S for every half. */
-static DEC_FMA void fill_missing(const ts_fftdec *f, cv *y) {
+/* y_E = H y_S for every half, for the slice at yb (chunk rows X apart). */
+static DEC_FMA void fill_missing(const ts_fftdec *f, double *yb, size_t X) {
     for (int h = 0; h < f->halves; h++) {
-        cv *yh = y + (size_t)h * f->n;
+        double *yh = yb + (size_t)2 * h * f->n * X;
         for (int e = 0; e < f->s; e++) {
             const double *hr = f->hr + ((size_t)h * f->s + e) * f->k,
                          *hi = f->hi + ((size_t)h * f->s + e) * f->k;
             cv acc = {{{0}}, {{0}}};
             for (int r = 0; r < f->k; r++)
-                acc = c_fma(acc, yh[f->ids[r]], hr[r], hi[r]);
-            yh[f->miss[e]] = acc;
+                acc = c_fma(acc, ld_node(yh, X, f->ids[r]), hr[r], hi[r]);
+            st_node(yh, X, f->miss[e], acc);
         }
     }
 }
@@ -544,14 +581,15 @@ static DEC_FMA void store_targets(const ts_fftdec *f, const cv *Z, void *const *
     }
 }
 
-static int product_rows(const ts_fftdec *f) {
-    return f->kind == FD_CRME ? 4 * f->k : f->kind == FD_CRME_MV ? 2 * f->k : f->per * f->k;
+/* Chunk rows: the real and imaginary parts of every node of every half. */
+static int node_rows(const ts_fftdec *f) {
+    return 2 * f->halves * f->n;
 }
 
-/* Columns per chunk: the chunk of product rows (in double) stays in L2, as
- * in decode.c; at least 4 slices. */
+/* Columns per chunk: two chunks of node rows (in double) and two stages of
+ * targets stay in L2 (256 KB each way); at least 4 slices. */
 static size_t chunk_cols(const ts_fftdec *f) {
-    size_t x = (size_t)(256 * 1024) / sizeof(double) / (size_t)product_rows(f) / XB * XB;
+    size_t x = (size_t)(256 * 1024) / sizeof(double) / (size_t)node_rows(f) / XB * XB;
     return x < 4 * XB ? 4 * XB : x > 4096 ? 4096 : x;
 }
 
@@ -560,19 +598,19 @@ static int target_rows(const ts_fftdec *f) {
 }
 
 size_t ts_fftdec_scratch(const ts_fftdec *f) {
-    /* y, A and B of every half, the chunk, the staged targets; 64-byte
+    /* A and B of every half, two chunks, two stages of targets; 64-byte
      * aligned */
     size_t X = chunk_cols(f);
-    return (size_t)3 * f->halves * f->n * (sizeof(cv) / sizeof(double)) +
-           (size_t)product_rows(f) * X + (size_t)target_rows(f) * X + 8;
+    return (size_t)2 * f->halves * f->n * (sizeof(cv) / sizeof(double)) +
+           2 * ((size_t)node_rows(f) + (size_t)target_rows(f)) * X + 8;
 }
 
-/* Staged targets (row t at stage + t X, double) out to their rows at x0,
+/* Staged targets t0..t1-1 (row t at stage + t X, double) out to their rows at x0,
  * row after row as memcpy writes. om: OUT_STREAM (non-temporal), OUT_F64
  * or 0. */
-static void flush_targets(const double *stage, size_t X, int nt, void *const *targets, int om,
-                          size_t x0, int nx) {
-    for (int t = 0; t < nt; t++) {
+static void flush_targets(const double *stage, size_t X, int t0, int t1, void *const *targets,
+                          int om, size_t x0, int nx) {
+    for (int t = t0; t < t1; t++) {
         const double *s = stage + (size_t)t * X;
         int x = 0;
         for (; x + VW <= nx; x += VW)
@@ -585,39 +623,53 @@ static void flush_targets(const double *stage, size_t X, int nt, void *const *ta
     }
 }
 
-/* The products are read in chunks of columns, each row converted to double
- * into a buffer that stays in L2, and the chunk decoded slice by slice from
- * it; the targets are staged the same way and written out row after row.
- * Read and written a cache line per row and slice instead (4k rows and 4k
- * targets: too many streams for the prefetchers, and a burst of stores
- * that each wait for their line), the decode measured 1.5-3x slower
- * (section 7 of docs/results/codes.md). Targets over DEC_STREAM_BYTES are
- * written with non-temporal stores. */
+/* The products are read in chunks of columns, combined into the nodes'
+ * values (double) in a buffer that stays in L2, and the chunk decoded slice
+ * by slice from it; the targets are staged the same way and written out
+ * row after row. Read and written a cache line per row and slice instead
+ * (4k rows and 4k targets: too many streams for the prefetchers, and a
+ * burst of stores that each wait for their line), the decode measured
+ * 1.5-3x slower (section 7 of docs/results/codes.md). The buffers are
+ * doubled: while chunk c is decoded, slice by slice, chunk c + 1 is read
+ * and chunk c - 1 written out a few rows at a time in between, so that the
+ * memory traffic overlaps the arithmetic instead of alternating with it.
+ * Targets over DEC_STREAM_BYTES are written with non-temporal stores. */
 ts_status ts_fftdec_apply(const ts_fftdec *f, const void *const *prod, size_t len,
                           void *const *targets, int f64, double *scratch) {
-    cv *y = (cv *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    cv *A = (cv *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     size_t hn = (size_t)f->halves * f->n, X = chunk_cols(f);
-    cv *A = y + hn, *B = A + hn;
-    int rows = product_rows(f), nt = target_rows(f);
-    double *ch = (double *)(B + hn), *stage = ch + (size_t)rows * X;
+    cv *B = A + hn;
+    int nt = target_rows(f), k = f->k;
+    double *ch[2], *stage[2];
+    ch[0] = (double *)(B + hn), ch[1] = ch[0] + (size_t)node_rows(f) * X;
+    stage[0] = ch[1] + (size_t)node_rows(f) * X, stage[1] = stage[0] + (size_t)nt * X;
     int om = f64 ? OUT_F64 : (size_t)nt * len * sizeof(float) >= DEC_STREAM_BYTES ? OUT_STREAM : 0;
-    void *srows[4 * FFT_MAX_N];
+    void *srows[2][4 * FFT_MAX_N];
     for (int t = 0; t < nt; t++)
-        srows[t] = stage + (size_t)t * X;
-    for (size_t x0 = 0; x0 < len; x0 += X) {
-        int nx = len - x0 < X ? (int)(len - x0) : (int)X;
-        for (int q = 0; q < rows; q++)
-            load_row(prod[q], f64, x0, nx, ch + (size_t)q * X);
-        for (int xb = 0; xb < nx; xb += XB) {
-            prefetch_slice(prod, rows, f64, x0 + X + (size_t)xb, len);
-            load_values(f, ch + xb, X, y);
-            fill_missing(f, y);
+        srows[0][t] = stage[0] + (size_t)t * X, srows[1][t] = stage[1] + (size_t)t * X;
+    size_t nch = (len + X - 1) / X;
+    load_nodes(f, prod, f64, 0, (int)(len < X ? len : X), ch[0], X, 0, k);
+    for (size_t c = 0; c < nch; c++) {
+        size_t x0 = c * X, x1 = x0 + X;
+        int nx = len - x0 < X ? (int)(len - x0) : (int)X, cur = (int)(c % 2);
+        int nx1 = x1 < len ? (len - x1 < X ? (int)(len - x1) : (int)X) : 0;
+        int nsl = (nx + XB - 1) / XB;
+        for (int sl = 0; sl < nsl; sl++) {
+            int xb = sl * XB;
+            fill_missing(f, ch[cur] + xb, X);
             for (int h = 0; h < f->halves; h++)
-                run_fft(f, y + (size_t)h * f->n, A + (size_t)h * f->n, B + (size_t)h * f->n);
-            store_targets(f, A, srows, 1, (size_t)xb, XB);
+                run_fft(f, ch[cur] + (size_t)2 * h * f->n * X + xb, X, A + (size_t)h * f->n,
+                        B + (size_t)h * f->n);
+            store_targets(f, A, srows[cur], 1, (size_t)xb, XB);
+            if (nx1) /* the next chunk's responders sl k / nsl .. */
+                load_nodes(f, prod, f64, x1, nx1, ch[!cur], X, sl * k / nsl, (sl + 1) * k / nsl);
+            if (c > 0) /* the previous chunk's targets */
+                flush_targets(stage[!cur], X, sl * nt / nsl, (sl + 1) * nt / nsl, targets, om,
+                              x0 - X, (int)X);
         }
-        flush_targets(stage, X, nt, targets, om, x0, nx);
     }
+    size_t xl = (nch - 1) * X;
+    flush_targets(stage[(nch - 1) % 2], X, 0, nt, targets, om, xl, (int)(len - xl));
 #if defined(__AVX__)
     if (om & OUT_STREAM) _mm_sfence();
 #endif
