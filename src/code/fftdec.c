@@ -39,6 +39,8 @@
  * what the codes here produce (n <= 64, a few stragglers: below 100). */
 #define DECODE_MAX_H 1e6
 
+#define FFT_PER_K 87.0
+
 enum { FD_CRME, FD_CRME_MV, FD_COMPLEX };
 
 typedef struct {
@@ -112,12 +114,13 @@ static double fft_flops(int n) {
 int ts_fftdec_worth(int n, int k) {
     if (n > FFT_MAX_N || k < 2 || k > n) return 0;
     double solve = 8.0 * k * k, fill = 8.0 * (n - k) * k;
-    /* 3: the FFT path's loads and stores through its work arrays, which the
-     * flop count leaves out. Fitted to the measured break-even (CRME, two
-     * stragglers): the FFT is faster from n = 18 on for n with factors 2, 3
-     * and 5, slower below n = 14 and for n = 22, 26 (factors 11, 13);
-     * docs/results/codes.md, section 7. */
-    return 3.0 * (fft_flops(n) + fill) < solve;
+    /* FFT_PER_K: what the FFT path costs beyond the solve per column and
+     * responder (its node rows and staged targets pass through L2 once
+     * more), in flops' worth; fitted to the measured break-even with two
+     * stragglers: n = 16 (k = 14) 0-9% slower with the FFT, n = 18 (k = 16)
+     * and n = 20 (k = 18) 1.2-1.8x faster, n = 22 and 26 (factors 11, 13)
+     * slower (docs/results/codes.md, section 7). */
+    return fft_flops(n) + fill + FFT_PER_K * k < solve;
 }
 
 typedef struct {
