@@ -323,7 +323,9 @@ static void throughput(FILE *md, int quick, double max_mb) {
             "-> 1 share) and crme (k = 2kB blocks -> 2 shares, the filter side). Decode: "
             "vandermonde (k products -> k targets: rows of the inverse when the set is "
             "well-conditioned enough, else the LU) and crme (threshold k, 4k products -> 4k "
-            "targets, two complex k x k solves); chebyshev, systematic (the responder set "
+            "targets: two complex k x k solves, or from k = 16 (n = 18) on the FFT decode, "
+            "erasure filling and two FFTs of length n; 'crme, k x k solve' is the solve on the "
+            "same sets); chebyshev, systematic (the responder set "
             "misses 2 of the k systematic workers, 1 at k = 2: the others' products are "
             "copied and 2 targets decoded, the worst case with 2 stragglers; with every "
             "systematic worker answering, decoding is copies). Cells over %.0f MB of "
@@ -477,7 +479,8 @@ static void decode_vs_conv(FILE *md, int quick) {
             "ts_code_decode of CRME with n workers, s = 2 stragglers, threshold k = n - 2 = kA*kB "
             "(kA the largest divisor of k up to sqrt(k)), products of the layer's block length "
             "(output / 4k, padded), cached decoding matrix (the steady state). Cell: decode time "
-            "as %% of the conv time.\n\n| layer | MACs/output | conv ms |");
+            "as %% of the conv time; where the FFT decode is taken (src/code/fftdec.c), the "
+            "k x k solve of the same run in parentheses.\n\n| layer | MACs/output | conv ms |");
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
         fprintf(md, " n=%d |", ns[i]);
     md_rule(md, 3, (int)(sizeof ns / sizeof ns[0]));
@@ -520,10 +523,19 @@ static void decode_vs_conv(FILE *md, int quick) {
             for (int i = 0; i < k; i++)
                 resp[i] = i + 2; /* workers 0, 1 straggle */
             enc_ctx x = {.c = c, .in = pp, .out = tp, .len = len, .resp = resp, .nresp = k};
-            double tdec = time_median(run_decode, &x, 0.2);
-            fprintf(md, " %.1f%% |", 100 * tdec / tconv);
-            printf("decode/conv %s %-8s n=%d: %.2f ms / %.2f ms = %.1f%%\n", L->net, L->name, n,
+            double tdec = time_median(run_decode, &x, 0.2), tsolve = 0;
+            if (ts_code_fft_decode_chosen(c)) { /* the same run's k x k solve */
+                ts_code_set_fft_decode(c, 0);
+                tsolve = time_median(run_decode, &x, 0.2);
+                ts_code_set_fft_decode(c, 1);
+                fprintf(md, " %.1f%% (%.1f%%) |", 100 * tdec / tconv, 100 * tsolve / tconv);
+            } else {
+                fprintf(md, " %.1f%% |", 100 * tdec / tconv);
+            }
+            printf("decode/conv %s %-8s n=%d: %.2f ms / %.2f ms = %.1f%%", L->net, L->name, n,
                    tdec * 1e3, tconv * 1e3, 100 * tdec / tconv);
+            if (tsolve > 0) printf(" (k x k solve %.1f%%)", 100 * tsolve / tconv);
+            printf("\n");
             fflush(stdout);
             free(pp);
             free(tp);
