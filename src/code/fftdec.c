@@ -528,17 +528,37 @@ static DEC_FMA void load_nodes(const ts_fftdec *f, const void *const *prod, int 
     }
 }
 
+/* Missing values e0..e0+E-1 (E <= FILL_AT_ONCE, a constant after inlining)
+ * of one half: one pass over the responders with E accumulators, each split
+ * in two (even and odd responders) so that the FMA chains overlap. */
+#define FILL_AT_ONCE 4
+
+DEC_INLINE void fill_group(const ts_fftdec *f, int h, int e0, int E, double *yh, size_t X) {
+    cv acc[FILL_AT_ONCE][2];
+    memset(acc, 0, sizeof acc);
+    const double *hr = f->hr + ((size_t)h * f->s + e0) * f->k,
+                 *hi = f->hi + ((size_t)h * f->s + e0) * f->k;
+    for (int r = 0; r < f->k; r++) {
+        cv v = ld_node(yh, X, f->ids[r]);
+        for (int e = 0; e < E; e++)
+            acc[e][r & 1] =
+                c_fma(acc[e][r & 1], v, hr[(size_t)e * f->k + r], hi[(size_t)e * f->k + r]);
+    }
+    for (int e = 0; e < E; e++)
+        st_node(yh, X, f->miss[e0 + e], c_add(acc[e][0], acc[e][1]));
+}
+
 /* y_E = H y_S for every half, for the slice at yb (chunk rows X apart). */
 static DEC_FMA void fill_missing(const ts_fftdec *f, double *yb, size_t X) {
     for (int h = 0; h < f->halves; h++) {
         double *yh = yb + (size_t)2 * h * f->n * X;
-        for (int e = 0; e < f->s; e++) {
-            const double *hr = f->hr + ((size_t)h * f->s + e) * f->k,
-                         *hi = f->hi + ((size_t)h * f->s + e) * f->k;
-            cv acc = {{{0}}, {{0}}};
-            for (int r = 0; r < f->k; r++)
-                acc = c_fma(acc, ld_node(yh, X, f->ids[r]), hr[r], hi[r]);
-            st_node(yh, X, f->miss[e], acc);
+        for (int e0 = 0; e0 < f->s; e0 += FILL_AT_ONCE) {
+            switch (f->s - e0) {
+            case 1: fill_group(f, h, e0, 1, yh, X); break;
+            case 2: fill_group(f, h, e0, 2, yh, X); break;
+            case 3: fill_group(f, h, e0, 3, yh, X); break;
+            default: fill_group(f, h, e0, 4, yh, X); break;
+            }
         }
     }
 }
