@@ -628,21 +628,25 @@ size_t ts_fftdec_scratch(const ts_fftdec *f) {
            2 * ((size_t)node_rows(f) + (size_t)target_rows(f)) * X + 8;
 }
 
-/* Staged targets t0..t1-1 (row t at stage + t X, double) out to their rows at x0,
- * row after row as memcpy writes. om: OUT_STREAM (non-temporal), OUT_F64
- * or 0. */
-static void flush_targets(const double *stage, size_t X, int t0, int t1, void *const *targets,
+/* Staged targets t0..t1-1 (row t at stage + t X elements, already float or
+ * double) out to their rows at x0, row after row as memcpy writes; float
+ * rows over DEC_STREAM_BYTES (om) with non-temporal stores. */
+static void flush_targets(const void *stage, size_t X, int t0, int t1, void *const *targets,
                           int om, size_t x0, int nx) {
+    size_t esz = (om & OUT_F64) ? sizeof(double) : sizeof(float);
     for (int t = t0; t < t1; t++) {
-        const double *s = stage + (size_t)t * X;
+        const char *s = (const char *)stage + (size_t)t * X * esz;
+        char *d = (char *)targets[t] + x0 * esz;
         int x = 0;
-        for (; x + VW <= nx; x += VW)
-            put1(targets[t], om, x0 + (size_t)x, ldv(s + x));
-        for (; x < nx; x++)
-            if (om & OUT_F64)
-                ((double *)targets[t])[x0 + (size_t)x] = s[x];
-            else
-                ((float *)targets[t])[x0 + (size_t)x] = (float)s[x];
+#if defined(__AVX__)
+        if ((om & OUT_STREAM) && !((uintptr_t)d & 31))
+            for (; x + VW <= nx; x += VW) {
+                __m256 v;
+                memcpy(&v, s + (size_t)x * esz, sizeof v);
+                _mm256_stream_ps((float *)d + x, v);
+            }
+#endif
+        memcpy(d + (size_t)x * esz, s + (size_t)x * esz, (size_t)(nx - x) * esz);
     }
 }
 
@@ -663,13 +667,16 @@ ts_status ts_fftdec_apply(const ts_fftdec *f, const void *const *prod, size_t le
     size_t hn = (size_t)f->halves * f->n, X = chunk_cols(f);
     cv *B = A + hn;
     int nt = target_rows(f), k = f->k;
-    double *ch[2], *stage[2];
+    double *ch[2];
+    char *stage[2];
     ch[0] = (double *)(B + hn), ch[1] = ch[0] + (size_t)node_rows(f) * X;
-    stage[0] = ch[1] + (size_t)node_rows(f) * X, stage[1] = stage[0] + (size_t)nt * X;
+    /* staged targets in their own type: half the L2 traffic for floats */
+    size_t esz = f64 ? sizeof(double) : sizeof(float);
+    stage[0] = (char *)(ch[1] + (size_t)node_rows(f) * X), stage[1] = stage[0] + nt * X * esz;
     int om = f64 ? OUT_F64 : (size_t)nt * len * sizeof(float) >= DEC_STREAM_BYTES ? OUT_STREAM : 0;
     void *srows[2][4 * FFT_MAX_N];
     for (int t = 0; t < nt; t++)
-        srows[0][t] = stage[0] + (size_t)t * X, srows[1][t] = stage[1] + (size_t)t * X;
+        srows[0][t] = stage[0] + t * X * esz, srows[1][t] = stage[1] + t * X * esz;
     size_t nch = (len + X - 1) / X;
     load_nodes(f, prod, f64, 0, (int)(len < X ? len : X), ch[0], X, 0, k);
     for (size_t c = 0; c < nch; c++) {
@@ -683,7 +690,7 @@ ts_status ts_fftdec_apply(const ts_fftdec *f, const void *const *prod, size_t le
             for (int h = 0; h < f->halves; h++)
                 run_fft(f, ch[cur] + (size_t)2 * h * f->n * X + xb, X, A + (size_t)h * f->n,
                         B + (size_t)h * f->n);
-            store_targets(f, A, srows[cur], 1, (size_t)xb, XB);
+            store_targets(f, A, srows[cur], f64, (size_t)xb, XB);
             if (nx1) /* the next chunk's responders sl k / nsl .. */
                 load_nodes(f, prod, f64, x1, nx1, ch[!cur], X, sl * k / nsl, (sl + 1) * k / nsl);
             if (c > 0) /* the previous chunk's targets */
