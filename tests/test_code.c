@@ -502,7 +502,7 @@ static double ref_diff(const fixture *f, const double *ref, const void *got, int
 
 /* mode 0: ts_code_decode, 1: ts_code_decode_f64, 2: ts_code_decode_dense.
  * The targets start shift elements past a 64-byte boundary. */
-static void kernel_case(const fixture *f, const int *resp, int n_resp, int mode, size_t shift) {
+static double kernel_case(const fixture *f, const int *resp, int n_resp, int mode, size_t shift) {
     int N = f->k * f->per, f64 = mode == 1;
     long double *M = malloc((size_t)N * N * sizeof *M);
     int *piv = malloc((size_t)N * sizeof *piv);
@@ -529,12 +529,13 @@ static void kernel_case(const fixture *f, const int *resp, int n_resp, int mode,
                               : ts_code_decode(f->c, resp, n_resp, (const float *const *)pp, f->len,
                                                (float *const *)tp, &cond, &e);
     TS_CHECK_OK(s, &e);
+    double d = -1;
     if (s == TS_OK && ref_factor(f, resp, M, piv)) {
         ref_solve(f, M, piv, resp, f64, ref);
         /* float outputs: a few float ulps of the largest target; double:
          * round-off of a backward-stable solve, cond * N * eps */
         double tol = 64 * fmax(cond, 1) * N * 1.1e-16 + (f64 ? 1e-15 : 4e-7);
-        double d = ref_diff(f, ref, out, f64);
+        d = ref_diff(f, ref, out, f64);
         TS_CHECK_MSG(d <= tol,
                      "%s n=%d kA=%d kB=%d len=%zu mode %d: %.3g from the reference "
                      "(tol %.3g, cond %.3g)",
@@ -543,6 +544,7 @@ static void kernel_case(const fixture *f, const int *resp, int n_resp, int mode,
                      cond);
     }
     free(M), free(piv), free(ref), free(raw);
+    return d;
 }
 
 static void test_decode_kernels(void) {
@@ -778,6 +780,40 @@ static void test_fft_decode(void) {
         }
     fixture_free(&f);
     TS_CHECK(sets == 153);
+    /* clustered missing workers, the FFT's hardest case (largest ||H||):
+     * within the solve's tolerance, and its error next to the solve's */
+    const struct {
+        ts_code_params p;
+        int miss[4];
+    } clusters[] = {
+        {{.kind = TS_CODE_CRME, .n = 32, .kA = 4, .kB = 7}, {0, 1, 2, 3}},
+        {{.kind = TS_CODE_CRME, .n = 32, .kA = 4, .kB = 7}, {14, 15, 16, 17}},
+        {{.kind = TS_CODE_CRME, .n = 32, .kA = 4, .kB = 7}, {30, 31, 0, 1}},
+        {{.kind = TS_CODE_CRME, .n = 30, .kA = 2, .kB = 14}, {5, 6, -1, -1}},
+        {{.kind = TS_CODE_CRME, .n = 20, .kA = 3, .kB = 6}, {19, 0, -1, -1}},
+        {{.kind = TS_CODE_CRME, .n = 64, .kA = 4, .kB = 15}, {30, 31, 32, 33}},
+    };
+    double worst_fft = 0, worst_solve = 0;
+    for (size_t ci = 0; ci < sizeof clusters / sizeof clusters[0]; ci++) {
+        if (!fixture_make(&f, &clusters[ci].p, 40, 4300 + ci)) continue;
+        int resp[64], nr = 0;
+        for (int j = 0; j < f.n; j++) {
+            int gone = 0;
+            for (int m = 0; m < 4; m++)
+                gone |= clusters[ci].miss[m] == j;
+            if (!gone) resp[nr++] = j;
+        }
+        TS_CHECK(nr == f.k && ts_code_fft_decode_chosen(f.c));
+        double dfft = kernel_case(&f, resp, nr, 1, 0);
+        ts_code_set_fft_decode(f.c, 0);
+        double dsolve = kernel_case(&f, resp, nr, 1, 0);
+        ts_code_set_fft_decode(f.c, 1);
+        printf("  clustered: n=%d k=%d missing %d..: float64 rel. error FFT %.2e, solve %.2e\n",
+               f.n, f.k, clusters[ci].miss[0], dfft, dsolve);
+        worst_fft = fmax(worst_fft, dfft), worst_solve = fmax(worst_solve, dsolve);
+        fixture_free(&f);
+    }
+    TS_CHECK_MSG(worst_fft <= 1e-10, "FFT decode rel. error %.3g at n <= 64", worst_fft);
     /* small n keeps the solve */
     ts_code_params small = {.kind = TS_CODE_CRME, .n = 8, .kA = 2, .kB = 3};
     ts_err e = {0};

@@ -146,7 +146,11 @@ static ts_status build_entry(ts_code *c, ts_code_cache_entry *e, int nset, int m
             free(v);
             TS_TRY(ts_la_zinverse(e->zdec + (size_t)q * k * k, k, err));
         }
-        return c->no_fft ? TS_OK : ts_fftdec_new(c, e->ids, k, &e->fft, err);
+        /* the FFT plan is an optimization: without it (out of memory), the
+         * solve decodes */
+        ts_err ferr = {0};
+        if (!c->no_fft && ts_fftdec_new(c, e->ids, k, &e->fft, &ferr) != TS_OK) e->fft = NULL;
+        return TS_OK;
     }
     int N = nset * c->qa * c->qb;
     if (N != c->nunk)
