@@ -27,7 +27,7 @@
  * responder set: butterflies of radix 4, 2, 3, 5 (and a plain DFT for
  * larger primes), each reading its r inputs from a gather table and
  * writing r outputs at stride m, in post order so that two work arrays
- * suffice. It runs on XB = 16 columns at a time (one cache line of every
+ * suffice. It runs on FX = 16 columns at a time (one cache line of every
  * float row), in double, over chunks of the nodes' values kept in L2
  * (ts_fftdec_apply). */
 #include <math.h>
@@ -319,20 +319,27 @@ ts_status ts_fftdec_new(const ts_code *c, const int *ids, int k, ts_fftdec **out
 
 /* ---- the kernel ------------------------------------------------------------ */
 
-/* XB columns of a complex value: two vectors each of the real and the
+/* FX = FFT_NL vectors of VW columns: the columns one pass of the kernel
+ * takes (FFT_NL = 2: one cache line of every float row). */
+#ifndef FFT_NL
+#define FFT_NL 2
+#endif
+#define FX (VW * FFT_NL)
+
+/* FX columns of a complex value: FFT_NL vectors each of the real and the
  * imaginary parts. */
 typedef struct {
-    dvec r[2], i[2];
+    dvec r[FFT_NL], i[FFT_NL];
 } cv;
 
 DEC_INLINE cv c_add(cv a, cv b) {
-    for (int h = 0; h < 2; h++)
+    for (int h = 0; h < FFT_NL; h++)
         a.r[h] += b.r[h], a.i[h] += b.i[h];
     return a;
 }
 
 DEC_INLINE cv c_sub(cv a, cv b) {
-    for (int h = 0; h < 2; h++)
+    for (int h = 0; h < FFT_NL; h++)
         a.r[h] -= b.r[h], a.i[h] -= b.i[h];
     return a;
 }
@@ -340,7 +347,7 @@ DEC_INLINE cv c_sub(cv a, cv b) {
 /* a * (wr + i wi) for a scalar weight */
 DEC_INLINE cv c_mul(cv a, double wr, double wi) {
     cv o;
-    for (int h = 0; h < 2; h++) {
+    for (int h = 0; h < FFT_NL; h++) {
         o.r[h] = a.r[h] * wr - a.i[h] * wi;
         o.i[h] = a.r[h] * wi + a.i[h] * wr;
     }
@@ -349,7 +356,7 @@ DEC_INLINE cv c_mul(cv a, double wr, double wi) {
 
 /* acc + a * (wr + i wi) */
 DEC_INLINE cv c_fma(cv acc, cv a, double wr, double wi) {
-    for (int h = 0; h < 2; h++) {
+    for (int h = 0; h < FFT_NL; h++) {
         acc.r[h] += a.r[h] * wr;
         acc.r[h] -= a.i[h] * wi;
         acc.i[h] += a.r[h] * wi;
@@ -359,7 +366,7 @@ DEC_INLINE cv c_fma(cv acc, cv a, double wr, double wi) {
 }
 
 DEC_INLINE cv c_scale(cv a, double s) {
-    for (int h = 0; h < 2; h++)
+    for (int h = 0; h < FFT_NL; h++)
         a.r[h] *= s, a.i[h] *= s;
     return a;
 }
@@ -367,7 +374,7 @@ DEC_INLINE cv c_scale(cv a, double s) {
 /* -i a */
 DEC_INLINE cv c_mi(cv a) {
     cv o;
-    for (int h = 0; h < 2; h++)
+    for (int h = 0; h < FFT_NL; h++)
         o.r[h] = a.i[h], o.i[h] = -a.r[h];
     return o;
 }
@@ -409,13 +416,15 @@ DEC_INLINE void bf5(cv *x) {
 DEC_INLINE cv ld_node(const double *yb, size_t X, int j) {
     const double *p = yb + (size_t)2 * j * X;
     cv v;
-    v.r[0] = ldv(p), v.r[1] = ldv(p + VW), v.i[0] = ldv(p + X), v.i[1] = ldv(p + X + VW);
+    for (int h = 0; h < FFT_NL; h++)
+        v.r[h] = ldv(p + h * VW), v.i[h] = ldv(p + X + h * VW);
     return v;
 }
 
 DEC_INLINE void st_node(double *yb, size_t X, int j, cv v) {
     double *p = yb + (size_t)2 * j * X;
-    stv(p, v.r[0]), stv(p + VW, v.r[1]), stv(p + X, v.i[0]), stv(p + X + VW, v.i[1]);
+    for (int h = 0; h < FFT_NL; h++)
+        stv(p + h * VW, v.r[h]), stv(p + X + h * VW, v.i[h]);
 }
 
 /* Butterflies t..e-1, all of radix R (a constant after inlining, so that
@@ -490,7 +499,7 @@ static DEC_FMA void run_fft(const ts_fftdec *f, const double *yb, size_t X, cv *
  * row after row. */
 static DEC_FMA void load_nodes(const ts_fftdec *f, const void *const *prod, int f64, size_t x0,
                                int nx, double *ch, size_t X, int r0, int r1) {
-    int pad = (nx + XB - 1) / XB * XB;
+    int pad = (nx + FX - 1) / FX * FX;
     for (int r = r0; r < r1; r++) {
         size_t j = (size_t)f->ids[r];
         double *pr = ch + 2 * j * X, *pi = pr + X;
@@ -567,43 +576,33 @@ static DEC_FMA void fill_missing(const ts_fftdec *f, double *yb, size_t X) {
     }
 }
 
-/* Writes a slice (cnt <= XB values) of a target row at x. */
-DEC_INLINE void st_row(void *dst, int f64, size_t x, int cnt, dvec v0, dvec v1) {
-    int om = f64 ? OUT_F64 : 0;
-    if (cnt == XB) {
-        put1(dst, om, x, v0), put1(dst, om, x + VW, v1);
-        return;
-    }
-    double t[XB];
-    stv(t, v0), stv(t + VW, v1);
-    for (int j = 0; j < cnt; j++)
-        if (f64)
-            ((double *)dst)[x + j] = t[j];
-        else
-            ((float *)dst)[x + j] = (float)t[j];
-}
-
 /* The targets of one slice from the DFT outputs Z (halves n apart). */
 static DEC_FMA void store_targets(const ts_fftdec *f, const cv *Z, void *const *targets, int f64,
-                                  size_t x, int cnt) {
-    double sc = 1.0 / f->n;
+                                  size_t x) {
+    double sc = 1.0 / f->n, hs = 0.5 * sc;
+    int om = f64 ? OUT_F64 : 0;
     for (int u = 0; u < f->k; u++) {
         cv p = Z[f->out[0][u]];
         if (f->kind == FD_CRME) { /* digest 1.2.8; P and Q carry a factor 2 */
             cv q = Z[f->n + f->out[1][u]];
             int i = u / f->kB, l = u % f->kB;
-            double h = 0.5 * sc;
             void *const *t = targets + (size_t)(2 * i) * f->nb + 2 * l;
             void *const *t1 = targets + (size_t)(2 * i + 1) * f->nb + 2 * l;
-            st_row(t[0], f64, x, cnt, (p.r[0] + q.r[0]) * h, (p.r[1] + q.r[1]) * h);
-            st_row(t[1], f64, x, cnt, (q.i[0] - p.i[0]) * h, (q.i[1] - p.i[1]) * h);
-            st_row(t1[0], f64, x, cnt, -(p.i[0] + q.i[0]) * h, -(p.i[1] + q.i[1]) * h);
-            st_row(t1[1], f64, x, cnt, (q.r[0] - p.r[0]) * h, (q.r[1] - p.r[1]) * h);
+            for (int h = 0; h < FFT_NL; h++) {
+                size_t xh = x + (size_t)h * VW;
+                put1(t[0], om, xh, (p.r[h] + q.r[h]) * hs);
+                put1(t[1], om, xh, (q.i[h] - p.i[h]) * hs);
+                put1(t1[0], om, xh, -(p.i[h] + q.i[h]) * hs);
+                put1(t1[1], om, xh, (q.r[h] - p.r[h]) * hs);
+            }
         } else if (f->kind == FD_CRME_MV) { /* Y_2l = Re z_l, Y_2l+1 = -Im z_l */
-            st_row(targets[2 * u], f64, x, cnt, p.r[0] * sc, p.r[1] * sc);
-            st_row(targets[2 * u + 1], f64, x, cnt, -p.i[0] * sc, -p.i[1] * sc);
+            for (int h = 0; h < FFT_NL; h++) {
+                put1(targets[2 * u], om, x + (size_t)h * VW, p.r[h] * sc);
+                put1(targets[2 * u + 1], om, x + (size_t)h * VW, -p.i[h] * sc);
+            }
         } else {
-            st_row(targets[u], f64, x, cnt, p.r[0] * sc, p.r[1] * sc);
+            for (int h = 0; h < FFT_NL; h++)
+                put1(targets[u], om, x + (size_t)h * VW, p.r[h] * sc);
         }
     }
 }
@@ -687,14 +686,14 @@ ts_status ts_fftdec_apply(const ts_fftdec *f, const void *const *prod, size_t le
         size_t x0 = c * X, x1 = x0 + X;
         int nx = len - x0 < X ? (int)(len - x0) : (int)X, cur = (int)(c % 2);
         int nx1 = x1 < len ? (len - x1 < X ? (int)(len - x1) : (int)X) : 0;
-        int nsl = (nx + XB - 1) / XB;
+        int nsl = (nx + FX - 1) / FX;
         for (int sl = 0; sl < nsl; sl++) {
-            int xb = sl * XB;
+            int xb = sl * FX;
             fill_missing(f, ch[cur] + xb, X);
             for (int h = 0; h < f->halves; h++)
                 run_fft(f, ch[cur] + (size_t)2 * h * f->n * X + xb, X, A + (size_t)h * f->n,
                         B + (size_t)h * f->n);
-            store_targets(f, A, srows[cur], f64, (size_t)xb, XB);
+            store_targets(f, A, srows[cur], f64, (size_t)xb);
             if (nx1) /* the next chunk's responders sl k / nsl .. */
                 load_nodes(f, prod, f64, x1, nx1, ch[!cur], X, sl * k / nsl, (sl + 1) * k / nsl);
             if (c > 0) /* the previous chunk's targets */
