@@ -1431,8 +1431,12 @@ static void test_cli(void) {
     TS_CHECK_MSG(strstr(out, "worst-case condition number: 54.96\n") != NULL, "%s", out);
     TS_CHECK(strstr(out, "recovery threshold: 29 of 31") != NULL);
     TS_CHECK(strstr(out, "storage per worker") && strstr(out, "communication per worker"));
+    TS_CHECK(strstr(out, "decoding: k x k complex solve") != NULL); /* n = 31: prime */
     rc = run_cli("codes --code crme --workers 31 --kA 4 --kB 7 --worst-cond", out, sizeof out);
     TS_CHECK(rc == 0 && strstr(out, "worst-case condition number: 404.3") != NULL);
+    rc = run_cli("codes --code crme --workers 30 --kA 4 --kB 7", out, sizeof out);
+    TS_CHECK_MSG(rc == 0 && strstr(out, "decoding: fill in the missing workers' values") != NULL,
+                 "%s", out);
     rc = run_cli("codes --code vandermonde --workers 31 --k 32", out, sizeof out);
     TS_CHECK(rc == 1 && strstr(out, "k <= n") != NULL);
     rc = run_cli("codes --code nonsense --workers 4", out, sizeof out);

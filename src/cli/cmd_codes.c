@@ -62,6 +62,12 @@ static void describe(const ts_code *c) {
     print_fraction("", (long)qa * qb, nt);
     printf(" of the result (%d product%s of one target block each)\n", qa * qb,
            qa * qb == 1 ? "" : "s");
+    if (p->kind == TS_CODE_CRME || p->kind == TS_CODE_COMPLEX)
+        printf("decoding: %s\n",
+               ts_code_fft_decode_chosen(c)
+                   ? "fill in the missing workers' values, then an FFT of length n per system "
+                     "(cheaper than the k x k solve here)"
+                   : "k x k complex solve per system (cheaper than the FFT decode here)");
 }
 
 int ts_cmd_codes(int argc, char **argv) {
