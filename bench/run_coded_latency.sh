@@ -123,6 +123,31 @@ for phase in "$@"; do
         run vgg-r1000-fixed-uncoded $v --schemes uncoded --stragglers fixed &
         run vgg-r1000-fixed-crme $v --schemes crme --stragglers fixed &
         wait ;;
+    vgg-r1000-uncoded-fixed-shards)
+        # vgg-r1000's uncoded with 2 of 10 fixed stragglers (cut at 422 by the
+        # 140-minute cap: about 20 s per inference) at R = 1000 as 5 concurrent
+        # processes of 200 inferences, seeds 1..5 (seed 1 is vgg-r1000's; the
+        # seed picks the input and which 2 workers straggle, and uncoded pads
+        # every worker's share to the same size). Each shard keeps its log,
+        # CSV row and raw samples to itself, away from the shared CSVs:
+        #   coded-latency-vgg-r1000-fixed-uncoded-shardK.log
+        #   coded-latency-vgg-r1000-fixed-uncoded-shards.csv  (5 rows, one per shard)
+        #   coded-latency-vgg-r1000-fixed-uncoded-shardK-raw.csv
+        # and bench/merge_raw_latency.sh gives the percentiles of the 1000;
+        # with -o docs/results/coded-latency-raw.csv it appends them there
+        # as one sorted block (done once, 2026-12-07), which the CDF plot draws.
+        v="--model vgg16 --workers 10 --gflops 1 --mbps 100 --latency-ms 1 --runs 200 --warmup 1 --max-minutes 90 --schemes uncoded --stragglers fixed"
+        shards=$out/coded-latency-vgg-r1000-fixed-uncoded-shards.csv
+        [ -f "$shards" ] || head -n 1 "$csv" > "$shards"
+        for k in 1 2 3 4 5; do
+            (
+                csv=$shards
+                raw=$out/coded-latency-vgg-r1000-fixed-uncoded-shard$k-raw.csv
+                [ -f "$raw" ] || head -n 1 "$out/coded-latency-raw.csv" > "$raw"
+                run vgg-r1000-fixed-uncoded-shard$k $v --seed $k
+            ) &
+        done
+        wait ;;
     fashion10-r1000-quiet)
         # n = 10 of fashionsweep-r1000, same session and load
         run fashion10-r1000-quiet --model fashion-cnn --workers 10 --schemes $all --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 1000 --warmup 10 ;;
