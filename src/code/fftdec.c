@@ -123,7 +123,7 @@ int ts_fftdec_worth(int n, int k) {
      * more), in flops' worth; fitted to the measured break-even with two
      * stragglers: n = 16 (k = 14) 0-9% slower with the FFT, n = 18 (k = 16)
      * and n = 20 (k = 18) 1.2-1.8x faster, n = 22 and 26 (factors 11, 13)
-     * slower (docs/results/codes.md, section 7). */
+     * slower (docs/results/codes.md, section 8). */
     return fft_flops(n) + fill + FFT_PER_K * k < solve;
 }
 
@@ -659,7 +659,7 @@ static void flush_targets(const void *stage, size_t X, int t0, int t1, void *con
  * row after row. Read and written a cache line per row and slice instead
  * (4k rows and 4k targets: too many streams for the prefetchers, and a
  * burst of stores that each wait for their line), the decode measured
- * 1.5-3x slower (section 7 of docs/results/codes.md). The buffers are
+ * 1.5-3x slower (section 8 of docs/results/codes.md). The buffers are
  * doubled: while chunk c is decoded, slice by slice, chunk c + 1 is read
  * and chunk c - 1 written out a few rows at a time in between, so that the
  * memory traffic overlaps the arithmetic instead of alternating with it.
