@@ -192,6 +192,13 @@ static void shuffle(int *v, int n, ts_rng *r) {
     }
 }
 
+/* v = the ids 0..n-1 in a random order. */
+static void random_ids(int *v, int n, ts_rng *r) {
+    for (int j = 0; j < n; j++)
+        v[j] = j;
+    shuffle(v, n, r);
+}
+
 /* Every threshold-sized set (in a shuffled order, sometimes with an extra
  * responder appended, which must be ignored). */
 static void exhaustive(const ts_code_params *p, size_t len) {
@@ -581,9 +588,7 @@ static void test_decode_kernels(void) {
             fixture f;
             if (!fixture_make(&f, &cases[ci], len, 100 + ci * 31 + (uint64_t)li)) continue;
             int resp[64];
-            for (int j = 0; j < f.n; j++)
-                resp[j] = j;
-            shuffle(resp, f.n, &r); /* the first k decode; an extra one is ignored */
+            random_ids(resp, f.n, &r); /* the first k decode; an extra one is ignored */
             int n_resp = f.k < f.n ? f.k + 1 : f.k;
             kernel_case(&f, resp, n_resp, 0, 0);
             kernel_case(&f, resp, n_resp, 1, 0);
@@ -660,9 +665,7 @@ static void test_decode_streaming(void) {
         if (!fixture_make(&f, &cases[ci].p, cases[ci].len, 900 + ci)) continue;
         TS_CHECK((size_t)f.nt * f.len * sizeof(float) > ((size_t)32 << 20));
         int resp[64];
-        for (int j = 0; j < f.n; j++)
-            resp[j] = j;
-        shuffle(resp, f.n, &r);
+        random_ids(resp, f.n, &r);
         kernel_case(&f, resp, f.k, 0, 0);
         kernel_case(&f, resp, f.k, 0, 1);
         fixture_free(&f);
@@ -689,9 +692,7 @@ static void test_decode_kernels_other(void) {
             if (!fixture_make(&f, &cases[ci], KERNEL_LENS[li], 500 + ci * 37 + (uint64_t)li))
                 continue;
             int resp[64];
-            for (int j = 0; j < f.n; j++)
-                resp[j] = j;
-            shuffle(resp, f.n, &r);
+            random_ids(resp, f.n, &r);
             check_set(&f, resp, f.k, 1, NULL);
             fixture_free(&f);
         }
@@ -755,9 +756,7 @@ static void test_fft_decode(void) {
             TS_CHECK_MSG(ts_code_fft_decode_chosen(f.c), "n=%d k=%d: the FFT decode is not chosen",
                          f.n, f.k);
             int resp[64];
-            for (int j = 0; j < f.n; j++)
-                resp[j] = j;
-            shuffle(resp, f.n, &r);
+            random_ids(resp, f.n, &r);
             kernel_case(&f, resp, f.k, 0, 0);
             kernel_case(&f, resp, f.k, 1, 3);
             fft_vs_solve(&f, resp);
