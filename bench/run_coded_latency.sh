@@ -107,6 +107,11 @@ for phase in "$@"; do
         # each configuration capped at 9 minutes (pareto's uncoded tail is
         # about 0.75 s per inference)
         run alexstrag-r1000 --model alexnet --workers 10 --schemes uncoded,crme --stragglers shiftexp,pareto --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 --max-minutes 9 ;;
+    alexstrag-r1000-all)
+        # alexstrag's three schemes with random stragglers at a full
+        # R = 1000: the 16-minute cap per configuration is above the longest
+        # (uncoded with Pareto stragglers, about 0.75 s per inference)
+        run alexstrag-r1000-all --model alexnet --workers 10 --schemes uncoded,mds,crme --stragglers shiftexp,pareto --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 --max-minutes 16 ;;
     alexsweep-schemes)
         # the three other schemes away from n = 10 (uncoded and CRME there:
         # alexsweep-r1000, alexsweep16-r1000); R = 300
