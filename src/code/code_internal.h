@@ -90,9 +90,10 @@ ts_status ts_code_decode_mode(ts_code *c, const int *resp, int n_resp, const voi
                               ts_err *err);
 
 /* FFT decoding of the codes at the n-th roots of unity (fftdec.c) */
-/* 1 when erasure filling + an FFT of length n costs fewer flops than the
- * k x k solve. */
-int ts_fftdec_worth(int n, int k);
+/* 1 when c is a code at the roots of unity (CRME, complex) whose
+ * threshold-k decode costs less by erasure filling + an FFT of length n
+ * than by the k x k solve. */
+int ts_fftdec_applies(const ts_code *c, int k);
 /* The plan of the sorted set ids[k]; *out stays NULL (and TS_OK is returned)
  * when the solve is cheaper or safer. */
 ts_status ts_fftdec_new(const ts_code *c, const int *ids, int k, ts_fftdec **out, ts_err *err);

@@ -43,8 +43,7 @@ void ts_code_set_fft_decode(ts_code *c, int on) {
 }
 
 int ts_code_fft_decode_chosen(const ts_code *c) {
-    return c && !c->no_fft && (c->p.kind == TS_CODE_CRME || c->p.kind == TS_CODE_COMPLEX) &&
-           ts_fftdec_worth(c->n, c->threshold);
+    return c && !c->no_fft && ts_fftdec_applies(c, c->threshold);
 }
 
 /* ---- responder checks --------------------------------------------------- */
@@ -136,6 +135,12 @@ static ts_status build_entry(ts_code *c, ts_code_cache_entry *e, int nset, int m
         return ts_code_circ_entry(c, e, err);
     }
     if (uses_complex(c, mode)) {
+        /* The FFT plan replaces the complex inverses. It is an
+         * optimization: without it (out of memory, or a set whose filling
+         * would amplify round-off), the solve decodes. */
+        ts_err ferr = {0};
+        if (!c->no_fft && ts_fftdec_new(c, e->ids, nset, &e->fft, &ferr) != TS_OK) e->fft = NULL;
+        if (e->fft) return TS_OK;
         int k = nset, nmat = c->p.kind == TS_CODE_CRME && !c->p.matvec ? 2 : 1;
         e->zdec = malloc((size_t)nmat * k * k * sizeof *e->zdec);
         if (!e->zdec) return ts_errorf(err, TS_ERR_NOMEM, "out of memory for a decoding matrix");
@@ -146,10 +151,6 @@ static ts_status build_entry(ts_code *c, ts_code_cache_entry *e, int nset, int m
             free(v);
             TS_TRY(ts_la_zinverse(e->zdec + (size_t)q * k * k, k, err));
         }
-        /* the FFT plan is an optimization: without it (out of memory), the
-         * solve decodes */
-        ts_err ferr = {0};
-        if (!c->no_fft && ts_fftdec_new(c, e->ids, k, &e->fft, &ferr) != TS_OK) e->fft = NULL;
         return TS_OK;
     }
     int N = nset * c->qa * c->qb;
@@ -252,8 +253,6 @@ static ts_code_cache_entry *lookup(ts_code *c, const int *ids, int nset, int mod
  * inputs (in L1), writing straight to the float (or double) targets.
  * Accumulation stays in double, with FMA. */
 
-#define DEC_BUF_BYTES (256 * 1024)
-
 static int out_mode(int f64, size_t targets, size_t len) {
     if (f64) return OUT_F64;
     return targets * len * sizeof(float) >= DEC_STREAM_BYTES ? OUT_STREAM : 0;
@@ -281,8 +280,7 @@ static ts_status grow(ts_code *c, size_t doubles, ts_err *err) {
  * chosen so that the chunk fits DEC_BUF_BYTES (at least 4 slices). */
 static ts_status dec_scratch(ts_code *c, size_t mat, int rows, double **m, double **chunk,
                              int *cols, ts_err *err) {
-    int x = DEC_BUF_BYTES / (int)sizeof(double) / (rows > 0 ? rows : 1) / XB * XB;
-    x = x < 4 * XB ? 4 * XB : x > 4096 ? 4096 : x;
+    int x = dec_chunk_cols(rows);
     mat = (mat + VW - 1) / VW * VW;
     TS_TRY(grow(c, mat + (size_t)rows * x + VW, err));
     double *p = (double *)(((uintptr_t)c->buf + 63) & ~(uintptr_t)63);

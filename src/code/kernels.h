@@ -48,6 +48,17 @@ typedef float fvec __attribute__((vector_size(32)));
 #endif
 #define DEC_INLINE static inline __attribute__((always_inline)) DEC_FMA
 
+/* Chunked kernels convert a chunk of columns of every row to double into a
+ * buffer of at most DEC_BUF_BYTES, which stays in L2. */
+#define DEC_BUF_BYTES (256 * 1024)
+
+/* Columns per chunk for rows rows: a multiple of XB, at least 4 slices,
+ * at most 4096. */
+static inline int dec_chunk_cols(int rows) {
+    int x = DEC_BUF_BYTES / (int)sizeof(double) / (rows > 0 ? rows : 1) / XB * XB;
+    return x < 4 * XB ? 4 * XB : x > 4096 ? 4096 : x;
+}
+
 /* Columns prefetched ahead in every stream by the one-pass kernels (2 KB of
  * floats). */
 #define DIRECT_AHEAD 512
