@@ -645,25 +645,28 @@ static void test_systematic_copies(void) {
     fixture_free(&f);
 }
 
-/* Float targets of more than 32 MB per call are written with non-temporal
- * stores where a row is 32-byte aligned: each kernel (inverse rows, LU,
- * CRME) with aligned rows, and with rows one float off (ordinary stores). */
+/* Float targets of more than 32 MiB per call (12 MiB for the FFT decode)
+ * are written with non-temporal stores where a row is 32-byte aligned: each
+ * kernel (inverse rows, LU, CRME, FFT) with aligned rows, and with rows one
+ * float off (ordinary stores). */
 static void test_decode_streaming(void) {
     if (sanitized()) return; /* 100+ MB fixtures; the release build runs it */
     const struct {
         ts_code_params p;
-        size_t len; /* targets * len * 4 > 32 MB; len % 8 == 0, len % 16 != 0 */
+        size_t len; /* targets * len * 4 over the threshold; len % 8 == 0, len % 16 != 0 */
+        int mib;    /* the kernel's streaming threshold */
     } cases[] = {
-        {{.kind = TS_CODE_VANDERMONDE, .n = 6, .kB = 4}, 2097160},
-        {{.kind = TS_CODE_VANDERMONDE, .n = 20, .kB = 18}, 466040}, /* LU */
-        {{.kind = TS_CODE_CRME, .n = 4, .kA = 2, .kB = 2}, 524296},
+        {{.kind = TS_CODE_VANDERMONDE, .n = 6, .kB = 4}, 2097160, 32},
+        {{.kind = TS_CODE_VANDERMONDE, .n = 20, .kB = 18}, 466040, 32}, /* LU */
+        {{.kind = TS_CODE_CRME, .n = 4, .kA = 2, .kB = 2}, 524296, 32},
+        {{.kind = TS_CODE_CRME, .n = 20, .kA = 3, .kB = 6}, 46600, 12}, /* FFT decode */
     };
     ts_rng r;
     ts_rng_seed(&r, 5);
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         fixture f;
         if (!fixture_make(&f, &cases[ci].p, cases[ci].len, 900 + ci)) continue;
-        TS_CHECK((size_t)f.nt * f.len * sizeof(float) > ((size_t)32 << 20));
+        TS_CHECK((size_t)f.nt * f.len * sizeof(float) > ((size_t)cases[ci].mib << 20));
         int resp[64];
         random_ids(resp, f.n, &r);
         kernel_case(&f, resp, f.k, 0, 0);

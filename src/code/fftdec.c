@@ -630,9 +630,22 @@ size_t ts_fftdec_scratch(const ts_fftdec *f) {
            2 * ((size_t)node_rows(f) + (size_t)target_rows(f)) * X + 8;
 }
 
+/* This kernel streams its float targets from 12 MiB on, not from
+ * DEC_STREAM_BYTES (32 MiB) as the solve's kernels do: it writes them out
+ * row after row from its staging buffer, whole lines, and a decode
+ * followed by the caller's copy of every target (as the coded layer
+ * reassembles its output) measured faster with non-temporal stores from
+ * about 13 MB of targets on (CRME, 1 thread, minimum of 30 in CPU time:
+ * k = 16, 16.4 MB: 7.1 against 8.2 ms; 25.6 MB: 11.1-11.4 against
+ * 14.1-15.2; k = 28, 13.4 MB: 4.9-5.1 against 5.1-5.6), equal at 8 MB
+ * and slower at 12.3 MB (4.7-5.1 against 4.3-4.9). The solve's kernels
+ * measured slower with them even at 32 MB (CRME k = 8: 12.3-12.9 against
+ * 9.7-10.8 ms), so DEC_STREAM_BYTES stays. */
+#define FFT_STREAM_BYTES ((size_t)12 << 20)
+
 /* Staged targets t0..t1-1 (row t at stage + t X elements, already float or
  * double) out to their rows at x0, row after row as memcpy writes; float
- * rows over DEC_STREAM_BYTES (om) with non-temporal stores. */
+ * rows over FFT_STREAM_BYTES (om) with non-temporal stores. */
 static void flush_targets(const void *stage, size_t X, int t0, int t1, void *const *targets, int om,
                           size_t x0, int nx) {
     size_t esz = (om & OUT_F64) ? sizeof(double) : sizeof(float);
@@ -662,7 +675,7 @@ static void flush_targets(const void *stage, size_t X, int t0, int t1, void *con
  * doubled: while chunk c is decoded, slice by slice, chunk c + 1 is read
  * and chunk c - 1 written out a few rows at a time in between, so that the
  * memory traffic overlaps the arithmetic instead of alternating with it.
- * Targets over DEC_STREAM_BYTES are written with non-temporal stores. */
+ * Targets over FFT_STREAM_BYTES are written with non-temporal stores. */
 ts_status ts_fftdec_apply(const ts_fftdec *f, const void *const *prod, size_t len,
                           void *const *targets, int f64, double *scratch) {
     cv *A = (cv *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
@@ -675,7 +688,7 @@ ts_status ts_fftdec_apply(const ts_fftdec *f, const void *const *prod, size_t le
     /* staged targets in their own type: half the L2 traffic for floats */
     size_t esz = f64 ? sizeof(double) : sizeof(float);
     stage[0] = (char *)(ch[1] + (size_t)node_rows(f) * X), stage[1] = stage[0] + nt * X * esz;
-    int om = f64 ? OUT_F64 : (size_t)nt * len * sizeof(float) >= DEC_STREAM_BYTES ? OUT_STREAM : 0;
+    int om = f64 ? OUT_F64 : (size_t)nt * len * sizeof(float) >= FFT_STREAM_BYTES ? OUT_STREAM : 0;
     void *srows[2][4 * FFT_MAX_N];
     for (int t = 0; t < nt; t++)
         srows[0][t] = stage[0] + t * X * esz, srows[1][t] = stage[1] + t * X * esz;
