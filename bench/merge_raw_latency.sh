@@ -11,17 +11,28 @@
 # latency_ms and cdf equal), or nothing is merged.
 # -o OUT appends the merged samples to OUT in the raw format, sorted, with
 # cdf = rank / R (as the bench writes one configuration's block).
+# -c ROWS -a CSV: ROWS holds the shards' configuration rows (the bench's
+# --csv format; other configurations in it are ignored); one row for the
+# merged configuration is appended to CSV: the percentiles and mean of the
+# merged samples, R their count (it must equal the sum of the shards'
+# runs), the ideal bounds (equal in every shard, or nothing is written)
+# and the runs-weighted means of master_share and workers_p50_ms.
 set -eu
 usage() {
-    echo "usage: merge_raw_latency.sh [-o OUT] RAW..." >&2
+    echo "usage: merge_raw_latency.sh [-o OUT] [-c ROWS -a CSV] RAW..." >&2
     exit 2
 }
-out=""
-if [ "${1:-}" = "-o" ]; then
-    [ $# -ge 2 ] || usage
-    out=$2
+out="" rows="" acsv=""
+while [ $# -ge 2 ]; do
+    case $1 in
+    -o) out=$2 ;;
+    -c) rows=$2 ;;
+    -a) acsv=$2 ;;
+    *) break ;;
+    esac
     shift 2
-fi
+done
+if [ -n "$rows" ] || [ -n "$acsv" ]; then [ -n "$rows" ] && [ -n "$acsv" ] || usage; fi
 [ $# -ge 1 ] || usage
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -64,7 +75,34 @@ $key
 EOF
 printf 'MERGED model=%s n=%s stragglers=%s scheme=%s' "$model" "$n" "$strag" "$scheme"
 [ -z "${gflops:-}" ] || printf ' gflops=%s mbps=%s transport=%s' "$gflops" "$mbps" "$transport"
-printf ' files=%d %s\n' $# "$(cut -d, -f5 "$tmp/rows" | sort -n | stats)"
+cut -d, -f5 "$tmp/rows" > "$tmp/lat"
+printf ' files=%d %s\n' $# "$(sort -n "$tmp/lat" | stats)"
+
+if [ -n "$rows" ]; then
+    # The shards' rows of this configuration (transport and emulation only
+    # when the raw rows carry them), combined.
+    sort -n "$tmp/lat" > "$tmp/sorted"
+    awk -F, -v OFS=, -v model="$model" -v n="$n" -v strag="$strag" -v scheme="$scheme" \
+        -v gf="${gflops:-}" -v mb="${mbps:-}" -v tr="${transport:-}" -v stats="$(stats < "$tmp/sorted")" '
+        FNR == 1 && $1 == "model" { next }
+        $1 != model || $3 != n || $4 != strag || $5 != scheme { next }
+        gf != "" && ($7 != gf || $8 != mb || $2 != tr) { next }
+        {
+            if (cnt++ == 0) { head = $1 OFS $2 OFS $3 OFS $4 OFS $5 OFS $6 OFS $7 OFS $8 OFS $9; ik = $15; ip = $18 }
+            else if ($15 != ik || $18 != ip) { print "merge_raw_latency.sh: the shards differ in their ideal bounds" > "/dev/stderr"; bad = 1; exit 1 }
+            runs += $10; ms += $10 * $16; wp += $10 * $17
+        }
+        END {
+            if (bad) exit 1
+            if (cnt == 0) { print "merge_raw_latency.sh: no row of this configuration in the shard rows" > "/dev/stderr"; exit 1 }
+            split(stats, f, " ")
+            for (i in f) { split(f[i], kv, "="); v[kv[1]] = kv[2] }
+            if (runs != v["R"]) { printf "merge_raw_latency.sh: the shard rows count %d runs, the samples %d\n", runs, v["R"] > "/dev/stderr"; exit 1 }
+            printf "%s,%d,%s,%s,%s,%s,%s,%.3f,%.4f,%s\n", head, runs, v["p50_ms"], v["p95_ms"], v["p99_ms"], v["mean_ms"], ik, ms / runs, wp / runs, ip
+        }' "$rows" > "$tmp/row"
+    cat "$tmp/row" >> "$acsv"
+    echo "ROW $(cat "$tmp/row")"
+fi
 
 if [ -n "$out" ]; then
     sort -t, -k5,5n "$tmp/rows" | awk -F, -v OFS=, '{ r[++n] = $0 }
