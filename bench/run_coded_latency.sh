@@ -116,6 +116,10 @@ for phase in "$@"; do
         # the three other schemes away from n = 10 (uncoded and CRME there:
         # alexsweep-r1000, alexsweep16-r1000); R = 300
         run alexsweep-schemes --model alexnet --workers 8,16,20 --schemes replication,mds,polynomial --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 300 --warmup 5 ;;
+    alexsweep-schemes-r1000)
+        # the same at R = 1000 (mds and polynomial are refused by --max-cond
+        # from n = 16, so those configurations end at once)
+        run alexsweep-schemes-r1000 --model alexnet --workers 8,16,20 --schemes replication,mds,polynomial --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
     vgg-r1000)
         # VGG-16 at R = 1000: 14 hours one configuration after another, so
         # the four run at once (each bench sleeps through its emulated
@@ -151,6 +155,36 @@ for phase in "$@"; do
                 [ -f "$raw" ] || head -n 1 "$out/coded-latency-raw.csv" > "$raw"
                 run vgg-r1000-fixed-uncoded-shard$k $v --seed $k
             ) &
+        done
+        wait ;;
+    vgg20-r1000-shards)
+        # VGG-16 at n = 20, R = 1000 for uncoded and CRME, with and without
+        # 2 fixed 5x stragglers: 6 concurrent processes (1.8-2.7 GB each;
+        # a CRME process keeps about 30% of a core busy, an uncoded one with
+        # stragglers 16%: 9 processes saturated the 2 cores, and workers of
+        # a concurrent bench missed their heartbeats). Uncoded with
+        # stragglers (about 12.5 s per inference) is split by seed in three
+        # shards, as vgg-r1000-uncoded-fixed-shards was; the others (3.3-4.5
+        # s) run whole. Per shard a log, a raw
+        # file coded-latency-vgg20-r1000-STRAG-SCHEME-shardK-raw.csv and a
+        # row of coded-latency-vgg20-r1000-shards.csv; merge each
+        # configuration with bench/merge_raw_latency.sh.
+        v="--model vgg16 --workers 20 --gflops 1 --mbps 100 --latency-ms 1 --warmup 1 --max-minutes 120"
+        shards=$out/coded-latency-vgg20-r1000-shards.csv
+        [ -f "$shards" ] || head -n 1 "$csv" > "$shards"
+        for cfg in none:uncoded:1000 none:crme:1000 fixed:crme:1000 fixed:uncoded:334,333,333; do
+            strag=${cfg%%:*}; rest=${cfg#*:}; scheme=${rest%%:*}; counts=${rest#*:}
+            k=0
+            for r in $(echo "$counts" | tr , ' '); do
+                k=$((k + 1))
+                (
+                    csv=$shards
+                    name=vgg20-r1000-$strag-$scheme-shard$k
+                    raw=$out/coded-latency-$name-raw.csv
+                    [ -f "$raw" ] || head -n 1 "$out/coded-latency-raw.csv" > "$raw"
+                    run $name $v --schemes $scheme --stragglers $strag --runs $r --seed $k
+                ) &
+            done
         done
         wait ;;
     fashion10-r1000-quiet)
