@@ -22,6 +22,35 @@ run() { # phase, then bench arguments
     grep -E '^(RESULT|RATIO|FAILED|CALIB)' "$out/coded-latency-$phase.log" || true
 }
 
+# run_shards PHASE "BENCH ARGS" STRAG:SCHEME:R1,R2,... ...: every
+# configuration split by seed into concurrent bench processes of R1, R2, ...
+# timed inferences (seeds 1, 2, ...). Each shard keeps its log, its raw
+# samples (coded-latency-PHASE-STRAG-SCHEME-shardK-raw.csv) and its CSV row
+# (coded-latency-PHASE-shards.csv) to itself, away from the shared CSVs;
+# bench/merge_raw_latency.sh -o ... -c ... -a ... merges a configuration.
+run_shards() {
+    prefix=$1 args=$2
+    shift 2
+    shards=$out/coded-latency-$prefix-shards.csv
+    [ -f "$shards" ] || head -n 1 "$csv" > "$shards"
+    for cfg in "$@"; do
+        strag=${cfg%%:*} rest=${cfg#*:}
+        scheme=${rest%%:*} counts=${rest#*:}
+        k=0
+        for r in $(echo "$counts" | tr , ' '); do
+            k=$((k + 1))
+            (
+                csv=$shards
+                name=$prefix-$strag-$scheme-shard$k
+                raw=$out/coded-latency-$name-raw.csv
+                [ -f "$raw" ] || head -n 1 "$out/coded-latency-raw.csv" > "$raw"
+                run "$name" $args --schemes "$scheme" --stragglers "$strag" --runs "$r" --seed "$k"
+            ) &
+        done
+    done
+    wait
+}
+
 for phase in "$@"; do
     case $phase in
     calib)
@@ -120,6 +149,10 @@ for phase in "$@"; do
         # the same at R = 1000 (mds and polynomial are refused by --max-cond
         # from n = 16, so those configurations end at once)
         run alexsweep-schemes-r1000 --model alexnet --workers 8,16,20 --schemes replication,mds,polynomial --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
+    alex8-mdspoly-r1000)
+        # the part of alexsweep-schemes-r1000 that fit a session: mds and
+        # polynomial at n = 8 (about 0.45 s per inference), alone on the machine
+        run alex8-mdspoly-r1000 --model alexnet --workers 8 --schemes mds,polynomial --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
     vgg-r1000)
         # VGG-16 at R = 1000: 14 hours one configuration after another, so
         # the four run at once (each bench sleeps through its emulated
@@ -169,24 +202,8 @@ for phase in "$@"; do
         # file coded-latency-vgg20-r1000-STRAG-SCHEME-shardK-raw.csv and a
         # row of coded-latency-vgg20-r1000-shards.csv; merge each
         # configuration with bench/merge_raw_latency.sh.
-        v="--model vgg16 --workers 20 --gflops 1 --mbps 100 --latency-ms 1 --warmup 1 --max-minutes 120"
-        shards=$out/coded-latency-vgg20-r1000-shards.csv
-        [ -f "$shards" ] || head -n 1 "$csv" > "$shards"
-        for cfg in none:uncoded:1000 none:crme:1000 fixed:crme:1000 fixed:uncoded:334,333,333; do
-            strag=${cfg%%:*}; rest=${cfg#*:}; scheme=${rest%%:*}; counts=${rest#*:}
-            k=0
-            for r in $(echo "$counts" | tr , ' '); do
-                k=$((k + 1))
-                (
-                    csv=$shards
-                    name=vgg20-r1000-$strag-$scheme-shard$k
-                    raw=$out/coded-latency-$name-raw.csv
-                    [ -f "$raw" ] || head -n 1 "$out/coded-latency-raw.csv" > "$raw"
-                    run $name $v --schemes $scheme --stragglers $strag --runs $r --seed $k
-                ) &
-            done
-        done
-        wait ;;
+        run_shards vgg20-r1000 "--model vgg16 --workers 20 --gflops 1 --mbps 100 --latency-ms 1 --warmup 1 --max-minutes 120" \
+            none:uncoded:1000 none:crme:1000 fixed:crme:1000 fixed:uncoded:334,333,333 ;;
     alex025-r1000-shards)
         # AlexNet on slower devices (0.25 GFLOP/s, the 100 Mbit/s + 1 ms
         # links of the other AlexNet runs), n = 10, uncoded and CRME with and
@@ -198,24 +215,8 @@ for phase in "$@"; do
         # (about 3 s per inference) in four, the others in two. Per shard a
         # log, a raw file and a row of coded-latency-alex025-r1000-shards.csv;
         # merge with bench/merge_raw_latency.sh -c ... -a ....
-        v="--model alexnet --workers 10 --gflops 0.25 --mbps 100 --latency-ms 1 --warmup 2 --max-minutes 40"
-        shards=$out/coded-latency-alex025-r1000-shards.csv
-        [ -f "$shards" ] || head -n 1 "$csv" > "$shards"
-        for cfg in none:uncoded:500,500 none:crme:500,500 fixed:crme:500,500 fixed:uncoded:250,250,250,250; do
-            strag=${cfg%%:*}; rest=${cfg#*:}; scheme=${rest%%:*}; counts=${rest#*:}
-            k=0
-            for r in $(echo "$counts" | tr , ' '); do
-                k=$((k + 1))
-                (
-                    csv=$shards
-                    name=alex025-r1000-$strag-$scheme-shard$k
-                    raw=$out/coded-latency-$name-raw.csv
-                    [ -f "$raw" ] || head -n 1 "$out/coded-latency-raw.csv" > "$raw"
-                    run $name $v --schemes $scheme --stragglers $strag --runs $r --seed $k
-                ) &
-            done
-        done
-        wait ;;
+        run_shards alex025-r1000 "--model alexnet --workers 10 --gflops 0.25 --mbps 100 --latency-ms 1 --warmup 2 --max-minutes 40" \
+            none:uncoded:500,500 none:crme:500,500 fixed:crme:500,500 fixed:uncoded:250,250,250,250 ;;
     fashion10-r1000-quiet)
         # n = 10 of fashionsweep-r1000, same session and load
         run fashion10-r1000-quiet --model fashion-cnn --workers 10 --schemes $all --stragglers none,fixed --gflops 10 --mbps 100 --latency-ms 1 --runs 1000 --warmup 10 ;;
