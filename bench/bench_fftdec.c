@@ -11,16 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "tessera/code.h"
 #include "tessera/core.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static int gcd(int a, int b) {
     while (b) {
@@ -79,12 +72,12 @@ int main(int argc, char **argv) {
         ts_code_set_fft_decode(c, fft);
         double best = 1e30;
         for (long r = 0; r < reps; r++) {
-            double t0 = now();
+            double t0 = ts_now();
             if (ts_code_decode(c, resp, k, ip, (size_t)len, op, NULL, &e) != TS_OK) {
                 fprintf(stderr, "bench_fftdec: %s\n", e.msg);
                 return 1;
             }
-            double t = now() - t0;
+            double t = ts_now() - t0;
             best = t < best ? t : best;
         }
         printf("%s n=%ld len=%ld: %.3f ms, %.2f GB/s\n", fft ? "fft  " : "solve", n, len,

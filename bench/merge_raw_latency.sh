@@ -75,15 +75,14 @@ $key
 EOF
 printf 'MERGED model=%s n=%s stragglers=%s scheme=%s' "$model" "$n" "$strag" "$scheme"
 [ -z "${gflops:-}" ] || printf ' gflops=%s mbps=%s transport=%s' "$gflops" "$mbps" "$transport"
-cut -d, -f5 "$tmp/rows" > "$tmp/lat"
-printf ' files=%d %s\n' $# "$(sort -n "$tmp/lat" | stats)"
+merged=$(cut -d, -f5 "$tmp/rows" | sort -n | stats)
+printf ' files=%d %s\n' $# "$merged"
 
 if [ -n "$rows" ]; then
     # The shards' rows of this configuration (transport and emulation only
     # when the raw rows carry them), combined.
-    sort -n "$tmp/lat" > "$tmp/sorted"
     awk -F, -v OFS=, -v model="$model" -v n="$n" -v strag="$strag" -v scheme="$scheme" \
-        -v gf="${gflops:-}" -v mb="${mbps:-}" -v tr="${transport:-}" -v stats="$(stats < "$tmp/sorted")" '
+        -v gf="${gflops:-}" -v mb="${mbps:-}" -v tr="${transport:-}" -v stats="$merged" '
         FNR == 1 && $1 == "model" { next }
         $1 != model || $3 != n || $4 != strag || $5 != scheme { next }
         gf != "" && ($7 != gf || $8 != mb || $2 != tr) { next }

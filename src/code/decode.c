@@ -254,8 +254,7 @@ static ts_code_cache_entry *lookup(ts_code *c, const int *ids, int nset, int mod
  * Accumulation stays in double, with FMA. */
 
 static int out_mode(int f64, size_t targets, size_t len) {
-    if (f64) return OUT_F64;
-    return targets * len * sizeof(float) >= DEC_STREAM_BYTES ? OUT_STREAM : 0;
+    return dec_out_mode(f64, targets, len, DEC_STREAM_BYTES);
 }
 
 /* Orders the non-temporal stores before the caller's next loads. */

@@ -688,7 +688,7 @@ ts_status ts_fftdec_apply(const ts_fftdec *f, const void *const *prod, size_t le
     /* staged targets in their own type: half the L2 traffic for floats */
     size_t esz = f64 ? sizeof(double) : sizeof(float);
     stage[0] = (char *)(ch[1] + (size_t)node_rows(f) * X), stage[1] = stage[0] + nt * X * esz;
-    int om = f64 ? OUT_F64 : (size_t)nt * len * sizeof(float) >= FFT_STREAM_BYTES ? OUT_STREAM : 0;
+    int om = dec_out_mode(f64, (size_t)nt, len, FFT_STREAM_BYTES);
     void *srows[2][4 * FFT_MAX_N];
     for (int t = 0; t < nt; t++)
         srows[0][t] = stage[0] + t * X * esz, srows[1][t] = stage[1] + t * X * esz;

@@ -36,6 +36,13 @@ typedef float fvec __attribute__((vector_size(32)));
 #define OUT_STREAM 2
 #define DEC_STREAM_BYTES ((size_t)32 << 20)
 
+/* The "om" of targets targets of len values each: OUT_F64 for double
+ * targets, OUT_STREAM for float targets of stream_bytes or more in all. */
+static inline int dec_out_mode(int f64, size_t targets, size_t len, size_t stream_bytes) {
+    if (f64) return OUT_F64;
+    return targets * len * sizeof(float) >= stream_bytes ? OUT_STREAM : 0;
+}
+
 /* GCC contracts a*b + c into one FMA only under -ffp-contract=fast, which
  * -std=c11 turns off; the kernels want it (one rounding instead of two, half
  * the instructions). Clang contracts within an expression by default. Every
