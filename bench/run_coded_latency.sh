@@ -204,6 +204,13 @@ for phase in "$@"; do
         # configuration with bench/merge_raw_latency.sh.
         run_shards vgg20-r1000 "--model vgg16 --workers 20 --gflops 1 --mbps 100 --latency-ms 1 --warmup 1 --max-minutes 120" \
             none:uncoded:1000 none:crme:1000 fixed:crme:1000 fixed:uncoded:334,333,333 ;;
+    vgg16-r1000-shards)
+        # VGG-16 at n = 16, R = 1000, the same four configurations as
+        # vgg20-r1000-shards: seven concurrent processes (uncoded with
+        # stragglers, about 14 s per inference, in three seed shards;
+        # uncoded without, about 6 s, in two; CRME, about 4 s, whole).
+        run_shards vgg16-r1000 "--model vgg16 --workers 16 --gflops 1 --mbps 100 --latency-ms 1 --warmup 1 --max-minutes 125" \
+            none:crme:1000 fixed:crme:1000 none:uncoded:500,500 fixed:uncoded:334,333,333 ;;
     alex025-r1000-shards)
         # AlexNet on slower devices (0.25 GFLOP/s, the 100 Mbit/s + 1 ms
         # links of the other AlexNet runs), n = 10, uncoded and CRME with and
