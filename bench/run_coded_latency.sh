@@ -153,6 +153,12 @@ for phase in "$@"; do
         # the part of alexsweep-schemes-r1000 that fit a session: mds and
         # polynomial at n = 8 (about 0.45 s per inference), alone on the machine
         run alex8-mdspoly-r1000 --model alexnet --workers 8 --schemes mds,polynomial --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
+    alexrepl20-r1000 | alexrepl16-r1000 | alexrepl8-r1000)
+        # the replication part of alexsweep-schemes-r1000, one n per phase
+        # (about 16, 18 and 33 minutes), each alone on the machine
+        n=${phase#alexrepl}
+        n=${n%-r1000}
+        run "$phase" --model alexnet --workers "$n" --schemes replication --stragglers none,fixed --gflops 1 --mbps 100 --latency-ms 1 --runs 1000 --warmup 5 ;;
     vgg-r1000)
         # VGG-16 at R = 1000: 14 hours one configuration after another, so
         # the four run at once (each bench sleeps through its emulated
