@@ -433,9 +433,10 @@ static ts_status attr_string(loader *L, const char *name, const char *def, char 
     if (!a) return TS_OK;
     if (!attr_is(a, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING, a->has_s))
         return node_fail(L, TS_ERR_FORMAT, "attribute '%s' must be a STRING", name);
-    if (a->s.len >= cap || memchr(a->s.data, 0, a->s.len))
+    /* protobuf-c leaves data NULL for an empty string: no memchr/memcpy on it */
+    if (a->s.len >= cap || (a->s.len && memchr(a->s.data, 0, a->s.len)))
         return node_fail(L, TS_ERR_FORMAT, "attribute '%s' is not a short string", name);
-    memcpy(out, a->s.data, a->s.len);
+    if (a->s.len) memcpy(out, a->s.data, a->s.len);
     out[a->s.len] = '\0';
     return TS_OK;
 }
