@@ -118,6 +118,8 @@ static int proto_seeds(const char *dir, const ts_tensor *x, const ts_tensor *w) 
     bad |= save_one(dir, "ready", &f, NULL, 0);
     f = frame(TS_MSG_HEARTBEAT);
     bad |= save_one(dir, "heartbeat", &f, NULL, 0);
+    f = frame(TS_MSG_CANCEL);
+    bad |= save_one(dir, "cancel", &f, NULL, 0);
     ts_blob_key key = {1, 2, 3};
     f = deploy(key, two, 2);
     bad |= save_one(dir, "deploy", &f, two, 2);

@@ -722,7 +722,19 @@ static int workers_equal(ts_master *m, void *arg) {
 
 static void test_k_of_n_straggler(void) {
     cluster c;
-    if (!cluster_start(&c, "inproc", 4, NULL)) {
+    /* workers that do not take CANCEL, so that a freed job's late result
+     * still reaches the master (test_cancel has the ones that do) */
+    ts_worker_opts opts[4];
+    char names[4][8];
+    for (int i = 0; i < 4; i++) {
+        opts[i] = ts_worker_opts_default();
+        snprintf(names[i], sizeof names[i], "w%d", i);
+        opts[i].name = names[i];
+        opts[i].heartbeat_ms = HB_MS;
+        opts[i].liveness = LIVENESS;
+        opts[i].no_cancel = 1;
+    }
+    if (!cluster_start(&c, "inproc", 4, opts)) {
         cluster_stop(&c);
         return;
     }
@@ -789,6 +801,75 @@ static void test_k_of_n_straggler(void) {
     for (int i = 0; i < 4; i++)
         ts_tensor_free(in[i]);
     cluster_stop(&c);
+}
+
+static int cancels_at_least(ts_master *m, void *arg) {
+    ts_master_stats st;
+    ts_master_get_stats(m, &st);
+    return st.cancels_sent >= *(uint64_t *)arg;
+}
+
+/* CANCEL: freeing a job whose straggler has not answered tells that worker
+ * to drop it, which frees its emulated device at once. Worker 3's task
+ * would hold its device for two minutes, longer than DEADLINE: without the
+ * cancel, the job queued behind it on the same worker, and the next job on
+ * all four, could not finish in time. */
+static void test_cancel(void) {
+    cluster c;
+    ts_worker_opts opts[4];
+    ts_worker_stats wst[4];
+    char names[4][8];
+    memset(wst, 0, sizeof wst);
+    for (int i = 0; i < 4; i++) {
+        opts[i] = ts_worker_opts_default();
+        snprintf(names[i], sizeof names[i], "w%d", i);
+        opts[i].name = names[i];
+        opts[i].heartbeat_ms = HB_MS;
+        opts[i].liveness = LIVENESS;
+        opts[i].stats = &wst[i];
+    }
+    if (!cluster_start(&c, "inproc", 4, opts)) {
+        cluster_stop(&c);
+        return;
+    }
+    ts_rng rng;
+    ts_rng_seed(&rng, 5);
+    ts_shape s = ts_shape2(2, 3);
+    ts_tensor *in[4];
+    collect_log la = {.reject_shard = -1}, lq = {.reject_shard = -1}, lb = {.reject_shard = -1};
+    for (int i = 0; i < 4; i++) {
+        in[i] = random_tensor(&s, &rng);
+        la.expect[i] = lq.expect[i] = lb.expect[i] = in[i];
+    }
+    ts_err err = {0};
+    uint32_t slow_ms[4] = {0, 0, 0, 120000};
+    ts_job *ja = submit_echo(&c, 1, in, c.ids, slow_ms, 4);
+    TS_CHECK_OK(ts_master_collect(c.m, ja, 3, DEADLINE, echo_cb, &la, &err), &err);
+    /* a job for the slow worker alone, queued behind its two-minute task */
+    ts_job *jq = submit_echo(&c, 2, &in[3], &c.ids[3], NULL, 1);
+    lq.expect[0] = in[3];
+    ts_master_stats st;
+    ts_master_get_stats(c.m, &st);
+    uint64_t want = st.cancels_sent + 1;
+    ts_master_job_free(c.m, ja);
+    TS_CHECK(poll_until(c.m, cancels_at_least, &want));
+    TS_CHECK_OK(ts_master_collect(c.m, jq, 1, DEADLINE, echo_cb, &lq, &err), &err);
+    TS_CHECK(lq.calls == 1 && lq.bad == 0);
+    ts_master_job_free(c.m, jq);
+    ts_job *jb = submit_echo(&c, 3, in, c.ids, NULL, 4);
+    TS_CHECK_OK(ts_master_collect(c.m, jb, 4, DEADLINE, echo_cb, &lb, &err), &err);
+    TS_CHECK(lb.calls == 4 && lb.bad == 0 && la.bad == 0);
+    ts_master_job_free(c.m, jb);
+    ts_master_get_stats(c.m, &st);
+    TS_CHECK(st.cancels_sent == want); /* finished jobs: nothing to cancel */
+    for (int i = 0; i < 4; i++)
+        ts_tensor_free(in[i]);
+    cluster_stop(&c);
+    uint64_t cancelled = 0, tasks = 0;
+    for (int i = 0; i < 4; i++)
+        cancelled += wst[i].cancelled, tasks += wst[i].tasks;
+    TS_CHECK_MSG(cancelled == 1, "%llu replies cancelled", (unsigned long long)cancelled);
+    TS_CHECK(tasks == 9); /* computed: 4 + 1 + 4, one of them never sent */
 }
 
 /* Workers that vanish mid-job: collection completes from the others, or says
@@ -1569,6 +1650,7 @@ int main(void) {
     TS_RUN(test_gemm_transports);
     TS_RUN(test_conv_transports);
     TS_RUN(test_k_of_n_straggler);
+    TS_RUN(test_cancel);
     TS_RUN(test_worker_loss_inproc);
     TS_RUN(test_worker_loss_tcp);
     TS_RUN(test_emulated_failures);

@@ -57,6 +57,10 @@ typedef enum {
  * holds stored under one more key), so a share that several pipeline lanes
  * deploy is sent and stored once. */
 #define TS_WORKER_CAP_ALIAS (1u << 16)
+/* HELLO caps bit: the worker takes CANCEL (job done: it drops that job's
+ * results it has not sent and gives back the emulated device time they had
+ * not used yet), so a straggler's backlog and memory stay bounded. */
+#define TS_WORKER_CAP_CANCEL (1u << 17)
 
 /* Names a deployed blob on a worker, e.g. (model id, layer, share index). */
 typedef struct {
@@ -187,7 +191,8 @@ ts_status ts_master_collect(ts_master *m, ts_job *job, int k, double timeout_s, 
 /* Accepted results so far, and shards still in flight to live workers. */
 int ts_job_accepted(const ts_job *job);
 int ts_job_in_flight(const ts_job *job);
-/* Forgets the job; its later results are dropped by id. Accepts NULL. */
+/* Forgets the job; its later results are dropped by id. Workers that still
+ * hold shards of it and take CANCEL are told to drop them. Accepts NULL. */
 void ts_master_job_free(ts_master *m, ts_job *job);
 
 /* Counters for tests and benchmarks. */
@@ -203,6 +208,8 @@ typedef struct {
      * worker already held the same content under another key: pipeline
      * lanes), and the bytes those did not send. */
     uint64_t deploy_bytes_sent, deploys_aliased, deploy_bytes_saved;
+    /* CANCELs sent: one per worker that still had shards of a freed job. */
+    uint64_t cancels_sent;
 } ts_master_stats;
 void ts_master_get_stats(const ts_master *m, ts_master_stats *st);
 
@@ -254,14 +261,18 @@ typedef struct {
     const char *curve_dir;
     /* Non-NULL: what the worker did, written when ts_worker_run returns. */
     struct ts_worker_stats *stats;
+    /* 1: do not offer CANCEL in HELLO (as a worker before it: every reply is
+     * sent, and the master drops a finished job's late ones by id). */
+    int no_cancel;
 } ts_worker_opts;
 
 typedef struct ts_worker_stats {
-    uint64_t tasks, task_errors; /* results and errors sent */
+    uint64_t tasks, task_errors; /* results and errors queued (CANCEL may drop some) */
     uint64_t blobs;              /* deploys stored */
     uint64_t aliases;            /* ALIASes stored (a held blob under one more key) */
     uint64_t blob_bytes_peak;    /* most bytes of distinct blobs held at once */
     uint64_t registrations;      /* READYs received (1 + re-registrations) */
+    uint64_t cancelled;          /* task replies dropped by CANCEL before they were sent */
 } ts_worker_stats;
 
 ts_worker_opts ts_worker_opts_default(void);

@@ -437,6 +437,7 @@ static void handle_known(ts_master *m, worker_slot *w, ts_proto_in *in, ts_proto
     case TS_MSG_READY:
     case TS_MSG_DEPLOY:
     case TS_MSG_ALIAS:
+    case TS_MSG_CANCEL:
     case TS_MSG_TASK: {
         char what[64];
         snprintf(what, sizeof what, "a worker may not send %s", ts_msg_type_name(msg->h.type));
@@ -589,6 +590,8 @@ ts_master *ts_master_new(const ts_master_opts *opts, ts_err *err) {
     return m;
 }
 
+static void job_release(ts_master *m, ts_job *job);
+
 void ts_master_free(ts_master *m) {
     if (!m) return;
     if (m->sock) {
@@ -599,8 +602,8 @@ void ts_master_free(ts_master *m) {
         zmq_close(m->sock);
     }
     ts_curve_server_close(&m->curve);
-    while (m->jobs)
-        ts_master_job_free(m, m->jobs);
+    while (m->jobs) /* the socket is closed: no CANCELs */
+        job_release(m, m->jobs);
     if (m->owns_ctx && m->ctx) zmq_ctx_term(m->ctx);
     free(m->deploys);
     for (int i = 0; m->slots && i < m->opts.max_workers; i++)
@@ -1003,8 +1006,33 @@ ts_status ts_master_collect(ts_master *m, ts_job *job, int k, double timeout_s, 
     return s;
 }
 
-void ts_master_job_free(ts_master *m, ts_job *job) {
-    if (!job) return;
+/* Tells each worker still holding shards of a finished job (once, and only
+ * workers that take CANCEL) to drop them: otherwise a straggler computes and
+ * queues results nobody reads, holding its memory, and, emulated, its device
+ * falls further behind with every job. A lost CANCEL only costs that. */
+static void cancel_in_flight(ts_master *m, const ts_job *job) {
+    for (int i = 0; i < job->n_shards; i++) {
+        const shard_rec *r = &job->shards[i];
+        if (r->state != SHARD_SENT) continue;
+        int told = 0;
+        for (int k = 0; k < i && !told; k++)
+            told = job->shards[k].state == SHARD_SENT && job->shards[k].worker == r->worker;
+        worker_slot *w = told ? NULL : find_by_id(m, r->worker);
+        if (!w || !(w->info.caps & TS_WORKER_CAP_CANCEL)) continue;
+        ts_msg_hdr h = {.type = TS_MSG_CANCEL, .job = job->id, .layer = job->layer};
+        ts_proto_frame0 f;
+        ts_proto_begin(&f, &h);
+        TS_ASSERT(ts_proto_end(&f, 0));
+        ts_err e;
+        if (send_to(m, w, &f, NULL, 0, &e) == TS_OK)
+            m->st.cancels_sent++;
+        else
+            ts_log(TS_LOG_DEBUG, "cancel of job %u to worker %u: %s", job->id, r->worker, e.msg);
+    }
+}
+
+/* Unlinks and frees a job without a word to the workers. */
+static void job_release(ts_master *m, ts_job *job) {
     for (ts_job **p = &m->jobs; *p; p = &(*p)->next)
         if (*p == job) {
             *p = job->next;
@@ -1013,4 +1041,10 @@ void ts_master_job_free(ts_master *m, ts_job *job) {
     free_pending(job->pending);
     free(job->shards);
     free(job);
+}
+
+void ts_master_job_free(ts_master *m, ts_job *job) {
+    if (!job) return;
+    cancel_in_flight(m, job);
+    job_release(m, job);
 }

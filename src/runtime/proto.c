@@ -64,7 +64,7 @@ static void get_str(reader *r, char *dst, size_t n) {
 
 const char *ts_msg_type_name(uint32_t type) {
     static const char *names[] = {"?",    "HELLO",  "READY", "HEARTBEAT",  "DEPLOY", "DEPLOYED",
-                                  "TASK", "RESULT", "ERROR", "DISCONNECT", "ALIAS"};
+                                  "TASK", "RESULT", "ERROR", "DISCONNECT", "ALIAS",  "CANCEL"};
     return type <= TS_MSG_TYPE_MAX ? names[type] : "?";
 }
 
@@ -164,7 +164,8 @@ static ts_status fixed_body_len(const ts_msg_hdr *h, const uint8_t *body, size_t
     switch ((ts_msg_type)h->type) {
     case TS_MSG_HELLO: *out = 40 + 2 * TS_PROTO_NAME_BYTES; return TS_OK;
     case TS_MSG_READY: *out = 24; return TS_OK;
-    case TS_MSG_HEARTBEAT: *out = 0; return TS_OK;
+    case TS_MSG_HEARTBEAT:
+    case TS_MSG_CANCEL: *out = 0; return TS_OK;
     case TS_MSG_DEPLOY:
     case TS_MSG_DEPLOYED: *out = 16; return TS_OK;
     case TS_MSG_RESULT: *out = 16; return TS_OK;
@@ -289,7 +290,8 @@ static void decode_body(reader *r, ts_proto_msg *m) {
         (void)get_u32(r);
         m->u.ready.max_frame_bytes = get_u64(r);
         break;
-    case TS_MSG_HEARTBEAT: break;
+    case TS_MSG_HEARTBEAT:
+    case TS_MSG_CANCEL: break;
     case TS_MSG_DEPLOY:
     case TS_MSG_DEPLOYED: m->u.key = get_key(r); break;
     case TS_MSG_ALIAS:

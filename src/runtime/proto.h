@@ -42,7 +42,8 @@ typedef enum {
     TS_MSG_ERROR = 8,      /* worker -> master: task or deploy failed */
     TS_MSG_DISCONNECT = 9, /* both ways */
     TS_MSG_ALIAS = 10,     /* master -> worker: store a blob the worker holds under a new key */
-    TS_MSG_TYPE_MAX = 10
+    TS_MSG_CANCEL = 11,    /* master -> worker: the header's job is done, drop its work */
+    TS_MSG_TYPE_MAX = 11
 } ts_msg_type;
 
 typedef enum {

@@ -5,7 +5,9 @@
  * arrive; real kernels run at once, and the emulated timeline (link in,
  * device, link out; see emul.h) decides when the reply may leave: replies wait
  * in a queue ordered by release time while the loop keeps heartbeating, so an
- * emulated slow device still looks alive. A master silent for `liveness`
+ * emulated slow device still looks alive. A CANCEL from the master (the job
+ * is done) drops that job's queued replies and gives back the device and
+ * link time they had not used yet (cancel_job). A master silent for `liveness`
  * heartbeats is presumed gone: the worker reconnects with a fresh socket and
  * exponential back-off and says HELLO again. */
 #include "runtime/curve.h"
@@ -25,6 +27,12 @@
 typedef struct outmsg {
     struct outmsg *next;
     double release;
+    /* For a task's reply (task = 1): its job and emulated timeline (device
+     * from start to done, then out_s on the outbound link before `release`
+     * minus the latency), which cancel_job reschedules. */
+    int task;
+    uint32_t job;
+    double have, start, done, dev_s, out_s;
     int n;
     ts_proto_data data[TS_RT_MAX_TENSORS];
     ts_proto_frame0 f;
@@ -118,6 +126,8 @@ static outmsg *outmsg_new(const ts_msg_hdr *h) {
     outmsg *m = malloc(sizeof *m);
     if (!m) return NULL;
     m->n = 0;
+    m->task = 0;
+    m->job = h->job;
     ts_proto_begin(&m->f, h);
     return m;
 }
@@ -155,7 +165,9 @@ static ts_status open_socket(worker *w, ts_err *err) {
         return s;
     }
     ts_msg_hdr h = {.type = TS_MSG_HELLO};
-    ts_proto_hello hello = {.caps = TS_TASK_CAPS_ALL | TS_WORKER_CAP_ALIAS,
+    uint32_t caps = TS_TASK_CAPS_ALL | TS_WORKER_CAP_ALIAS;
+    if (!w->o->no_cancel) caps |= TS_WORKER_CAP_CANCEL;
+    ts_proto_hello hello = {.caps = caps,
                             .heartbeat_ms = (uint32_t)w->o->heartbeat_ms,
                             .liveness = (uint32_t)w->o->liveness,
                             .gflops = w->o->gflops,
@@ -205,16 +217,19 @@ static ts_status reconnect(worker *w, double pause_s, ts_err *err) {
 
 /* ---- handling frames from the master ----------------------------------- */
 
-static void reply_error(worker *w, const ts_msg_hdr *in, double release, ts_status code,
-                        const char *msg) {
+/* Queues an ERROR answering `in`; returns it (still owned by the queue), or
+ * NULL when out of memory. */
+static outmsg *reply_error(worker *w, const ts_msg_hdr *in, double release, ts_status code,
+                           const char *msg) {
     ts_msg_hdr h = *in;
     h.type = TS_MSG_ERROR;
     outmsg *m = outmsg_new(&h);
-    if (!m) return;
+    if (!m) return NULL;
     ts_proto_put_error(&m->f, (uint32_t)code, msg);
     TS_ASSERT(ts_proto_end(&m->f, 0));
     m->release = release;
     queue_push(w, m);
+    return m;
 }
 
 static void note_store_bytes(worker *w) {
@@ -281,7 +296,13 @@ static void handle_task(worker *w, ts_proto_msg *msg, size_t in_bytes, double no
     double real_s = ts_now() - t0;
     if (s != TS_OK) {
         w->st.task_errors++;
-        reply_error(w, &msg->h, ts_emul_outbound(&w->link, have, 64, link_slow), s, e.msg);
+        outmsg *m =
+            reply_error(w, &msg->h, ts_emul_outbound(&w->link, have, 64, link_slow), s, e.msg);
+        if (m) { /* a task's reply, without device time: CANCEL drops it too */
+            m->task = 1;
+            m->have = m->start = m->done = have, m->dev_s = 0;
+            m->out_s = ts_emul_xfer_s(&w->link, 64) * link_slow;
+        }
         return;
     }
     double dev_s = device_time(w, &msg->u.task, flops, real_s) * slow;
@@ -308,8 +329,51 @@ static void handle_task(worker *w, ts_proto_msg *msg, size_t in_bytes, double no
     m->n = n_outs;
     TS_ASSERT(ts_proto_end(&m->f, (uint32_t)n_outs));
     m->release = ts_emul_outbound(&w->link, done, bytes + m->f.len, link_slow);
+    m->task = 1;
+    m->have = have, m->start = start, m->done = done, m->dev_s = dev_s;
+    m->out_s = ts_emul_xfer_s(&w->link, bytes + m->f.len) * link_slow;
     w->st.tasks++;
     queue_push(w, m);
+}
+
+/* CANCEL: the master has what it needs of `job`. Its replies still queued
+ * are dropped (their buffers freed), and the timeline of the replies kept
+ * is replayed from `now` without them: a reply whose device work had not
+ * started starts once the device is free of the kept work before it, so a
+ * straggler stops falling further behind with every job it cannot finish in
+ * time (its results, late anyway, held memory and its device). Work already
+ * on the device or the link stays where it is; a cancelled task that was
+ * running frees the device at `now`. */
+static void cancel_job(worker *w, uint32_t job, double now) {
+    double dev_free = now, link_free = now, last_release = 0;
+    outmsg **link = &w->q_head, *tail = NULL;
+    while (*link) {
+        outmsg *m = *link;
+        if (m->task && m->job == job) {
+            *link = m->next;
+            outmsg_free(m);
+            w->st.cancelled++;
+            continue;
+        }
+        double latency = w->link.latency_s;
+        if (m->task && m->start > now) { /* not begun: replay it */
+            m->start = m->have > dev_free ? m->have : dev_free;
+            m->done = m->start + m->dev_s;
+            double tx = m->done > link_free ? m->done : link_free;
+            m->release = tx + m->out_s + latency;
+        }
+        if (m->task) {
+            if (m->done > dev_free) dev_free = m->done;
+            if (m->release - latency > link_free) link_free = m->release - latency;
+        }
+        if (m->release < last_release) m->release = last_release; /* stays ordered */
+        last_release = m->release;
+        tail = m;
+        link = &m->next;
+    }
+    w->q_tail = tail;
+    if (dev_free < w->dev_free) w->dev_free = dev_free;
+    if (link_free < w->link.out_free) w->link.out_free = link_free;
 }
 
 typedef enum { ACT_NONE, ACT_RECONNECT, ACT_BACKOFF, ACT_SHUTDOWN } action;
@@ -339,6 +403,7 @@ static action handle_frame(worker *w, ts_proto_in *in, double now) {
     case TS_MSG_DEPLOY: handle_deploy(w, in, &msg, now); return ACT_NONE;
     case TS_MSG_ALIAS: handle_alias(w, &msg, in->total_bytes, now); return ACT_NONE;
     case TS_MSG_TASK: handle_task(w, &msg, in->total_bytes, now); return ACT_NONE;
+    case TS_MSG_CANCEL: cancel_job(w, msg.h.job, now); return ACT_NONE;
     case TS_MSG_DISCONNECT:
         if (msg.u.disc_reason == TS_DISC_SHUTDOWN)
             return w->o->exit_on_shutdown ? ACT_SHUTDOWN : ACT_BACKOFF;
