@@ -17,6 +17,7 @@ PACKAGES=(
   python3-onnx             # onnx.checker for saved models (tests)
   python3-zmq              # rogue peers in the multi-process system tests
   valgrind                 # tests/valgrind_linalg.c: OpenBLAS over-reads that ASan cannot see
+  time                     # /usr/bin/time -v: peak RSS in bench/cancel_ab.sh
 )
 # Optional: the benchmark's PyTorch peer. Large; installed only on request.
 if [[ "${TESSERA_WITH_TORCH:-0}" == 1 ]]; then PACKAGES+=(python3-torch); fi
