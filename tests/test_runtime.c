@@ -720,20 +720,27 @@ static int workers_equal(ts_master *m, void *arg) {
     return ts_master_workers(m, NULL, 0) == *(int *)arg;
 }
 
+/* Default options for n workers named w0, w1, ... with the tests' heartbeat,
+ * for cluster_start (which fills in the master's URL). */
+static void named_opts(ts_worker_opts *opts, char (*names)[8], int n) {
+    for (int i = 0; i < n; i++) {
+        opts[i] = ts_worker_opts_default();
+        snprintf(names[i], sizeof names[i], "w%d", i);
+        opts[i].name = names[i];
+        opts[i].heartbeat_ms = HB_MS;
+        opts[i].liveness = LIVENESS;
+    }
+}
+
 static void test_k_of_n_straggler(void) {
     cluster c;
     /* workers that do not take CANCEL, so that a freed job's late result
      * still reaches the master (test_cancel has the ones that do) */
     ts_worker_opts opts[4];
     char names[4][8];
-    for (int i = 0; i < 4; i++) {
-        opts[i] = ts_worker_opts_default();
-        snprintf(names[i], sizeof names[i], "w%d", i);
-        opts[i].name = names[i];
-        opts[i].heartbeat_ms = HB_MS;
-        opts[i].liveness = LIVENESS;
+    named_opts(opts, names, 4);
+    for (int i = 0; i < 4; i++)
         opts[i].no_cancel = 1;
-    }
     if (!cluster_start(&c, "inproc", 4, opts)) {
         cluster_stop(&c);
         return;
@@ -820,14 +827,9 @@ static void test_cancel(void) {
     ts_worker_stats wst[4];
     char names[4][8];
     memset(wst, 0, sizeof wst);
-    for (int i = 0; i < 4; i++) {
-        opts[i] = ts_worker_opts_default();
-        snprintf(names[i], sizeof names[i], "w%d", i);
-        opts[i].name = names[i];
-        opts[i].heartbeat_ms = HB_MS;
-        opts[i].liveness = LIVENESS;
+    named_opts(opts, names, 4);
+    for (int i = 0; i < 4; i++)
         opts[i].stats = &wst[i];
-    }
     if (!cluster_start(&c, "inproc", 4, opts)) {
         cluster_stop(&c);
         return;
