@@ -722,7 +722,7 @@ static int workers_equal(ts_master *m, void *arg) {
 
 /* Default options for n workers named w0, w1, ... with the tests' heartbeat,
  * for cluster_start (which fills in the master's URL). */
-static void named_opts(ts_worker_opts *opts, char (*names)[8], int n) {
+static void named_opts(ts_worker_opts *opts, char (*names)[16], int n) {
     for (int i = 0; i < n; i++) {
         opts[i] = ts_worker_opts_default();
         snprintf(names[i], sizeof names[i], "w%d", i);
@@ -737,7 +737,7 @@ static void test_k_of_n_straggler(void) {
     /* workers that do not take CANCEL, so that a freed job's late result
      * still reaches the master (test_cancel has the ones that do) */
     ts_worker_opts opts[4];
-    char names[4][8];
+    char names[4][16];
     named_opts(opts, names, 4);
     for (int i = 0; i < 4; i++)
         opts[i].no_cancel = 1;
@@ -825,7 +825,7 @@ static void test_cancel(void) {
     cluster c;
     ts_worker_opts opts[4];
     ts_worker_stats wst[4];
-    char names[4][8];
+    char names[4][16];
     memset(wst, 0, sizeof wst);
     named_opts(opts, names, 4);
     for (int i = 0; i < 4; i++)
