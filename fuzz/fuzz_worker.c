@@ -4,8 +4,10 @@
  * the stored blobs and the task's input frames (ts_task_run). The input is a
  * sequence of messages, each a 2-byte little-endian length and that many
  * bytes in fuzz_frames.h's format; one blob store lives through the
- * sequence, as in a worker. Whatever a master sends, the worker must answer
- * with a result or an error. */
+ * sequence, as in a worker. Whatever a master sends must give a result or
+ * an error status, never a crash, a leak or undefined behaviour (this target
+ * checks the latter under ASan/UBSan; the answers themselves are not
+ * compared with anything). */
 #include <stddef.h>
 #include <stdint.h>
 

@@ -346,16 +346,16 @@ static void handle_task(worker *w, ts_proto_msg *msg, size_t in_bytes, double no
  * running frees the device at `now`. */
 static void cancel_job(worker *w, uint32_t job, double now) {
     double dev_free = now, link_free = now, last_release = 0;
-    outmsg **link = &w->q_head, *tail = NULL;
-    while (*link) {
-        outmsg *m = *link;
+    double latency = w->link.latency_s;
+    outmsg **at = &w->q_head, *tail = NULL;
+    while (*at) {
+        outmsg *m = *at;
         if (m->task && m->job == job) {
-            *link = m->next;
+            *at = m->next;
             outmsg_free(m);
             w->st.cancelled++;
             continue;
         }
-        double latency = w->link.latency_s;
         if (m->task && m->start > now) { /* not begun: replay it */
             m->start = m->have > dev_free ? m->have : dev_free;
             m->done = m->start + m->dev_s;
@@ -369,7 +369,7 @@ static void cancel_job(worker *w, uint32_t job, double now) {
         if (m->release < last_release) m->release = last_release; /* stays ordered */
         last_release = m->release;
         tail = m;
-        link = &m->next;
+        at = &m->next;
     }
     w->q_tail = tail;
     if (dev_free < w->dev_free) w->dev_free = dev_free;
